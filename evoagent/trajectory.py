@@ -1,0 +1,82 @@
+"""The data model shared by environments, policies, operators and the store.
+
+Records are frozen: whatever reads them (the store, an operator, a test) can
+keep a reference without fearing a later mutation. A trajectory's identity is
+a content hash of its task and actions, so the same chain of actions found
+twice is one trajectory.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark instance. ``gold`` is for scoring only; policies never see it."""
+
+    task_id: str
+    env: str
+    question: str
+    db: str = ""
+    hardness: str = ""
+    gold: str = field(default="", repr=False)
+    schema: dict[str, list[str]] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action and what the environment answered."""
+
+    idx: int
+    action: str
+    observation: str
+    reward: float
+    thought: str = ""
+    valid: bool = True
+    process_reward: float | None = None
+
+
+def trajectory_id(task_id: str, actions: list[str] | tuple[str, ...]) -> str:
+    """Content hash of a task and its action sequence (32 hex chars)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(task_id.encode())
+    for a in actions:
+        h.update(b"\x00")
+        h.update(a.encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A whole episode on one task, plus where it came from."""
+
+    task_id: str
+    steps: tuple[Step, ...]
+    outcome_reward: float
+    source: str
+    generation: int | None = None
+    operator: str | None = None
+    parents: tuple[str, ...] = ()
+    seed: int | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(s.action for s in self.steps)
+
+    @property
+    def traj_id(self) -> str:
+        return trajectory_id(self.task_id, self.actions)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+    @property
+    def solved(self) -> bool:
+        return self.outcome_reward >= 1.0
