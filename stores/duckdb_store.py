@@ -1,0 +1,264 @@
+"""The writable store: one DuckDB file (or ``:memory:``), one owning process."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from evoagent.trajectory import Task
+from stores.base import ItemResult, Store, StoreError, WorkItem
+from stores.batch import TrajectoryBatch
+from stores.schema import SCHEMA_VERSION, create_views, current_version, migrate
+from stores.snapshot import SnapshotWriter, snapshot_dir
+
+_PLAN_SCHEMA = pa.schema([
+    ("generation", pa.int32()), ("item_id", pa.int32()), ("operator", pa.string()),
+    ("task_id", pa.string()), ("parents", pa.list_(pa.string())), ("seed", pa.int64()),
+])
+_RESULT_SCHEMA = pa.schema([
+    ("generation", pa.int32()), ("item_id", pa.int32()), ("status", pa.string()),
+    ("traj_id", pa.string()), ("error", pa.string()), ("env_steps", pa.int32()),
+    ("seconds", pa.float64()),
+])
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"store {path} is open for writing in another process; "
+                f"read it with: evoagent sql {path} \"SELECT ...\""
+            ) from None
+        raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+
+
+class DuckDBStore(Store):
+    """A DuckDB-file store. Thread-safe: one lock serialises all statements.
+
+    Opening creates the file and applies migrations when it is new; an older
+    schema is refused with the command that upgrades it (``evoagent migrate``).
+    """
+
+    def __init__(self, path: str | Path, *, upgrade: bool = False, snapshot_every_s: float = 5.0):
+        self.path = str(path)
+        self.read_only = False
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = _connect(self.path)
+        self._lock = threading.RLock()
+        version = current_version(self._con)
+        if version == 0 or upgrade:
+            migrate(self._con)
+        elif version < SCHEMA_VERSION:
+            self._con.close()
+            raise StoreError(
+                f"store {self.path} has schema v{version}, this evoagent needs v{SCHEMA_VERSION}; "
+                f"upgrade it with: evoagent migrate {self.path}"
+            )
+        elif version > SCHEMA_VERSION:
+            self._con.close()
+            raise StoreError(
+                f"store {self.path} has schema v{version}, newer than this evoagent "
+                f"(v{SCHEMA_VERSION}); upgrade evoagent"
+            )
+        create_views(self._con)
+        self._snap = (
+            None if self.path == ":memory:"
+            else SnapshotWriter(snapshot_dir(self.path), every_s=snapshot_every_s)
+        )
+
+    # -- reads --------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        with self._lock:
+            try:
+                return self._con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreError(f"query failed: {str(exc).splitlines()[0]}") from None
+
+    # -- writes -------------------------------------------------------------
+    def _transaction(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                out = fn(*args)
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            return out
+
+    def put_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._con.execute("INSERT INTO raw.meta (key, value) VALUES (?, ?)", [key, value])
+
+    def add_tasks(self, tasks: Sequence[Task]) -> int:
+        table = pa.table({
+            "task_id": [t.task_id for t in tasks], "env": [t.env for t in tasks],
+            "db": [t.db for t in tasks], "hardness": [t.hardness for t in tasks],
+            "question": [t.question for t in tasks],
+        })
+
+        def run() -> int:
+            self._con.register("_new_tasks", table)
+            try:
+                return self._con.execute(
+                    "INSERT INTO raw.tasks SELECT n.* FROM _new_tasks n "
+                    "ANTI JOIN raw.tasks t USING (task_id)"
+                ).fetchone()[0]
+            finally:
+                self._con.unregister("_new_tasks")
+        return self._transaction(run)
+
+    def _append(self, batch: TrajectoryBatch) -> int:
+        """Insert a batch inside the caller's transaction; dedupe on (traj_id, source)."""
+        con = self._con
+        con.register("_b_traj", batch.trajectories)
+        con.register("_b_steps", batch.steps)
+        con.register("_b_lineage", batch.lineage)
+        con.register("_b_rewards", batch.rewards)
+        try:
+            # Trajectories whose steps are not stored yet (steps are shared by all sources).
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _fresh AS SELECT DISTINCT b.traj_id FROM _b_traj b "
+                "ANTI JOIN raw.trajectories t USING (traj_id)"
+            )
+            n = con.execute(
+                "INSERT INTO raw.trajectories SELECT b.* FROM "
+                "(SELECT * FROM _b_traj QUALIFY row_number() OVER (PARTITION BY traj_id, source) = 1) b "
+                "ANTI JOIN raw.trajectories t USING (traj_id, source)"
+            ).fetchone()[0]
+            con.execute(
+                "INSERT INTO raw.steps SELECT s.* FROM _b_steps s SEMI JOIN _fresh f USING (traj_id) "
+                "QUALIFY row_number() OVER (PARTITION BY s.traj_id, s.idx) = 1"
+            )
+            if batch.lineage.num_rows:
+                con.execute("INSERT INTO raw.lineage SELECT * FROM _b_lineage")
+            if batch.rewards.num_rows:
+                con.execute(
+                    "INSERT INTO raw.rewards SELECT r.* FROM _b_rewards r "
+                    "ANTI JOIN raw.rewards o USING (traj_id, reward_source)"
+                )
+            return int(n)
+        finally:
+            for name in ("_b_traj", "_b_steps", "_b_lineage", "_b_rewards"):
+                con.unregister(name)
+
+    def write(self, batch: TrajectoryBatch) -> int:
+        n = self._transaction(self._append, batch)
+        self._maybe_snapshot()
+        return n
+
+    def plan_generation(self, generation: int, items: Sequence[WorkItem]) -> None:
+        plan = pa.table({
+            "generation": [i.generation for i in items], "item_id": [i.item_id for i in items],
+            "operator": [i.operator for i in items], "task_id": [i.task_id for i in items],
+            "parents": [list(i.parents) for i in items], "seed": [i.seed for i in items],
+        }, schema=_PLAN_SCHEMA)
+
+        def run() -> None:
+            if self._con.execute(
+                "SELECT count(*) FROM raw.work_plan WHERE generation = ?", [generation]
+            ).fetchone()[0]:
+                raise StoreError(f"generation {generation} is already planned")
+            self._con.execute(
+                "INSERT INTO raw.generation_events (generation, status, event_at, n_items) "
+                "VALUES (?, 'planned', current_timestamp, ?)", [generation, len(items)]
+            )
+            self._con.register("_plan", plan)
+            try:
+                self._con.execute("INSERT INTO raw.work_plan SELECT * FROM _plan")
+            finally:
+                self._con.unregister("_plan")
+        self._transaction(run)
+        self._maybe_snapshot()
+
+    def commit_items(self, results: Sequence[ItemResult], campaign: str) -> int:
+        if not results:
+            return 0
+        done = [r for r in results if r.trajectory is not None]
+        batch = TrajectoryBatch.from_trajectories(
+            [r.trajectory for r in done], campaign=campaign, item_ids=[r.item.item_id for r in done]
+        )
+        res = pa.table({
+            "generation": [r.item.generation for r in results],
+            "item_id": [r.item.item_id for r in results],
+            "status": [r.status for r in results],
+            "traj_id": [r.trajectory.traj_id if r.trajectory else None for r in results],
+            "error": [r.error for r in results],
+            "env_steps": [r.env_steps for r in results],
+            "seconds": [r.seconds for r in results],
+        }, schema=_RESULT_SCHEMA)
+
+        def run() -> int:
+            self._con.register("_res", res)
+            try:
+                dup = self._con.execute(
+                    "SELECT count(*) FROM _res SEMI JOIN raw.work_results USING (generation, item_id)"
+                ).fetchone()[0]
+                if dup:
+                    raise StoreError(f"{dup} work item(s) already committed; refusing to commit twice")
+                self._con.execute(
+                    "INSERT INTO raw.work_results SELECT *, current_timestamp FROM _res"
+                )
+            finally:
+                self._con.unregister("_res")
+            return self._append(batch)
+        n = self._transaction(run)
+        self._maybe_snapshot()
+        return n
+
+    def commit_generation(
+        self, generation: int, population: Sequence[tuple[str, str, int]], stats: dict[str, Any]
+    ) -> None:
+        pop = pa.table({
+            "generation": pa.array([generation] * len(population), pa.int32()),
+            "task_id": [p[0] for p in population], "traj_id": [p[1] for p in population],
+            "rank": pa.array([p[2] for p in population], pa.int32()),
+        })
+
+        def run() -> None:
+            if self._con.execute(
+                "SELECT count(*) FROM raw.generation_events WHERE generation = ? AND status = 'committed'",
+                [generation],
+            ).fetchone()[0]:
+                raise StoreError(f"generation {generation} is already committed")
+            self._con.register("_pop", pop)
+            try:
+                self._con.execute("INSERT INTO raw.population SELECT * FROM _pop")
+            finally:
+                self._con.unregister("_pop")
+            self._con.execute(
+                "INSERT INTO raw.generation_events (generation, status, event_at, n_items, stats) "
+                "VALUES (?, 'committed', current_timestamp, NULL, ?)",
+                [generation, json.dumps(stats, sort_keys=True)],
+            )
+        self._transaction(run)
+        self.snapshot()
+
+    # -- snapshots and lifetime ---------------------------------------------
+    def _maybe_snapshot(self) -> None:
+        if self._snap is not None and self._snap.due():
+            self.snapshot()
+
+    def snapshot(self) -> None:
+        if self._snap is None:
+            return
+        with self._lock:
+            self._snap.publish(self._con)
+
+    def close(self) -> None:
+        if self._con is None:
+            return
+        try:
+            self.snapshot()
+        finally:
+            with self._lock:
+                self._con.close()
+                self._con = None  # type: ignore[assignment]

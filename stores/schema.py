@@ -1,0 +1,147 @@
+"""The store's schema: raw tables, stable views and forward migrations, in one place.
+
+Raw tables live in the ``raw`` schema and are append-only (the journal design:
+a fact, once committed, is never rewritten), which is what lets Parquet
+snapshots be incremental. Users query the views in ``main``; their columns are
+the stable contract documented in the README, while raw tables may change
+between schema versions through the migrations below.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+# Raw tables: name -> column DDL. Order matters only for readability.
+RAW_TABLES: dict[str, str] = {
+    "meta": "key VARCHAR, value VARCHAR, written_at TIMESTAMP DEFAULT current_timestamp",
+    "migrations": "name VARCHAR, version INTEGER, applied_at TIMESTAMP DEFAULT current_timestamp",
+    "tasks": "task_id VARCHAR, env VARCHAR, db VARCHAR, hardness VARCHAR, question VARCHAR",
+    "trajectories": (
+        "traj_id VARCHAR, source VARCHAR, task_id VARCHAR, campaign VARCHAR, generation INTEGER, "
+        "operator VARCHAR, item_id INTEGER, seed BIGINT, outcome_reward DOUBLE, n_steps INTEGER, "
+        "cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT, created_at TIMESTAMP"
+    ),
+    "steps": (
+        "traj_id VARCHAR, idx INTEGER, thought VARCHAR, action VARCHAR, observation VARCHAR, "
+        "reward DOUBLE, valid BOOLEAN, process_reward DOUBLE"
+    ),
+    "lineage": "child_id VARCHAR, parent_id VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER",
+    "rewards": "traj_id VARCHAR, reward_source VARCHAR, value DOUBLE, step_idx INTEGER",
+    # The campaign journal (see evoagent/loop.py).
+    "generation_events": (
+        "generation INTEGER, status VARCHAR, event_at TIMESTAMP, n_items INTEGER, stats VARCHAR"
+    ),
+    "work_plan": (
+        "generation INTEGER, item_id INTEGER, operator VARCHAR, task_id VARCHAR, "
+        "parents VARCHAR[], seed BIGINT"
+    ),
+    "work_results": (
+        "generation INTEGER, item_id INTEGER, status VARCHAR, traj_id VARCHAR, error VARCHAR, "
+        "env_steps INTEGER, seconds DOUBLE, finished_at TIMESTAMP"
+    ),
+    "population": "generation INTEGER, task_id VARCHAR, traj_id VARCHAR, rank INTEGER",
+}
+
+# Tables whose rows can be keyed for dedupe on insert (journal rows are unique by construction).
+TRAJECTORY_KEY = ("traj_id", "source")
+
+# Stable views. Each is written against raw.<table>, so the same text serves a
+# live DuckDB file and a Parquet snapshot (where raw.<table> is a view over files).
+VIEWS: dict[str, str] = {
+    "tasks": "SELECT task_id, env, db, hardness, question FROM raw.tasks",
+    "trajectories": (
+        "SELECT traj_id, task_id, source, campaign, generation, operator, outcome_reward, "
+        "n_steps, cost_usd, input_tokens, output_tokens, seed, item_id, "
+        "outcome_reward >= 1.0 AS solved, created_at FROM raw.trajectories"
+    ),
+    "steps": (
+        "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
+        "FROM raw.steps"
+    ),
+    "lineage": "SELECT child_id, parent_id, operator, generation, item_id FROM raw.lineage",
+    "rewards": "SELECT traj_id, reward_source, value, step_idx FROM raw.rewards",
+    "work_items": (
+        "SELECT p.generation, p.item_id, p.operator, p.task_id, p.parents, p.seed, "
+        "coalesce(r.status, 'pending') AS status, r.traj_id, r.error, r.env_steps, r.seconds, "
+        "r.finished_at FROM raw.work_plan p LEFT JOIN raw.work_results r "
+        "USING (generation, item_id)"
+    ),
+    "generations": (
+        "WITH ev AS (SELECT generation, "
+        "min(event_at) FILTER (WHERE status = 'planned') AS started_at, "
+        "max(event_at) FILTER (WHERE status = 'committed') AS committed_at, "
+        "max(n_items) AS n_items, "
+        "max(stats) FILTER (WHERE status = 'committed') AS stats "
+        "FROM raw.generation_events GROUP BY generation) "
+        "SELECT generation, CASE WHEN committed_at IS NULL THEN 'running' ELSE 'committed' END "
+        "AS status, started_at, committed_at, n_items, "
+        "CAST(json_extract(stats, '$.max') AS DOUBLE) AS best_reward, "
+        "CAST(json_extract(stats, '$.avg') AS DOUBLE) AS mean_reward, "
+        "CAST(json_extract(stats, '$.min') AS DOUBLE) AS min_reward, "
+        "CAST(json_extract(stats, '$.std') AS DOUBLE) AS std_reward, "
+        "CAST(json_extract(stats, '$.success_rate') AS DOUBLE) AS success_rate, "
+        "CAST(json_extract(stats, '$.nevals') AS INTEGER) AS nevals, "
+        "CAST(json_extract(stats, '$.env_steps') AS BIGINT) AS env_steps, "
+        "stats FROM ev"
+    ),
+    "population": "SELECT generation, task_id, traj_id, rank FROM raw.population",
+}
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create the stable views in ``main``; cheap, done at every open."""
+    for name, body in VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS {body}")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step of the schema, applied in one transaction and recorded."""
+
+    name: str
+    version: int
+    apply: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def _initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for name, cols in RAW_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+
+
+MIGRATIONS: list[Migration] = [Migration("0001_initial", 1, _initial)]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version recorded in the file (0 for an empty database)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'raw' AND table_name = 'migrations'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT max(version) FROM raw.migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration newer than the file's version; returns their names."""
+    done = current_version(con)
+    applied = []
+    for m in MIGRATIONS:
+        if m.version <= done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            m.apply(con)
+            con.execute("INSERT INTO raw.migrations (name, version) VALUES (?, ?)", [m.name, m.version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(m.name)
+    return applied
