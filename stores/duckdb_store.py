@@ -111,7 +111,7 @@ class DuckDBStore(Store):
                 return self._con.execute(
                     "INSERT INTO raw.tasks SELECT n.* FROM _new_tasks n "
                     "ANTI JOIN raw.tasks t USING (task_id)"
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             finally:
                 self._con.unregister("_new_tasks")
         return self._transaction(run)
@@ -133,7 +133,7 @@ class DuckDBStore(Store):
                 "INSERT INTO raw.trajectories SELECT b.* FROM "
                 "(SELECT * FROM _b_traj QUALIFY row_number() OVER (PARTITION BY traj_id, source) = 1) b "
                 "ANTI JOIN raw.trajectories t USING (traj_id, source)"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             con.execute(
                 "INSERT INTO raw.steps SELECT s.* FROM _b_steps s SEMI JOIN _fresh f USING (traj_id) "
                 "QUALIFY row_number() OVER (PARTITION BY s.traj_id, s.idx) = 1"
@@ -165,7 +165,7 @@ class DuckDBStore(Store):
         def run() -> None:
             if self._con.execute(
                 "SELECT count(*) FROM raw.work_plan WHERE generation = ?", [generation]
-            ).fetchone()[0]:
+            ).fetchall()[0][0]:
                 raise StoreError(f"generation {generation} is already planned")
             self._con.execute(
                 "INSERT INTO raw.generation_events (generation, status, event_at, n_items) "
@@ -201,7 +201,7 @@ class DuckDBStore(Store):
             try:
                 dup = self._con.execute(
                     "SELECT count(*) FROM _res SEMI JOIN raw.work_results USING (generation, item_id)"
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 if dup:
                     raise StoreError(f"{dup} work item(s) already committed; refusing to commit twice")
                 self._con.execute(
@@ -227,7 +227,7 @@ class DuckDBStore(Store):
             if self._con.execute(
                 "SELECT count(*) FROM raw.generation_events WHERE generation = ? AND status = 'committed'",
                 [generation],
-            ).fetchone()[0]:
+            ).fetchall()[0][0]:
                 raise StoreError(f"generation {generation} is already committed")
             self._con.register("_pop", pop)
             try:

@@ -121,10 +121,10 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'raw' AND table_name = 'migrations'"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return 0
-    row = con.execute("SELECT max(version) FROM raw.migrations").fetchone()
+    row = con.execute("SELECT max(version) FROM raw.migrations").fetchall()[0]
     return int(row[0] or 0)
 
 

@@ -62,7 +62,7 @@ class SnapshotWriter:
         try:
             for name in RAW_TABLES:
                 entry = tables.setdefault(name, {"max_rowid": -1, "parts": []})
-                top = con.execute(f"SELECT max(rowid) FROM raw.{name}").fetchone()[0]
+                top = con.execute(f"SELECT max(rowid) FROM raw.{name}").fetchall()[0][0]
                 if top is None or top <= entry["max_rowid"]:
                     continue
                 rel = f"raw/{name}/part-{seq:08d}.parquet"

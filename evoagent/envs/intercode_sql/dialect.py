@@ -12,8 +12,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import logging
+
 import sqlglot
 from sqlglot import exp
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 DIALECTS = ("mysql", "duckdb")
 
@@ -71,8 +75,39 @@ def _admin(sql: str) -> Plan | None:
     return None
 
 
+_CLAUSE_RANK = {"WHERE": 1, "GROUP_BY": 2, "HAVING": 3, "ORDER_BY": 4, "LIMIT": 5}
+_RESET = {"SELECT", "UNION", "INTERSECT", "EXCEPT"}
+
+
+def clause_order_ok(sql: str) -> bool:
+    """MySQL's grammar fixes WHERE < GROUP BY < HAVING < ORDER BY < LIMIT; sqlglot forgives
+    a misplaced clause, MySQL did not, so such text must stay a syntax error."""
+    try:
+        tokens = sqlglot.tokenize(sql, read="mysql")
+    except sqlglot.errors.SqlglotError:
+        return True
+    stack = [0]
+    for tok in tokens:
+        word = tok.token_type.name
+        if word == "L_PAREN":
+            stack.append(0)
+        elif word == "R_PAREN":
+            if len(stack) > 1:
+                stack.pop()
+        elif word in _RESET:
+            stack[-1] = 0
+        elif word in _CLAUSE_RANK:
+            rank = _CLAUSE_RANK[word]
+            if rank <= stack[-1]:
+                return False
+            stack[-1] = rank
+    return True
+
+
 @lru_cache(maxsize=65536)
 def _translate(sql: str) -> str:
+    if not clause_order_ok(sql):
+        return "SELECT * FROM __mysql_syntax_error__ WHERE"  # DuckDB reports a syntax error
     try:
         trees = sqlglot.parse(sql, read="mysql")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
@@ -86,6 +121,61 @@ def _translate(sql: str) -> str:
 def _fix_tree(tree: exp.Expression) -> exp.Expression:
     """MySQL semantics sqlglot leaves alone."""
     return tree
+
+
+NUMERIC_MACRO = (
+    "CREATE OR REPLACE TEMP MACRO mysql_num(x) AS CASE WHEN x IS NULL THEN NULL ELSE COALESCE("
+    "TRY_CAST(x AS DOUBLE), TRY_CAST(regexp_extract(CAST(x AS VARCHAR), "
+    "'^\\s*([-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?)', 1) AS DOUBLE), 0.0) END"
+)
+_CMP = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def _is_num_literal(e: exp.Expression) -> bool:
+    if isinstance(e, exp.Neg):
+        e = e.this
+    return isinstance(e, exp.Literal) and not e.is_string
+
+
+@lru_cache(maxsize=8192)
+def numeric_coercion(sql: str) -> str | None:
+    """MySQL compares/sums text as numbers: wrap text-vs-number operands in ``mysql_num``.
+
+    Used only after DuckDB refused the plain translation with a type error, so
+    ordinary queries keep their exact types."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return None
+    changed = False
+    wrap = lambda e: exp.Anonymous(this="mysql_num", expressions=[e.copy()])  # noqa: E731
+    for node in list(tree.find_all(*_CMP, exp.Between, exp.In)):
+        if isinstance(node, _CMP):
+            left, right = node.this, node.expression
+            if _is_num_literal(right) and not _is_num_literal(left):
+                node.set("this", wrap(left))
+                changed = True
+            elif _is_num_literal(left) and not _is_num_literal(right):
+                node.set("expression", wrap(right))
+                changed = True
+            elif isinstance(left, exp.Column) and isinstance(right, exp.Literal) and right.is_string:
+                node.set("expression", wrap(right))
+                changed = True
+            elif isinstance(left, exp.Column) and isinstance(right, exp.Subquery):
+                node.set("this", wrap(left))
+                changed = True
+        elif isinstance(node, exp.Between) and _is_num_literal(node.args.get("low")):
+            node.set("this", wrap(node.this))
+            changed = True
+        elif isinstance(node, exp.In) and node.expressions and all(map(_is_num_literal, node.expressions)):
+            node.set("this", wrap(node.this))
+            changed = True
+    for node in list(tree.find_all(exp.Avg, exp.Sum)):
+        arg = node.this
+        if isinstance(arg, exp.Column) or (isinstance(arg, exp.Distinct) is False and arg.find(exp.Column)):
+            node.set("this", wrap(arg))
+            changed = True
+    return tree.sql(dialect="duckdb") if changed else None
 
 
 @lru_cache(maxsize=65536)

@@ -1,0 +1,206 @@
+"""The ``evoagent`` command: each command opens a store, makes one library call, prints.
+
+User mistakes (missing file, bad format, bad SQL, bad campaign key) are one
+line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from evoagent.errors import UserError
+
+EXAMPLE = "\b\nExample:\n"
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="evoagent")
+def main() -> None:
+    """Evolve populations of LLM-agent trajectories; the population is a DuckDB store you query with SQL."""
+
+
+# -- data in ---------------------------------------------------------------
+@main.group(name="import")
+def import_() -> None:
+    """Import recorded agent runs into a store."""
+
+
+@import_.command(name="intercode", epilog=EXAMPLE + "  evoagent import intercode --bundled --store runs/recorded.duckdb\n"
+                 "  evoagent import intercode my_model_multiturn_10.json --store runs/recorded.duckdb")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", required=True, help="Store file (created if missing).")
+@click.option("--bundled", is_flag=True, help="Also import the recorded GPT-4, GPT-3.5 and human runs shipped with evoagent.")
+@_one_line_errors
+def import_intercode(files: tuple[str, ...], store_path: str, bundled: bool) -> None:
+    """Import InterCode-SQL trajectory files (InterCode's JSON, optionally gzipped)."""
+    from evoagent.envs.intercode_sql.data import bundled_runs, load_recorded, load_tasks
+    from stores import DuckDBStore, TrajectoryBatch
+
+    paths = [Path(f) for f in files] + (sorted(bundled_runs().values()) if bundled else [])
+    if not paths:
+        raise UserError("give one or more FILES, or --bundled")
+    loaded = [(p, load_recorded(p)) for p in paths]  # parse everything before writing anything
+    with DuckDBStore(store_path) as store:
+        store.add_tasks(load_tasks())
+        for p, trajs in loaded:
+            n = store.write(TrajectoryBatch.from_trajectories(trajs, campaign="import", reward_source="recorded"))
+            click.echo(f"{p.name}: {len(trajs)} trajectories ({n} new), {sum(t.n_steps for t in trajs)} steps")
+
+
+@main.group()
+def replay() -> None:
+    """Re-execute recorded runs in our environment and compare rewards."""
+
+
+@replay.command(name="intercode", epilog=EXAMPLE + "  evoagent replay intercode gpt-4_multiturn_10.json\n"
+                "  evoagent replay intercode --bundled gpt-4")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--bundled", "bundled", help="Name of a shipped recording instead of FILE (gpt-4, gpt-3.5, human).")
+@_one_line_errors
+def replay_intercode(file: str | None, bundled: str | None) -> None:
+    """Replay every recorded action; the last line is `agreement: A/N actions (P%)`."""
+    from evoagent.envs.intercode_sql.data import bundled_runs
+    from evoagent.envs.intercode_sql.replay import replay_file
+
+    if bundled:
+        runs = bundled_runs()
+        if bundled not in runs:
+            raise UserError(f"no bundled recording {bundled!r} (have {', '.join(sorted(runs))})")
+        file = str(runs[bundled])
+    if not file:
+        raise UserError("give FILE or --bundled NAME")
+    click.echo(replay_file(file).render())
+
+
+# -- reading -----------------------------------------------------------------
+@main.command(epilog=EXAMPLE + "  evoagent sql runs/main.duckdb \"SELECT generation, success_rate FROM generations\"\n"
+              "  evoagent sql runs/main.duckdb \"SELECT * FROM trajectories\" --format parquet --out t.parquet")
+@click.argument("store_path")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
+@_one_line_errors
+def sql(store_path: str, query: str, fmt: str, out: str | None) -> None:
+    """Run one read-only SQL query over a store's views, even while a campaign writes to it.
+
+    Reads the latest committed Parquet snapshot; never writes, never waits."""
+    from evoagent.render import write_result
+    from stores import SnapshotStore
+
+    store = SnapshotStore(store_path)
+    try:
+        table = store.query(query)
+    finally:
+        store.close()
+    write_result(table, fmt, out)
+
+
+@main.command(epilog=EXAMPLE + "  evoagent export runs/main.duckdb --out exports/\n"
+              "  evoagent export runs/main.duckdb --table trajectories --table steps --out exports/")
+@click.argument("store_path")
+@click.option("--table", "tables", multiple=True, help="View to export (repeatable; default: all views).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the Parquet files.")
+@_one_line_errors
+def export(store_path: str, tables: tuple[str, ...], out: str) -> None:
+    """Export views as Parquet (partitioned by campaign/generation where set), readable by Polars/PyArrow."""
+    from stores import VIEWS, SnapshotStore
+
+    names = list(tables) or list(VIEWS)
+    bad = [t for t in names if t not in VIEWS]
+    if bad:
+        raise UserError(f"unknown view {bad[0]!r} (have {', '.join(VIEWS)})")
+    store = SnapshotStore(store_path)
+    try:
+        for name in names:
+            click.echo(store.export(name, out))
+    finally:
+        store.close()
+
+
+@main.command(epilog=EXAMPLE + "  evoagent status runs/main.duckdb")
+@click.argument("store_path")
+@_one_line_errors
+def status(store_path: str) -> None:
+    """Where a campaign stands: generation, items done/pending, rewards, budget used."""
+    from evoagent.render import print_status
+    from stores import SnapshotStore
+
+    store = SnapshotStore(store_path)
+    try:
+        print_status(store)
+    finally:
+        store.close()
+
+
+@main.command(epilog=EXAMPLE + "  evoagent migrate runs/old.duckdb")
+@click.argument("store_path", type=click.Path(exists=True, dir_okay=False))
+@_one_line_errors
+def migrate(store_path: str) -> None:
+    """Upgrade a store to this version's schema (forward migrations, one transaction each)."""
+    from stores import DuckDBStore
+
+    DuckDBStore(store_path, upgrade=True).close()
+    click.echo(f"{store_path}: schema up to date")
+
+
+# -- campaigns -----------------------------------------------------------------
+def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None:
+    from evoagent.render import progress_printer, print_outcome
+
+    with progress_printer() as on_progress:
+        try:
+            outcome = call(*args, on_progress=on_progress)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; finished work is committed. Resume with: evoagent resume {store_path}", err=True)
+            sys.exit(130)
+    print_outcome(outcome, store_path)
+
+
+@main.command(epilog=EXAMPLE + "  evoagent run experiments/intercode_sql.toml --store runs/main.duckdb\n"
+              "  evoagent run experiments/intercode_sql.toml --store runs/x.duckdb --set mu=6 --set budget.generations=3")
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", required=True, help="Store file for this campaign (new or empty).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a campaign key (repeatable).")
+@_one_line_errors
+def run(campaign_file: str, store_path: str, overrides: tuple[str, ...]) -> None:
+    """Run a campaign file (validated before any work); Ctrl-C stops cleanly."""
+    from evoagent import campaign, launch
+
+    c = campaign.load(campaign_file, overrides)
+    _run_campaign(launch.start, store_path, c, store_path)
+
+
+@main.command(epilog=EXAMPLE + "  evoagent resume runs/main.duckdb\n"
+              "  evoagent resume runs/main.duckdb --set budget.generations=10")
+@click.argument("store_path")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Change a budget.* key or concurrency (repeatable).")
+@_one_line_errors
+def resume(store_path: str, overrides: tuple[str, ...]) -> None:
+    """Continue the campaign stored at STORE_PATH, whenever it was interrupted."""
+    from evoagent import launch
+
+    if not Path(store_path).exists():
+        raise UserError(f"no store at {store_path}")
+    _run_campaign(launch.resume, store_path, store_path, overrides)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,279 @@
+"""The generational loop: select -> vary -> evaluate -> replace, journaled.
+
+One sub-population per task (each task is a niche). Toolbox aliases used:
+``sample``, ``revise``, ``recombine``, ``refine`` (operators/).
+
+    gen 0:   plan mu `sample` items per task
+    gen g>0: per task, pick an operator by rate and its parents by selection,
+             lambda items per task
+    every generation:
+        commit the plan (items: operator, parents, task, seed)   -- journal
+        run the items not yet committed, concurrently; commit each as it finishes
+        population = replace(previous population, offspring)    -- per task
+        commit population + Logbook statistics
+
+Every choice is drawn from a seed derived from (campaign seed, generation,
+task or item), and each item's result depends only on its own seed and
+parents, so completion order, concurrency and interruptions never change the
+outcome: ``resume`` re-reads the journal and runs only what is missing.
+Parallelism is a swappable ``concurrent.futures.Executor`` (threads by default).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from evoagent import evolution as evo
+from evoagent.campaign import Campaign
+from evoagent.rollout import Context
+from evoagent.trajectory import Task, Trajectory
+from operators import ARITY, toolbox
+from stores.base import ItemResult, Store, WorkItem
+
+
+@dataclass
+class Outcome:
+    """How a run or resume ended, with the DEAP Logbook of committed generations."""
+
+    status: str  # "completed", "stopped: <budget>", "interrupted"
+    last_generation: int | None
+    logbook: Any
+    seconds: float
+    env_steps: int
+    hall_of_fame: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """Runs one campaign against one store; see the module docstring."""
+
+    def __init__(self, campaign: Campaign, store: Store, ctx: Context, *,
+                 executor: Callable[[int], Executor] | None = None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None):
+        self.c = campaign
+        self.store = store
+        self.ctx = ctx
+        self.tb = toolbox()
+        self.objectives = list(campaign.get("selection.objectives"))
+        self.name = campaign.get("name")
+        self.seed = campaign.get("seed")
+        self.make_executor = executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="item"))
+        self.on_progress = on_progress or (lambda info: None)
+        self.task_ids = sorted(ctx.tasks)
+        self.hof = evo.hall_of_fame()
+        self.stop_reason: str | None = None
+        self._started = time.monotonic()
+        self._steps_at_start = self.env_steps_used()
+
+    # -- journal reads -------------------------------------------------------
+    def env_steps_used(self) -> int:
+        return int(self.store.scalar("SELECT coalesce(sum(env_steps), 0) FROM raw.work_results") or 0)
+
+    def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
+        trajs = self.store.load_trajectories(traj_ids)
+        return {tid: evo.Member(t, self.objectives) for tid, t in trajs.items()}
+
+    def population(self, generation: int) -> dict[str, list[evo.Member]]:
+        rows = self.store.population(generation)
+        found = self.members([r[1] for r in rows])
+        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
+        for task_id, traj_id, _ in rows:
+            pop[task_id].append(found[traj_id])
+        return pop
+
+    def planned(self, generation: int) -> list[WorkItem]:
+        rows = self.store.query(
+            "SELECT generation, item_id, operator, task_id, parents, seed FROM raw.work_plan "
+            "WHERE generation = ? ORDER BY item_id", [generation]
+        ).to_pylist()
+        return [WorkItem(r["generation"], r["item_id"], r["operator"], r["task_id"],
+                         tuple(r["parents"]), r["seed"]) for r in rows]
+
+    def finished_ids(self, generation: int) -> set[int]:
+        t = self.store.query("SELECT item_id FROM raw.work_results WHERE generation = ?", [generation])
+        return set(t.column(0).to_pylist())
+
+    # -- planning ------------------------------------------------------------
+    def plan(self, generation: int, pop: dict[str, list[evo.Member]]) -> list[WorkItem]:
+        """The work items of a generation, from the previous population only."""
+        rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
+        ops, weights = list(rates), list(rates.values())
+        items: list[WorkItem] = []
+        for task_id in self.task_ids:
+            members = pop.get(task_id, [])
+            rng = random.Random(evo.derive_seed(self.seed, generation, task_id, "plan"))
+            n = self.c.get("mu") if generation == 0 else self.c.get("lambda")
+            for _ in range(n):
+                op = "sample" if generation == 0 or not members else rng.choices(ops, weights)[0]
+                parents = self._parents(op, members, rng)
+                if parents is None:  # too few distinct members to recombine
+                    op, parents = "revise", self._parents("revise", members, rng)
+                items.append(WorkItem(generation, len(items), op, task_id,
+                                      tuple(m.traj_id for m in parents or ()),
+                                      evo.derive_seed(self.seed, generation, len(items))))
+        return items
+
+    def _parents(self, op: str, members: list[evo.Member], rng: random.Random) -> list[evo.Member] | None:
+        arity = ARITY[op]
+        if arity == 0:
+            return []
+        kind, size = self.c.get("selection.kind"), self.c.get("selection.tournsize")
+        if arity == 1:
+            return evo.select_parents(members, 1, kind, size, rng.getrandbits(63))
+        distinct = {m.traj_id for m in members}
+        if len(distinct) < 2:
+            return None
+        want = min(self.c.get("operators.recombine.n_parents"), len(distinct))
+        chosen: dict[str, evo.Member] = {}
+        for _ in range(8 * want):
+            for m in evo.select_parents(members, want, kind, size, rng.getrandbits(63)):
+                chosen.setdefault(m.traj_id, m)
+            if len(chosen) >= want:
+                break
+        if len(chosen) < 2:
+            chosen = {m.traj_id: m for m in evo.ranked(members)[:want]}
+        return list(chosen.values())[:want]
+
+    # -- execution -----------------------------------------------------------
+    def run_item(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult:
+        """Apply one operator; failures become a failed result, never a crash."""
+        t0 = time.perf_counter()
+        rng = random.Random(item.seed)
+        task = self.ctx.tasks[item.task_id]
+        try:
+            fn = getattr(self.tb, item.operator)
+            if item.operator == "sample":
+                out = fn(task, rng, self.ctx)
+            elif item.operator == "recombine":
+                out = fn(parents, rng, self.ctx)
+            else:
+                out = fn(parents[0], rng, self.ctx)
+        except Exception as exc:  # an operator bug or provider fault must not stop the campaign
+            return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
+                              seconds=time.perf_counter() - t0)
+        traj = replace(out.trajectory, generation=item.generation, operator=item.operator,
+                       parents=item.parents, seed=item.seed)
+        return ItemResult(item, traj, env_steps=out.env_steps, seconds=time.perf_counter() - t0)
+
+    def _budget_exceeded(self) -> str | None:
+        limit = self.c.get("budget.env_steps")
+        if limit and self.env_steps_used() >= limit:
+            return "budget.env_steps"
+        wall = self.c.get("budget.wall_time_s")
+        if wall and time.monotonic() - self._started >= wall:
+            return "budget.wall_time_s"
+        usd = self.c.get("budget.usd")
+        if usd and (self.store.scalar("SELECT coalesce(sum(cost_usd), 0) FROM raw.trajectories") or 0) >= usd:
+            return "budget.usd"
+        return None
+
+    def execute(self, generation: int, items: list[WorkItem]) -> bool:
+        """Run the items not yet committed; returns False if stopped early."""
+        done = self.finished_ids(generation)
+        todo = [i for i in items if i.item_id not in done]
+        parents = self.members(sorted({p for i in todo for p in i.parents}))
+        queue = list(reversed(todo))
+        total, finished = len(items), len(done)
+        window = 2 * self.c.get("concurrency")
+        pending: set[Future] = set()
+        ex = self.make_executor(self.c.get("concurrency"))
+        try:
+            while queue or pending:
+                while queue and len(pending) < window and not self.stop_reason:
+                    self.stop_reason = self._budget_exceeded()
+                    if self.stop_reason:
+                        break
+                    item = queue.pop()
+                    pending.add(ex.submit(self.run_item, item, [parents[p].traj for p in item.parents]))
+                if not pending:
+                    break
+                ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+                results = [f.result() for f in ready]
+                self.store.commit_items(results, self.name)
+                finished += len(results)
+                self.on_progress({"generation": generation, "done": finished, "total": total})
+        except BaseException:
+            ex.shutdown(wait=True, cancel_futures=True)
+            leftovers = [f.result() for f in pending if f.done() and not f.cancelled() and not f.exception()]
+            if leftovers:
+                self.store.commit_items(leftovers, self.name)
+            raise
+        ex.shutdown(wait=True)
+        return not queue and not self.stop_reason
+
+    # -- the generation ------------------------------------------------------
+    def advance(self, generation: int, prev: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]] | None:
+        """Plan (or re-read), execute and commit one generation; None if stopped."""
+        items = self.planned(generation)
+        if not items:
+            items = self.plan(generation, prev)
+            self.store.plan_generation(generation, items)
+        if not self.execute(generation, items):
+            return None
+        results = self.store.query(
+            "SELECT r.item_id, p.task_id, r.traj_id FROM raw.work_results r JOIN raw.work_plan p "
+            "USING (generation, item_id) WHERE generation = ? AND r.status = 'done' ORDER BY item_id",
+            [generation],
+        ).to_pylist()
+        kids = self.members([r["traj_id"] for r in results])
+        pop: dict[str, list[evo.Member]] = {}
+        for task_id in self.task_ids:
+            offspring = [kids[r["traj_id"]] for r in results if r["task_id"] == task_id]
+            pop[task_id] = evo.replace(
+                prev.get(task_id, []), offspring, mu=self.c.get("mu"),
+                kind=self.c.get("replacement.kind"), elitism=self.c.get("replacement.elitism"),
+                selection=self.c.get("selection.kind"),
+                seed=evo.derive_seed(self.seed, generation, task_id, "replace"),
+            )
+        stats = self.generation_stats(generation, pop, len(results))
+        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
+        self.store.commit_generation(generation, rows, stats)
+        return pop
+
+    def generation_stats(self, generation: int, pop: dict[str, list[evo.Member]], nevals: int) -> dict[str, Any]:
+        everyone = [m for ms in pop.values() for m in ms]
+        record = evo.statistics().compile(everyone)
+        solved = sum(1 for ms in pop.values() if ms and ms[0].traj.solved)
+        record.update(
+            gen=generation, nevals=nevals, env_steps=self.env_steps_used(),
+            success_rate=solved / max(len(self.task_ids), 1), solved=solved,
+            tasks=len(self.task_ids), members=len(everyone),
+        )
+        bound = self.store.get_meta("upper_bound")
+        if bound:
+            solvable = sum(json.loads(bound).values())
+            record["bound"] = solvable / max(len(self.task_ids), 1)
+            record["of_bound"] = solved / solvable if solvable else None
+        self.hof.update(everyone)
+        return record
+
+    def run(self) -> Outcome:
+        """Continue from wherever the journal says; stop at the budget."""
+        book = evo.logbook()
+        for row in self.store.query(
+            "SELECT stats FROM generations WHERE status = 'committed' ORDER BY generation"
+        ).column(0).to_pylist():
+            book.record(**json.loads(row))
+        last = self.store.last_committed_generation()
+        pop = self.population(last) if last is not None else {}
+        if pop:
+            self.hof.update([m for ms in pop.values() for m in ms])
+        gen = 0 if last is None else last + 1
+        status = "completed"
+        while gen <= self.c.get("budget.generations"):
+            nxt = self.advance(gen, pop)
+            if nxt is None:
+                status = f"stopped: {self.stop_reason}"
+                break
+            pop = nxt
+            book.record(**json.loads(self.store.query(
+                "SELECT stats FROM generations WHERE generation = ?", [gen]).column(0)[0].as_py()))
+            gen += 1
+        return Outcome(status, self.store.last_committed_generation(), book,
+                       time.monotonic() - self._started, self.env_steps_used() - self._steps_at_start,
+                       self.hof)

@@ -1,0 +1,36 @@
+"""``refine`` — SE-Agent's refinement (Lin et al., 2025).
+
+Shorten and clean a trajectory: drop the steps that did not contribute
+(errors, repeats, everything after the best answer), trying the shortest
+candidate first, and keep a candidate only if re-executing it gives an outcome
+at least as good as the parent's.
+"""
+from __future__ import annotations
+
+import random
+
+from evoagent.rollout import Context, Rollout, execute
+from evoagent.trajectory import Trajectory
+
+__all__ = ["refine"]
+
+
+def refine(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
+    """The shortest verified clean-up of ``parent`` (or the parent re-executed)."""
+    task = ctx.tasks[parent.task_id]
+    steps = parent.steps
+    best = max((s.reward for s in steps if s.valid), default=0.0)
+    peak = next((i for i, s in enumerate(steps) if s.valid and s.reward == best), len(steps) - 1)
+    clean = list(dict.fromkeys(s.action for s in steps[: peak + 1] if s.valid))
+    candidates = [[steps[peak].action]] if steps else []
+    candidates += [clean, [s.action for s in steps[: peak + 1]]]
+    used = 0
+    for actions in candidates:
+        if not actions:
+            continue
+        out = execute(ctx, task, actions, "refine")
+        used += out.env_steps
+        if out.trajectory.outcome_reward >= parent.outcome_reward:
+            return Rollout(out.trajectory, used)
+    out = execute(ctx, task, parent.actions, "refine")
+    return Rollout(out.trajectory, used + out.env_steps)

@@ -1,0 +1,47 @@
+"""``revise`` — SE-Agent's revision (Lin et al., 2025, "SE-Agent: Self-Evolution
+Trajectory Optimization in Multi-Step Reasoning with LLM-Based Agents").
+
+From one parent, find the first step that went wrong and re-roll the episode
+from there, telling the policy which actions failed. The child is a new
+episode executed in the environment, never a text edit of the parent.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from evoagent.policies.base import Guidance
+from evoagent.rollout import Context, Rollout, rollout
+from evoagent.trajectory import Step, Trajectory
+
+__all__ = ["revise", "first_wrong_step"]
+
+
+def first_wrong_step(steps: Sequence[Step], outcome: float) -> int:
+    """Index of the first step that failed: an error, or — once the reward has
+    risen — a step that did not raise it. With neither, the last step (its
+    answer was not good enough) or 0 for an empty episode."""
+    best = 0.0
+    for i, s in enumerate(steps):
+        if not s.valid:
+            return i
+        if best > 0.0 and s.reward <= best and outcome < 1.0:
+            return i
+        best = max(best, s.reward)
+    return max(len(steps) - 1, 0)
+
+
+def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
+    """Keep the parent's steps before the first wrong one; re-roll from there."""
+    task = ctx.tasks[parent.task_id]
+    k = first_wrong_step(parent.steps, parent.outcome_reward)
+    failed = {s.action for s in parent.steps[k:] if not s.valid or s.reward < 1.0}
+    if k < len(parent.steps):
+        failed.add(parent.steps[k].action)
+        wrong = parent.steps[k]
+        notes = f"step {k} went wrong: {wrong.action!r} gave {wrong.observation[:200]!r}"
+    else:
+        notes = "the episode ended without an answer"
+    guidance = Guidance(avoid=frozenset(failed), notes=notes)
+    return rollout(ctx, task, rng, prefix=[s.action for s in parent.steps[:k]],
+                   guidance=guidance, operator="revise")
