@@ -84,9 +84,8 @@ def upper_bound(ctx: Context, concurrency: int) -> dict[str, bool]:
         return dict(zip(ctx.tasks, ex.map(solvable, list(ctx.tasks))))
 
 
-def _engine(c: Campaign, store: Store, on_progress: Callable[[dict[str, Any]], None] | None) -> Engine:
-    tasks = select_tasks(c)
-    ctx = build_context(c, tasks)
+def _engine(c: Campaign, ctx: Context, store: Store,
+            on_progress: Callable[[dict[str, Any]], None] | None) -> Engine:
     if store.get_meta("upper_bound") is None:
         store.put_meta("upper_bound", json.dumps(upper_bound(ctx, c.get("concurrency"))))
     return Engine(c, store, ctx, on_progress=on_progress)
@@ -94,14 +93,15 @@ def _engine(c: Campaign, store: Store, on_progress: Callable[[dict[str, Any]], N
 
 def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Run a new campaign into a new (or empty) store."""
+    tasks = select_tasks(c)  # validate everything before the first write
+    ctx = build_context(c, tasks)
     with DuckDBStore(store_path) as store:
         if store.get_meta("campaign") is not None:
             raise UserError(f"store {store_path} already holds a campaign; "
                             f"continue it with: evoagent resume {store_path}")
-        tasks = select_tasks(c)  # validate everything before the first write
         store.put_meta("campaign", c.to_json())
         store.add_tasks(tasks)
-        return _engine(c, store, on_progress).run()
+        return _engine(c, ctx, store, on_progress).run()
 
 
 def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -> Campaign:
@@ -128,6 +128,7 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
     """Continue the campaign stored at ``store_path`` from its journal."""
     with DuckDBStore(store_path) as store:
         c = stored_campaign(store, overrides)
+        ctx = build_context(c, select_tasks(c))
         if overrides:
             store.put_meta("campaign", c.to_json())
-        return _engine(c, store, on_progress).run()
+        return _engine(c, ctx, store, on_progress).run()

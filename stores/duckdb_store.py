@@ -54,19 +54,19 @@ class DuckDBStore(Store):
         self._con = _connect(self.path)
         self._lock = threading.RLock()
         version = current_version(self._con)
-        if version == 0 or upgrade:
+        if version > SCHEMA_VERSION:
+            self._con.close()
+            raise StoreError(
+                f"store {self.path} has schema v{version}, newer than this evoagent "
+                f"(v{SCHEMA_VERSION}); upgrade evoagent"
+            )
+        elif version == 0 or upgrade:
             migrate(self._con)
         elif version < SCHEMA_VERSION:
             self._con.close()
             raise StoreError(
                 f"store {self.path} has schema v{version}, this evoagent needs v{SCHEMA_VERSION}; "
                 f"upgrade it with: evoagent migrate {self.path}"
-            )
-        elif version > SCHEMA_VERSION:
-            self._con.close()
-            raise StoreError(
-                f"store {self.path} has schema v{version}, newer than this evoagent "
-                f"(v{SCHEMA_VERSION}); upgrade evoagent"
             )
         create_views(self._con)
         self._snap = (
@@ -139,10 +139,19 @@ class DuckDBStore(Store):
                 "QUALIFY row_number() OVER (PARTITION BY s.traj_id, s.idx) = 1"
             )
             if batch.lineage.num_rows:
-                con.execute("INSERT INTO raw.lineage SELECT * FROM _b_lineage")
+                # Idempotent: an edge already stored (same child, parent, operator,
+                # generation, item) is not stored again, nor twice from one batch.
+                con.execute(
+                    "INSERT INTO raw.lineage SELECT l.* FROM (SELECT DISTINCT * FROM _b_lineage) l "
+                    "ANTI JOIN raw.lineage o ON l.child_id = o.child_id AND l.parent_id = o.parent_id "
+                    "AND l.operator IS NOT DISTINCT FROM o.operator "
+                    "AND l.generation IS NOT DISTINCT FROM o.generation "
+                    "AND l.item_id IS NOT DISTINCT FROM o.item_id"
+                )
             if batch.rewards.num_rows:
                 con.execute(
-                    "INSERT INTO raw.rewards SELECT r.* FROM _b_rewards r "
+                    "INSERT INTO raw.rewards SELECT r.* FROM (SELECT * FROM _b_rewards QUALIFY "
+                    "row_number() OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) r "
                     "ANTI JOIN raw.rewards o USING (traj_id, reward_source)"
                 )
             return int(n)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from stores.schema import RAW_TABLES, SCHEMA_VERSION, create_views
 MANIFEST = "manifest.json"
 # Statement types `evoagent sql` accepts; everything else could modify something.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "RELATION"}
+_EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN\s*(\([^)]*\)|ANALY[SZ]E\b)?\s*", re.IGNORECASE)
 
 
 def snapshot_dir(store_path: str | Path) -> Path:
@@ -99,6 +101,11 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         kind = st.type.name
         if kind not in READ_STATEMENTS:
             raise StoreError(f"evoagent sql is read-only: refused a {kind} statement")
+        if kind == "EXPLAIN":
+            # EXPLAIN ANALYZE runs its statement: check what it explains too.
+            inner = _EXPLAIN_PREFIX.sub("", st.query, count=1)
+            if inner.strip() and inner != st.query:
+                check_read_only(con, inner)
 
 
 class SnapshotStore(Store):
