@@ -128,7 +128,9 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
     """Continue the campaign stored at ``store_path`` from its journal."""
     with DuckDBStore(store_path) as store:
         c = stored_campaign(store, overrides)
-        ctx = build_context(c, select_tasks(c))
+        tasks = select_tasks(c)
+        ctx = build_context(c, tasks)
+        store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them
         if overrides:
             store.put_meta("campaign", c.to_json())
         return _engine(c, ctx, store, on_progress).run()
