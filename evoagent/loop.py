@@ -35,6 +35,8 @@ from evoagent.trajectory import Task, Trajectory
 from operators import ARITY, toolbox
 from stores.base import ItemResult, Store, WorkItem
 
+COMMIT_INTERVAL_S = 1.0  # group-commit window for finished items
+
 
 @dataclass
 class Outcome:
@@ -69,14 +71,18 @@ class Engine:
         self.stop_reason: str | None = None
         self._started = time.monotonic()
         self._steps_at_start = self.env_steps_used()
+        self._known: dict[str, evo.Member] = {}  # committed trajectories seen by this process
 
     # -- journal reads -------------------------------------------------------
     def env_steps_used(self) -> int:
         return int(self.store.scalar("SELECT coalesce(sum(env_steps), 0) FROM raw.work_results") or 0)
 
     def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
-        trajs = self.store.load_trajectories(traj_ids)
-        return {tid: evo.Member(t, self.objectives) for tid, t in trajs.items()}
+        """Members by id: from this process's results when it made them, else from the store."""
+        missing = [t for t in traj_ids if t not in self._known]
+        for tid, t in self.store.load_trajectories(missing).items():
+            self._known[tid] = evo.Member(t, self.objectives)
+        return {tid: self._known[tid] for tid in traj_ids if tid in self._known}
 
     def population(self, generation: int) -> dict[str, list[evo.Member]]:
         rows = self.store.population(generation)
@@ -173,7 +179,13 @@ class Engine:
         return None
 
     def execute(self, generation: int, items: list[WorkItem]) -> bool:
-        """Run the items not yet committed; returns False if stopped early."""
+        """Run the items not yet committed; returns False if stopped early.
+
+        Finished items are group-committed: at most ``COMMIT_INTERVAL_S`` after
+        they finish (or at once when nothing else is running), so a crash loses
+        only items finished within that window, which resume re-runs with the
+        same seeds and so the same results.
+        """
         done = self.finished_ids(generation)
         todo = [i for i in items if i.item_id not in done]
         parents = self.members(sorted({p for i in todo for p in i.parents}))
@@ -181,6 +193,21 @@ class Engine:
         total, finished = len(items), len(done)
         window = 2 * self.c.get("concurrency")
         pending: set[Future] = set()
+        buffer: list[ItemResult] = []
+        last_commit = time.monotonic()
+
+        def flush() -> None:
+            nonlocal buffer, last_commit, finished
+            if buffer:
+                self.store.commit_items(buffer, self.name)
+                for r in buffer:
+                    if r.trajectory is not None:
+                        self._known.setdefault(r.trajectory.traj_id, evo.Member(r.trajectory, self.objectives))
+                finished += len(buffer)
+                buffer = []
+                self.on_progress({"generation": generation, "done": finished, "total": total})
+            last_commit = time.monotonic()
+
         ex = self.make_executor(self.c.get("concurrency"))
         try:
             while queue or pending:
@@ -192,16 +219,18 @@ class Engine:
                     pending.add(ex.submit(self.run_item, item, [parents[p].traj for p in item.parents]))
                 if not pending:
                     break
-                ready, pending = wait(pending, return_when=FIRST_COMPLETED)
-                results = [f.result() for f in ready]
-                self.store.commit_items(results, self.name)
-                finished += len(results)
-                self.on_progress({"generation": generation, "done": finished, "total": total})
+                left = COMMIT_INTERVAL_S - (time.monotonic() - last_commit)
+                ready, pending = wait(pending, timeout=max(left, 0.0) if buffer else None,
+                                      return_when=FIRST_COMPLETED)
+                buffer.extend(f.result() for f in ready)
+                idle = not pending and (not queue or self.stop_reason)
+                if idle or time.monotonic() - last_commit >= COMMIT_INTERVAL_S or len(buffer) >= 512:
+                    flush()
+            flush()
         except BaseException:
             ex.shutdown(wait=True, cancel_futures=True)
-            leftovers = [f.result() for f in pending if f.done() and not f.cancelled() and not f.exception()]
-            if leftovers:
-                self.store.commit_items(leftovers, self.name)
+            buffer.extend(f.result() for f in pending if f.done() and not f.cancelled() and not f.exception())
+            flush()
             raise
         ex.shutdown(wait=True)
         return not queue and not self.stop_reason

@@ -57,6 +57,7 @@ def rollout(
     env = ctx.env()
     env.reset(task)
     steps: list[Step] = []
+    seen: list[Step] = []  # the same steps with rewards masked, built once each
     cost = 0.0
     tokens_in = tokens_out = 0
     done = False
@@ -64,7 +65,9 @@ def rollout(
     def act(text: str, thought: str = "") -> None:
         nonlocal done
         obs, reward, done, info = env.step(text)
-        steps.append(Step(len(steps), text, obs, float(reward), thought, bool(info.get("valid", True))))
+        step = Step(len(steps), text, obs, float(reward), thought, bool(info.get("valid", True)))
+        steps.append(step)
+        seen.extend(masked((step,)))
 
     for text in prefix[: ctx.max_steps]:
         act(text)
@@ -72,7 +75,7 @@ def rollout(
             break
     if not guidance.stop_after_prefix:
         while not done and len(steps) < ctx.max_steps:
-            action = ctx.policy.next_action(task, masked(steps), guidance, rng)
+            action = ctx.policy.next_action(task, tuple(seen), guidance, rng)
             cost += action.cost_usd
             tokens_in += action.input_tokens
             tokens_out += action.output_tokens

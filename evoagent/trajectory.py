@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -69,7 +70,7 @@ class Trajectory:
     def actions(self) -> tuple[str, ...]:
         return tuple(s.action for s in self.steps)
 
-    @property
+    @cached_property
     def traj_id(self) -> str:
         return trajectory_id(self.task_id, self.actions)
 

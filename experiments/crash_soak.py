@@ -152,7 +152,7 @@ def main() -> None:
     print("\nkill moments:")
     kinds: dict[str, int] = {}
     for m in r.moments:
-        key = m.split(" (")[0].rstrip("0123456789 ") if m.startswith("mid") else m.split(" generation")[0]
+        key = "mid-generation" if m.startswith("mid") else ("between generations" if m.startswith("after") else m)
         kinds[key] = kinds.get(key, 0) + 1
     for k, v in sorted(kinds.items()):
         print(f"  {v:>4}  {k}")

@@ -1,0 +1,113 @@
+"""Engine overhead: a campaign's time vs executing the same actions directly.
+
+Runs a campaign in-process with an environment wrapper that logs every
+episode the operators execute (task + actions), then times executing exactly
+those episodes with a bare loop over the same environment (reset, step each
+action, submit), at the same concurrency. The ratio is what planning,
+selection, policies, the journal commits and snapshots cost on top of the
+environment itself. Goal: <= 1.15x.
+
+    python experiments/bench_engine.py --tasks 200 --generations 4
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evoagent import campaign, launch  # noqa: E402
+from evoagent.loop import Engine  # noqa: E402
+from stores import DuckDBStore  # noqa: E402
+
+TOML = Path(__file__).with_name("intercode_sql.toml")
+
+
+class Recording:
+    """Passes every call to the real environment and logs each episode."""
+
+    def __init__(self, inner: Any, log: list[list[Any]]):
+        self.inner, self.log, self.episode = inner, log, None
+
+    def reset(self, task: Any) -> str:
+        self.episode = [task]
+        self.log.append(self.episode)
+        return self.inner.reset(task)
+
+    def step(self, action: str) -> tuple:
+        if action != "submit":
+            self.episode.append(action)
+        return self.inner.step(action)
+
+
+def campaign_run(tasks: int, generations: int, concurrency: int, workdir: Path,
+                 tag: str = "") -> tuple[float, list, int]:
+    c = campaign.load(TOML, [f"tasks.sample={tasks}", f"budget.generations={generations}",
+                             f"concurrency={concurrency}"])
+    chosen = launch.select_tasks(c)
+    ctx = launch.build_context(c, chosen)
+    with DuckDBStore(workdir / f"bench-{concurrency}{tag}.duckdb") as store:
+        store.put_meta("campaign", c.to_json())
+        store.add_tasks(chosen)
+        store.put_meta("upper_bound", "{}")
+        for t in chosen:  # warm the gold-result cache, as any long campaign has it warm
+            env = ctx.env()
+            env.reset(t)
+            env.step("submit")
+        log: list[list[Any]] = []
+        inner = ctx.make_env
+        ctx.make_env = lambda: Recording(inner(), log)
+        ctx._local.__dict__.clear()
+        t0 = time.perf_counter()
+        out = Engine(c, store, ctx).run()
+        seconds = time.perf_counter() - t0
+    return seconds, log, out.env_steps
+
+
+def direct_run(log: list[list[Any]], concurrency: int) -> float:
+    c = campaign.load(TOML)
+    make = lambda: launch.make_env("intercode_sql", dialect=c.get("env.dialect"),  # noqa: E731
+                                   timeout_s=c.get("env.timeout_s"))
+    chunks = [log[i::concurrency] for i in range(concurrency)]
+
+    def play(episodes: list[list[Any]]) -> None:
+        env = make()
+        for task, *actions in episodes:
+            env.reset(task)
+            for a in actions:
+                env.step(a)
+            env.step("submit")
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as ex:
+        list(ex.map(play, chunks))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=200)
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+          f"{__import__('os').cpu_count()} cores")
+    print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'campaign s':>11} {'direct s':>9} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        # A first, untimed run warms what any long campaign has warm (SQL translations,
+        # gold results) for both sides; the same seed replays the same episodes.
+        campaign_run(args.tasks, args.generations, 1, Path(tmp), tag="warm")
+        for n in args.concurrency:
+            seconds, log, steps = campaign_run(args.tasks, args.generations, n, Path(tmp))
+            direct = direct_run(log, n)
+            print(f"{n:>11} {len(log):>9} {steps:>10} {seconds:>11.2f} {direct:>9.2f} {seconds / direct:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
