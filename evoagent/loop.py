@@ -271,6 +271,7 @@ class Engine:
         record.update(
             gen=generation, nevals=nevals, env_steps=self.env_steps_used(),
             success_rate=solved / max(len(self.task_ids), 1), solved=solved,
+            members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
             tasks=len(self.task_ids), members=len(everyone),
         )
         bound = self.store.get_meta("upper_bound")

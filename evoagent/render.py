@@ -119,12 +119,12 @@ def print_outcome(outcome: Any, store_path: str) -> None:
         con.print(f"{outcome.status}; nothing committed yet. Resume with: evoagent resume {store_path}")
         return
     curve = Table(title="per generation")
-    for col in ("gen", "items", "success", "of bound", "mean reward", "env steps"):
+    for col in ("gen", "items", "success", "of bound", "members solved", "mean reward", "env steps"):
         curve.add_column(col, justify="right")
     for r in book:
         curve.add_row(str(r["gen"]), str(r["nevals"]), f"{100 * r['success_rate']:.1f}%",
                       f"{100 * r['of_bound']:.1f}%" if r.get("of_bound") is not None else "-",
-                      f"{r['avg']:.3f}", str(r["env_steps"]))
+                      f"{100 * r.get('members_solved', 0):.1f}%", f"{r['avg']:.3f}", str(r["env_steps"]))
     con.print(curve)
     first, last = book[0], book[-1]
     summary = Table(title="campaign")
@@ -133,6 +133,8 @@ def print_outcome(outcome: Any, store_path: str) -> None:
     summary.add_row("success rate", f"{100 * first['success_rate']:.1f}%", f"{100 * last['success_rate']:.1f}%")
     if last.get("bound") is not None:
         summary.add_row("upper bound (replay pool)", f"{100 * last['bound']:.1f}%", f"{100 * last['bound']:.1f}%")
+    summary.add_row("members solved", f"{100 * first.get('members_solved', 0):.1f}%",
+                    f"{100 * last.get('members_solved', 0):.1f}%")
     summary.add_row("mean reward", f"{first['avg']:.3f}", f"{last['avg']:.3f}")
     con.print(summary)
     con.print(f"{outcome.status}: {last['env_steps']} environment executions in total, "

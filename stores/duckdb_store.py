@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import ItemResult, Store, StoreError, WorkItem
@@ -124,6 +125,20 @@ class DuckDBStore(Store):
         con.register("_b_lineage", batch.lineage)
         con.register("_b_rewards", batch.rewards)
         try:
+            n_ids = batch.trajectories.num_rows
+            if n_ids and pc.count_distinct(batch.trajectories.column("traj_id")).as_py() == n_ids and not (
+                con.execute(
+                    "SELECT count(*) FROM _b_traj SEMI JOIN raw.trajectories USING (traj_id)"
+                ).fetchall()[0][0]
+            ):
+                # Fast path (bulk loads, fresh results): every traj_id is new and appears
+                # once, so nothing of it is stored yet (steps, lineage and rewards are only
+                # written with their trajectory) and plain appends keep every key unique.
+                for table, view in (("trajectories", "_b_traj"), ("steps", "_b_steps"),
+                                    ("lineage", "_b_lineage"), ("rewards", "_b_rewards")):
+                    if getattr(batch, table).num_rows:
+                        con.execute(f"INSERT INTO raw.{table} SELECT * FROM {view}")
+                return n_ids
             # Trajectories whose steps are not stored yet (steps are shared by all sources).
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _fresh AS SELECT DISTINCT b.traj_id FROM _b_traj b "

@@ -1,0 +1,536 @@
+"""The store contract, run against every way a store opens.
+
+``kind`` is one of: ``file`` (DuckDBStore on a file), ``memory`` (DuckDBStore
+on ``:memory:``) and ``snapshot`` (written with a DuckDBStore, closed, then
+read through the read-only SnapshotStore). Each contract test writes through
+``h.w`` (the writer) and reads through ``h.r()`` (the store under test).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+import stores.duckdb_store
+from evoagent.trajectory import Step, Task, Trajectory
+from stores import DuckDBStore, ItemResult, SnapshotStore, Store, StoreError, TrajectoryBatch, WorkItem
+from stores.snapshot import MANIFEST, snapshot_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ["file", "memory", "snapshot"]
+
+VIEW_COLUMNS = {
+    "tasks": ["task_id", "env", "db", "hardness", "question"],
+    "trajectories": [
+        "traj_id", "task_id", "source", "campaign", "generation", "operator", "outcome_reward",
+        "n_steps", "cost_usd", "input_tokens", "output_tokens", "seed", "item_id", "solved",
+        "created_at",
+    ],
+    "steps": ["traj_id", "idx", "thought", "action", "observation", "reward", "valid", "process_reward"],
+    "lineage": ["child_id", "parent_id", "operator", "generation", "item_id"],
+    "rewards": ["traj_id", "reward_source", "value", "step_idx"],
+    "work_items": [
+        "generation", "item_id", "operator", "task_id", "parents", "seed", "status", "traj_id",
+        "error", "env_steps", "seconds", "finished_at",
+    ],
+    "generations": [
+        "generation", "status", "started_at", "committed_at", "n_items", "best_reward",
+        "mean_reward", "min_reward", "std_reward", "success_rate", "nevals", "env_steps", "stats",
+    ],
+    "population": ["generation", "task_id", "traj_id", "rank"],
+}
+
+
+# -- records -------------------------------------------------------------------
+def traj(task: str, actions: list[str], source: str = "replay", *, reward: float = 0.0,
+         parents: tuple[str, ...] = (), generation: int | None = None, operator: str | None = None,
+         seed: int | None = None) -> Trajectory:
+    steps = tuple(
+        Step(idx=i, action=a, observation=f"rows for {a}", reward=reward if i == len(actions) - 1 else 0.0,
+             thought=f"think {i}", valid=not a.startswith("BAD"), process_reward=0.5 if i == 0 else None)
+        for i, a in enumerate(actions)
+    )
+    return Trajectory(task_id=task, steps=steps, outcome_reward=reward, source=source,
+                      generation=generation, operator=operator, parents=parents, seed=seed,
+                      cost_usd=0.001 * len(actions), input_tokens=100 * len(actions), output_tokens=7)
+
+
+A = traj("t1", ["SELECT 1", "SELECT name FROM singer"], reward=1.0, generation=0, operator="init", seed=1)
+B = traj("t1", ["BAD SQL", "SELECT 2"], reward=0.0, generation=0, operator="init", seed=2)
+C = traj("t2", ["SELECT count(*) FROM concert"], reward=0.5, generation=0, operator="init", seed=3)
+# A child with parents given in sorted order (lineage keeps no parent order; see test below).
+D = traj("t1", ["SELECT 1", "SELECT name FROM singer ORDER BY age"], reward=1.0,
+         parents=tuple(sorted((A.traj_id, B.traj_id))), generation=1, operator="recombine", seed=4)
+TASKS = [Task("t1", "intercode_sql", "Names of singers?", db="concert_singer", hardness="easy"),
+         Task("t2", "intercode_sql", "How many concerts?", db="concert_singer", hardness="hard")]
+
+
+# -- the harness -----------------------------------------------------------------
+class Harness:
+    def __init__(self, kind: str, tmp: Path):
+        self.kind = kind
+        self.path = ":memory:" if kind == "memory" else str(tmp / "store.duckdb")
+        self.w: DuckDBStore | None = DuckDBStore(self.path, snapshot_every_s=1e9)
+        self._r: Store | None = None
+
+    def r(self) -> Store:
+        """The store under test, after everything written so far."""
+        if self.kind != "snapshot":
+            return self.w
+        if self._r is None:
+            self.w.close()
+            self.w = None
+            self._r = SnapshotStore(self.path)
+        return self._r
+
+    def close(self) -> None:
+        for s in (self.w, self._r):
+            if s is not None:
+                s.close()
+
+
+@pytest.fixture(params=KINDS)
+def h(request: pytest.FixtureRequest, tmp_path: Path):
+    harness = Harness(request.param, tmp_path)
+    yield harness
+    harness.close()
+
+
+def rows(store: Store, sql: str, params=None) -> list[dict]:
+    return store.query(sql, params).to_pylist()
+
+
+def count(store: Store, view: str) -> int:
+    return store.scalar(f"SELECT count(*) FROM {view}")
+
+
+def item(gen: int, i: int, op: str = "init", task: str = "t1", parents: tuple[str, ...] = ()) -> WorkItem:
+    return WorkItem(generation=gen, item_id=i, operator=op, task_id=task, parents=parents, seed=100 + i)
+
+
+# -- contract: facts through the views ---------------------------------------------
+def test_views_have_documented_columns(h: Harness) -> None:
+    r = h.r()
+    for view, cols in VIEW_COLUMNS.items():
+        assert r.query(f"SELECT * FROM {view} LIMIT 0").column_names == cols, view
+
+
+def test_write_and_read_back_through_views(h: Harness) -> None:
+    assert h.w.add_tasks(TASKS) == 2
+    assert h.w.add_tasks(TASKS) == 0
+    assert h.w.write(TrajectoryBatch.from_trajectories([A, B, C, D], campaign="c1")) == 4
+    r = h.r()
+    assert rows(r, "SELECT task_id, env, db, hardness, question FROM tasks ORDER BY task_id") == [
+        {"task_id": t.task_id, "env": t.env, "db": t.db, "hardness": t.hardness, "question": t.question}
+        for t in TASKS
+    ]
+    got = {x["traj_id"]: x for x in rows(r, "SELECT * FROM trajectories")}
+    assert set(got) == {A.traj_id, B.traj_id, C.traj_id, D.traj_id}
+    a = got[A.traj_id]
+    assert (a["task_id"], a["source"], a["campaign"], a["generation"], a["operator"], a["seed"]) == (
+        "t1", "replay", "c1", 0, "init", 1)
+    assert a["outcome_reward"] == 1.0 and a["solved"] is True and a["n_steps"] == 2
+    assert a["cost_usd"] == pytest.approx(0.002) and a["input_tokens"] == 200 and a["output_tokens"] == 7
+    assert a["created_at"] is not None and a["item_id"] is None
+    assert got[B.traj_id]["solved"] is False
+
+    steps = rows(r, "SELECT * FROM steps WHERE traj_id = ? ORDER BY idx", [B.traj_id])
+    assert [(s["idx"], s["action"], s["valid"], s["thought"]) for s in steps] == [
+        (0, "BAD SQL", False, "think 0"), (1, "SELECT 2", True, "think 1")]
+    assert steps[0]["process_reward"] == 0.5 and steps[1]["process_reward"] is None
+    assert count(r, "steps") == 2 + 2 + 1 + 2
+
+    lin = rows(r, "SELECT * FROM lineage ORDER BY parent_id")
+    assert {(x["child_id"], x["parent_id"], x["operator"], x["generation"]) for x in lin} == {
+        (D.traj_id, A.traj_id, "recombine", 1), (D.traj_id, B.traj_id, "recombine", 1)}
+    rew = rows(r, "SELECT traj_id, reward_source, value, step_idx FROM rewards")
+    assert sorted((x["traj_id"], x["value"]) for x in rew) == sorted(
+        (t.traj_id, t.outcome_reward) for t in (A, B, C, D))
+    assert {x["reward_source"] for x in rew} == {"env"} and {x["step_idx"] for x in rew} == {None}
+    # The helpers built on query.
+    assert r.frame("SELECT count(*) AS n FROM trajectories")["n"][0] == 4
+    assert isinstance(r.frame("SELECT * FROM steps"), pl.DataFrame)
+
+
+def test_dedupe_on_traj_id_and_source(h: Harness) -> None:
+    assert h.w.write(TrajectoryBatch.from_trajectories([A, D])) == 2
+    assert h.w.write(TrajectoryBatch.from_trajectories([A, D])) == 0          # same again: nothing new
+    assert h.w.write(TrajectoryBatch.from_trajectories([C, C])) == 1          # twice in one batch
+    other = dataclasses.replace(A, source="claude-haiku", outcome_reward=0.0)
+    assert other.traj_id == A.traj_id
+    assert h.w.write(TrajectoryBatch.from_trajectories([other])) == 1         # new source: new row
+    r = h.r()
+    assert rows(r, "SELECT source FROM trajectories WHERE traj_id = ? ORDER BY source", [A.traj_id]) == [
+        {"source": "claude-haiku"}, {"source": "replay"}]
+    assert count(r, "trajectories") == 4
+    # Steps are shared by all sources of the same actions: one set per traj_id.
+    assert rows(r, "SELECT traj_id, count(*) AS n FROM steps GROUP BY traj_id ORDER BY traj_id") == sorted(
+        [{"traj_id": t.traj_id, "n": t.n_steps} for t in (A, C, D)], key=lambda x: x["traj_id"])
+    # Lineage and rewards are not duplicated by re-writing.
+    assert count(r, "lineage") == 2
+    assert rows(r, "SELECT traj_id, count(*) AS n FROM rewards GROUP BY ALL HAVING n > 1") == []
+
+
+def test_load_trajectories_round_trip(h: Harness) -> None:
+    h.w.write(TrajectoryBatch.from_trajectories([A, B, C, D]))
+    got = h.r().load_trajectories([D.traj_id, A.traj_id, C.traj_id, "no-such-id", A.traj_id])
+    assert set(got) == {A.traj_id, C.traj_id, D.traj_id}
+    for t in (A, C, D):
+        assert got[t.traj_id] == t
+        assert got[t.traj_id].steps == t.steps and got[t.traj_id].parents == t.parents
+    assert h.r().load_trajectories([]) == {}
+
+
+def test_load_trajectories_returns_parents_sorted(h: Harness) -> None:
+    # Lineage stores no parent position: parents come back sorted by id (documented limit).
+    p1, p2 = sorted((A.traj_id, B.traj_id))
+    child = dataclasses.replace(D, parents=(p2, p1))
+    h.w.write(TrajectoryBatch.from_trajectories([child]))
+    got = h.r().load_trajectories([child.traj_id])[child.traj_id]
+    assert got.parents == (p1, p2)
+    assert dataclasses.replace(got, parents=child.parents) == child
+
+
+def test_meta_latest_wins(h: Harness) -> None:
+    for i in range(20):
+        h.w.put_meta("campaign", f"v{i}")
+    h.w.put_meta("other", "x")
+    r = h.r()
+    assert r.get_meta("campaign") == "v19"
+    assert r.get_meta("other") == "x"
+    assert r.get_meta("missing") is None
+
+
+# -- contract: the campaign journal ---------------------------------------------------
+def test_journal(h: Harness) -> None:
+    w = h.w
+    w.add_tasks(TASKS)
+    plan0 = [item(0, 0), item(0, 1), item(0, 2, task="t2")]
+    w.plan_generation(0, plan0)
+    with pytest.raises(StoreError, match="already planned"):
+        w.plan_generation(0, plan0)
+    first = [ItemResult(plan0[0], A, env_steps=2, seconds=0.5),
+             ItemResult(plan0[1], None, error="timeout", env_steps=1, seconds=9.0)]
+    assert w.commit_items(first, campaign="c1") == 1
+    before = {v: count(w, v) for v in ("trajectories", "steps", "lineage", "rewards", "work_items")}
+    status_before = rows(w, "SELECT item_id, status FROM work_items ORDER BY item_id")
+    # Committing an item again (even alongside a new one) raises and changes nothing.
+    with pytest.raises(StoreError, match="already committed"):
+        w.commit_items([ItemResult(plan0[2], C), ItemResult(plan0[0], B)], campaign="c1")
+    assert {v: count(w, v) for v in before} == before
+    assert rows(w, "SELECT item_id, status FROM work_items ORDER BY item_id") == status_before
+    assert w.last_committed_generation() is None
+
+    w.commit_generation(0, [("t1", A.traj_id, 0)], {"max": 1.0, "avg": 0.5, "min": 0.0, "std": 0.5,
+                                                    "success_rate": 0.5, "nevals": 2, "env_steps": 3})
+    with pytest.raises(StoreError, match="already committed"):
+        w.commit_generation(0, [], {})
+    plan1 = [item(1, 0, "recombine", parents=(A.traj_id, B.traj_id))]
+    w.plan_generation(1, plan1)
+    w.commit_items([ItemResult(plan1[0], D, env_steps=2, seconds=1.0)], campaign="c1")
+
+    r = h.r()
+    wi = rows(r, "SELECT * FROM work_items ORDER BY generation, item_id")
+    assert [(x["generation"], x["item_id"], x["status"]) for x in wi] == [
+        (0, 0, "done"), (0, 1, "failed"), (0, 2, "pending"), (1, 0, "done")]
+    assert wi[0]["traj_id"] == A.traj_id and wi[0]["env_steps"] == 2 and wi[0]["finished_at"] is not None
+    assert wi[1]["traj_id"] is None and wi[1]["error"] == "timeout"
+    assert wi[2]["traj_id"] is None and wi[2]["finished_at"] is None
+    assert wi[3]["parents"] == [A.traj_id, B.traj_id] and wi[3]["operator"] == "recombine"
+    assert wi[3]["seed"] == 100
+
+    gens = rows(r, "SELECT * FROM generations ORDER BY generation")
+    assert [(g["generation"], g["status"], g["n_items"]) for g in gens] == [(0, "committed", 3), (1, "running", 1)]
+    g0 = gens[0]
+    assert (g0["best_reward"], g0["mean_reward"], g0["success_rate"], g0["nevals"], g0["env_steps"]) == (
+        1.0, 0.5, 0.5, 2, 3)
+    assert g0["started_at"] <= g0["committed_at"] and json.loads(g0["stats"])["max"] == 1.0
+    assert gens[1]["committed_at"] is None
+
+    assert r.population(0) == [("t1", A.traj_id, 0)]
+    assert r.population(1) == []
+    assert r.last_committed_generation() == 0
+    # Committed trajectories carry the campaign and work item.
+    got = rows(r, "SELECT traj_id, campaign, item_id FROM trajectories ORDER BY generation")
+    assert got == [{"traj_id": A.traj_id, "campaign": "c1", "item_id": 0},
+                   {"traj_id": D.traj_id, "campaign": "c1", "item_id": 0}]
+    assert rows(r, "SELECT DISTINCT item_id, generation FROM lineage") == [{"item_id": 0, "generation": 1}]
+
+
+# -- export ----------------------------------------------------------------------------
+def test_export_reads_back_with_polars_and_pyarrow(h: Harness, tmp_path: Path) -> None:
+    h.w.add_tasks(TASKS)
+    h.w.write(TrajectoryBatch.from_trajectories([A, B, C], campaign="c1"))
+    h.w.write(TrajectoryBatch.from_trajectories([D], campaign="c2"))
+    r = h.r()
+    out = tmp_path / "export"
+    # Partitioned (campaign, generation set everywhere) and unpartitioned views.
+    target = r.export("trajectories", str(out))
+    assert os.path.isdir(target)
+    assert pl.read_parquet(target, hive_partitioning=True).height == 4
+    dset = ds.dataset(target, format="parquet", partitioning="hive")
+    assert dset.count_rows() == 4
+    t = dset.to_table()
+    assert sorted(set(t.column("campaign").to_pylist())) == ["c1", "c2"]
+    assert sorted(t.column("generation").to_pylist()) == [0, 0, 0, 1]
+    for name in ("steps", "tasks", "lineage"):
+        target = r.export(name, str(out))
+        n = count(r, name)
+        assert pl.read_parquet(target, hive_partitioning=True).height == n
+        assert ds.dataset(target, format="parquet", partitioning="hive").count_rows() == n
+
+
+def test_export_skips_partition_columns_with_nulls(h: Harness, tmp_path: Path) -> None:
+    h.w.write(TrajectoryBatch.from_trajectories([A, dataclasses.replace(C, generation=None)], campaign="c"))
+    target = h.r().export("trajectories", str(tmp_path / "x"))
+    assert os.listdir(target) == ["campaign=c"]
+    assert ds.dataset(target, partitioning="hive").count_rows() == 2
+    assert pl.read_parquet(target, hive_partitioning=True).height == 2
+
+
+# -- the snapshot reader ---------------------------------------------------------------------
+def publish(tmp_path: Path, trajs: list[Trajectory]) -> str:
+    path = str(tmp_path / "s.duckdb")
+    with DuckDBStore(path) as w:
+        w.write(TrajectoryBatch.from_trajectories(trajs))
+    return path
+
+
+def test_snapshot_refuses_writes(tmp_path: Path) -> None:
+    r = SnapshotStore(publish(tmp_path, [A]))
+    calls = [
+        lambda: r.put_meta("k", "v"), lambda: r.add_tasks(TASKS),
+        lambda: r.write(TrajectoryBatch.from_trajectories([B])),
+        lambda: r.plan_generation(0, [item(0, 0)]),
+        lambda: r.commit_items([ItemResult(item(0, 0), B)], "c"),
+        lambda: r.commit_generation(0, [], {}),
+    ]
+    for call in calls:
+        with pytest.raises(StoreError, match="read-only"):
+            call()
+    assert r.read_only and count(r, "trajectories") == 1
+
+
+@pytest.mark.parametrize("sql, kind", [
+    ("INSERT INTO raw.meta (key, value) VALUES ('a', 'b')", "INSERT"),
+    ("DELETE FROM raw.trajectories", "DELETE"),
+    ("DROP VIEW trajectories", "DROP"),
+    ("CREATE TABLE x AS SELECT 1", "CREATE"),
+    ("COPY (SELECT 1) TO 'out.csv'", "COPY"),
+    ("ATTACH 'other.duckdb' AS o", "ATTACH"),
+    ("UPDATE raw.meta SET value = 'x'", "UPDATE"),
+    ("SELECT 1; DROP VIEW steps", "DROP"),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO 'sneaky.csv'", "COPY"),
+    ("EXPLAIN ANALYZE CREATE TABLE y AS SELECT 1", "CREATE"),
+])
+def test_snapshot_refuses_modifying_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: str, kind: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = SnapshotStore(publish(tmp_path, [A]))
+    with pytest.raises(StoreError, match=rf"refused a {kind} statement"):
+        r.query(sql)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "sneaky.csv").exists()
+    assert count(r, "trajectories") == 1 and count(r, "steps") == 2
+
+
+def test_snapshot_answers_reads(tmp_path: Path) -> None:
+    r = SnapshotStore(publish(tmp_path, [A, B]))
+    assert r.query("SELECT count(*) AS n FROM trajectories").to_pylist() == [{"n": 2}]
+    assert r.scalar("WITH x AS (SELECT * FROM steps) SELECT count(*) FROM x WHERE NOT valid") == 1
+    assert r.query("EXPLAIN SELECT * FROM steps").num_rows >= 1
+    assert r.query("EXPLAIN ANALYZE SELECT count(*) FROM steps").num_rows >= 1
+    assert r.scalar("SELECT count(*) FROM trajectories WHERE source = ?", ["replay"]) == 2
+    with pytest.raises(StoreError, match="query failed"):
+        r.query("SELECT nope FROM trajectories")
+    with pytest.raises(StoreError):
+        r.query("SELEC 1")
+
+
+def test_snapshot_missing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store"):
+        SnapshotStore(tmp_path / "none.duckdb")
+
+
+def _parts(path: str) -> dict[str, list[str]]:
+    m = json.loads((snapshot_dir(path) / MANIFEST).read_text())
+    return {k: v["parts"] for k, v in m["tables"].items() if v["parts"]}
+
+
+def test_snapshot_is_incremental(tmp_path: Path) -> None:
+    path = str(tmp_path / "inc.duckdb")
+    w = DuckDBStore(path, snapshot_every_s=1e9)
+    w.write(TrajectoryBatch.from_trajectories([A, B]))
+    w.snapshot()
+    first = _parts(path)
+    assert len(first["trajectories"]) == 1 and len(first["steps"]) == 1
+    assert pq.read_table(snapshot_dir(path) / first["steps"][0]).num_rows == 4
+    w.snapshot()  # nothing new: no new parts
+    assert _parts(path) == first
+    old = SnapshotStore(path)  # a reader on the first snapshot
+    w.write(TrajectoryBatch.from_trajectories([C, D]))
+    w.snapshot()
+    second = _parts(path)
+    assert second["trajectories"][:1] == first["trajectories"] and len(second["trajectories"]) == 2
+    # The new part holds only the new rows.
+    assert pq.read_table(snapshot_dir(path) / second["steps"][1]).num_rows == 3
+    new = SnapshotStore(path)
+    assert count(new, "trajectories") == 4 and count(new, "steps") == 7 and count(new, "lineage") == 2
+    assert count(old, "trajectories") == 2  # an open reader keeps its snapshot
+    w.close()
+    # Reopening the writer continues from the manifest without re-exporting rows.
+    with DuckDBStore(path, snapshot_every_s=1e9) as w2:
+        w2.write(TrajectoryBatch.from_trajectories([dataclasses.replace(A, source="other")]))
+    assert count(SnapshotStore(path), "trajectories") == 5
+    assert count(SnapshotStore(path), "steps") == 7
+
+
+def test_crash_between_parts_and_manifest(tmp_path: Path) -> None:
+    path = str(tmp_path / "crash.duckdb")
+    w = DuckDBStore(path, snapshot_every_s=1e9)
+    w.write(TrajectoryBatch.from_trajectories([A]))
+    w.snapshot()
+    seq = json.loads((snapshot_dir(path) / MANIFEST).read_text())["seq"]
+    # A publish that wrote its parts and died before the manifest: orphan parts,
+    # one under the very name the next publish will use, one half-written.
+    folder = snapshot_dir(path) / "raw" / "trajectories"
+    orphan = pa.table({"traj_id": ["ghost"], "source": ["x"]})
+    pq.write_table(orphan, folder / f"part-{seq + 1:08d}.parquet")
+    (folder / f"part-{seq + 7:08d}.parquet").write_bytes(b"PAR1 truncated")
+    r = SnapshotStore(path)
+    assert rows(r, "SELECT traj_id FROM trajectories") == [{"traj_id": A.traj_id}]
+    # The next publish overwrites the orphan it collides with; readers see all rows.
+    w.write(TrajectoryBatch.from_trajectories([B]))
+    w.snapshot()
+    r2 = SnapshotStore(path)
+    assert sorted(x["traj_id"] for x in rows(r2, "SELECT traj_id FROM trajectories")) == sorted(
+        [A.traj_id, B.traj_id])
+    assert count(r2, "steps") == 4
+    w.close()
+
+
+def test_reader_while_writer_holds_file_same_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "live.duckdb")
+    w = DuckDBStore(path, snapshot_every_s=1e9)
+    with pytest.raises(StoreError, match="no snapshot yet"):
+        SnapshotStore(path)
+    w.write(TrajectoryBatch.from_trajectories([A, B]))
+    w.snapshot()
+    r = SnapshotStore(path)
+    assert count(r, "trajectories") == 2
+    w.write(TrajectoryBatch.from_trajectories([C]))  # writing on while a reader is open
+    w.snapshot()
+    assert count(SnapshotStore(path), "trajectories") == 3
+    w.close()
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from evoagent.trajectory import Step, Trajectory
+    from stores import DuckDBStore, TrajectoryBatch
+    s = DuckDBStore(sys.argv[1], snapshot_every_s=1e9)
+    trajs = [Trajectory(task_id=f"t{i}", steps=(Step(0, f"SELECT {i}", "ok", 1.0),),
+                        outcome_reward=1.0, source="proc") for i in range(5)]
+    s.write(TrajectoryBatch.from_trajectories(trajs))
+    s.snapshot()
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).parent / "evoagent"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "evoagent.cli"]
+
+
+def test_reader_and_cli_while_another_process_writes(tmp_path: Path) -> None:
+    path = str(tmp_path / "proc.duckdb")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", proc.stderr.read() if proc.poll() is not None else line
+        assert proc.poll() is None  # still holding the file
+        # The live file is locked for writing by the other process...
+        with pytest.raises(StoreError, match="evoagent sql") as err:
+            DuckDBStore(path)
+        assert "open for writing in another process" in str(err.value)
+        # ...yet the snapshot reader and the CLI answer.
+        r = SnapshotStore(path)
+        assert count(r, "trajectories") == 5
+        r.close()
+        t0 = time.monotonic()
+        out = subprocess.run([*_cli(), "sql", path, "SELECT count(*) AS n FROM trajectories",
+                              "--format", "csv"], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ['"n"', "5"] or out.stdout.split() == ["n", "5"]
+        assert time.monotonic() - t0 < 30
+        # The CLI refuses modifying SQL with one line and exit status 2.
+        bad = subprocess.run([*_cli(), "sql", path, "DELETE FROM raw.trajectories"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert bad.returncode == 2 and "DELETE" in bad.stdout + bad.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- migrations ----------------------------------------------------------------------------
+def test_new_file_records_initial_migration(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path / "m.duckdb") as s:
+        assert rows(s, "SELECT name, version FROM raw.migrations") == [{"name": "0001_initial", "version": 1}]
+    with DuckDBStore(tmp_path / "m.duckdb") as s:  # reopening applies nothing again
+        assert count(s, "raw.migrations") == 1
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    with DuckDBStore(path) as s:
+        s._con.execute("INSERT INTO raw.migrations (name, version) VALUES ('0099_future', 99)")
+    for upgrade in (False, True):
+        with pytest.raises(StoreError, match="newer than this evoagent"):
+            DuckDBStore(path, upgrade=upgrade)
+    # It was closed again on refusal: the file can still be opened by others.
+    import duckdb
+    duckdb.connect(str(path)).close()
+
+
+def test_older_schema_refused_naming_migrate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.duckdb"
+    with DuckDBStore(path) as s:
+        s.write(TrajectoryBatch.from_trajectories([A]))
+    monkeypatch.setattr(stores.duckdb_store, "SCHEMA_VERSION", 2)
+    with pytest.raises(StoreError, match=rf"evoagent migrate {path}"):
+        DuckDBStore(path)
+    # `evoagent migrate` (upgrade=True) opens it, keeping the data.
+    with DuckDBStore(path, upgrade=True) as s:
+        assert count(s, "trajectories") == 1
+
+
+def test_locked_file_names_evoagent_sql(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock.duckdb")
+    hold = textwrap.dedent("""
+        import sys, time
+        from stores import DuckDBStore
+        s = DuckDBStore(sys.argv[1])
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", hold, path], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreError, match=r"evoagent sql .*lock\.duckdb"):
+            DuckDBStore(path)
+    finally:
+        proc.kill()
+        proc.wait()
