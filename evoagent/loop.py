@@ -24,7 +24,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -181,59 +181,50 @@ class Engine:
     def execute(self, generation: int, items: list[WorkItem]) -> bool:
         """Run the items not yet committed; returns False if stopped early.
 
-        Finished items are group-committed: at most ``COMMIT_INTERVAL_S`` after
-        they finish (or at once when nothing else is running), so a crash loses
-        only items finished within that window, which resume re-runs with the
-        same seeds and so the same results.
+        All items go to the executor at once; the loop wakes every
+        ``COMMIT_INTERVAL_S`` (or when all are done) to group-commit what has
+        finished and check the budgets. A crash loses only items finished since
+        the last commit, which resume re-runs with the same seeds (same results).
+        On a budget stop, items not yet started are cancelled.
         """
         done = self.finished_ids(generation)
         todo = [i for i in items if i.item_id not in done]
         parents = self.members(sorted({p for i in todo for p in i.parents}))
-        queue = list(reversed(todo))
         total, finished = len(items), len(done)
-        window = 2 * self.c.get("concurrency")
-        pending: set[Future] = set()
-        buffer: list[ItemResult] = []
-        last_commit = time.monotonic()
+        self.stop_reason = self._budget_exceeded()
+        if self.stop_reason:
+            return False
+        ex = self.make_executor(self.c.get("concurrency"))
+        cancelled = 0
+        pending = {ex.submit(self.run_item, i, [parents[p].traj for p in i.parents]) for i in todo}
 
-        def flush() -> None:
-            nonlocal buffer, last_commit, finished
-            if buffer:
-                self.store.commit_items(buffer, self.name)
-                for r in buffer:
+        def collect(ready: set[Future]) -> None:
+            nonlocal finished
+            results = [f.result() for f in ready if not f.cancelled()]
+            if results:
+                self.store.commit_items(results, self.name)
+                for r in results:
                     if r.trajectory is not None:
                         self._known.setdefault(r.trajectory.traj_id, evo.Member(r.trajectory, self.objectives))
-                finished += len(buffer)
-                buffer = []
+                finished += len(results)
                 self.on_progress({"generation": generation, "done": finished, "total": total})
-            last_commit = time.monotonic()
 
-        ex = self.make_executor(self.c.get("concurrency"))
         try:
-            while queue or pending:
-                while queue and len(pending) < window and not self.stop_reason:
+            while pending:
+                ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
+                collect(ready)
+                if pending and not self.stop_reason:
                     self.stop_reason = self._budget_exceeded()
                     if self.stop_reason:
-                        break
-                    item = queue.pop()
-                    pending.add(ex.submit(self.run_item, item, [parents[p].traj for p in item.parents]))
-                if not pending:
-                    break
-                left = COMMIT_INTERVAL_S - (time.monotonic() - last_commit)
-                ready, pending = wait(pending, timeout=max(left, 0.0) if buffer else None,
-                                      return_when=FIRST_COMPLETED)
-                buffer.extend(f.result() for f in ready)
-                idle = not pending and (not queue or self.stop_reason)
-                if idle or time.monotonic() - last_commit >= COMMIT_INTERVAL_S or len(buffer) >= 512:
-                    flush()
-            flush()
+                        cancelled = sum(f.cancel() for f in pending)
         except BaseException:
-            ex.shutdown(wait=True, cancel_futures=True)
-            buffer.extend(f.result() for f in pending if f.done() and not f.cancelled() and not f.exception())
-            flush()
+            for f in pending:
+                f.cancel()
+            ex.shutdown(wait=True)
+            collect({f for f in pending if f.done() and not f.cancelled() and f.exception() is None})
             raise
         ex.shutdown(wait=True)
-        return not queue and not self.stop_reason
+        return cancelled == 0
 
     # -- the generation ------------------------------------------------------
     def advance(self, generation: int, prev: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]] | None:

@@ -264,7 +264,7 @@ class DuckDBStore(Store):
                 [generation, json.dumps(stats, sort_keys=True)],
             )
         self._transaction(run)
-        self.snapshot()
+        self._maybe_snapshot()
 
     # -- snapshots and lifetime ---------------------------------------------
     def _maybe_snapshot(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from evoagent.trajectory import Step, Task
@@ -56,4 +56,4 @@ class Policy(Protocol):
 
 def masked(history: Sequence[Step]) -> tuple[Step, ...]:
     """The history as a policy may see it: rewards hidden (they come from the gold answer)."""
-    return tuple(replace(s, reward=math.nan, process_reward=None) for s in history)
+    return tuple(Step(s.idx, s.action, s.observation, math.nan, s.thought, s.valid, None) for s in history)
