@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Raw tables: name -> column DDL. Order matters only for readability.
 RAW_TABLES: dict[str, str] = {
@@ -45,6 +45,20 @@ RAW_TABLES: dict[str, str] = {
     ),
     "population": "generation INTEGER, task_id VARCHAR, traj_id VARCHAR, rank INTEGER",
 }
+
+# Added by migration 0002: the LLM call ledger and the Message Batches journal.
+LLM_TABLES: dict[str, str] = {
+    "llm_calls": (
+        "call_key VARCHAR, model VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER, "
+        "template VARCHAR, template_hash VARCHAR, status VARCHAR, batch_id VARCHAR, "
+        "input_tokens BIGINT, output_tokens BIGINT, cache_write_tokens BIGINT, cache_read_tokens BIGINT, "
+        "cost_usd DOUBLE, latency_s DOUBLE, attempts INTEGER, errors VARCHAR, request VARCHAR, "
+        "response VARCHAR, created_at TIMESTAMP"
+    ),
+    "llm_batches": "batch_id VARCHAR, status VARCHAR, n_requests INTEGER, event_at TIMESTAMP",
+    "llm_batch_items": "batch_id VARCHAR, custom_id VARCHAR, call_key VARCHAR, request VARCHAR",
+}
+RAW_TABLES.update(LLM_TABLES)
 
 # Tables whose rows can be keyed for dedupe on insert (journal rows are unique by construction).
 TRAJECTORY_KEY = ("traj_id", "source")
@@ -89,6 +103,29 @@ VIEWS: dict[str, str] = {
         "stats FROM ev"
     ),
     "population": "SELECT generation, task_id, traj_id, rank FROM raw.population",
+    "llm_calls": (
+        "SELECT call_key, model, operator, generation, item_id, template, template_hash, "
+        "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, latency_s, "
+        "attempts, errors, status, batch_id, created_at FROM raw.llm_calls"
+    ),
+    "llm_costs": (
+        "SELECT operator, model, generation, batch_id IS NOT NULL AS batched, count(*) AS calls, "
+        "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+        "sum(cache_write_tokens) AS cache_write_tokens, sum(cache_read_tokens) AS cache_read_tokens, "
+        "sum(cost_usd) AS cost_usd FROM raw.llm_calls WHERE status = 'ok' GROUP BY ALL"
+    ),
+    # Dollars per unit of reward an operator's children gained over their best parent.
+    "operator_costs": (
+        "WITH gain AS (SELECT l.operator, l.generation, l.item_id, "
+        "max(c.outcome_reward) - max(p.outcome_reward) AS gain FROM raw.lineage l "
+        "JOIN trajectories c ON c.traj_id = l.child_id JOIN trajectories p ON p.traj_id = l.parent_id "
+        "GROUP BY ALL), spend AS (SELECT operator, generation, item_id, sum(cost_usd) AS usd "
+        "FROM raw.llm_calls WHERE status = 'ok' GROUP BY ALL) "
+        "SELECT coalesce(g.operator, s.operator) AS operator, count(g.item_id) AS children, "
+        "sum(greatest(g.gain, 0)) AS reward_gained, coalesce(sum(s.usd), 0) AS cost_usd, "
+        "coalesce(sum(s.usd), 0) / nullif(sum(greatest(g.gain, 0)), 0) AS usd_per_reward "
+        "FROM gain g FULL JOIN spend s USING (operator, generation, item_id) GROUP BY 1"
+    ),
 }
 
 
@@ -110,10 +147,19 @@ class Migration:
 def _initial(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for name, cols in RAW_TABLES.items():
+        if name not in LLM_TABLES:
+            con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+
+
+def _llm_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    for name, cols in LLM_TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
 
 
-MIGRATIONS: list[Migration] = [Migration("0001_initial", 1, _initial)]
+MIGRATIONS: list[Migration] = [
+    Migration("0001_initial", 1, _initial),
+    Migration("0002_llm_ledger", 2, _llm_ledger),
+]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -49,7 +49,12 @@ class SnapshotWriter:
         self.folder = folder
         self.every_s = every_s
         self._last = 0.0
-        self._manifest = _read_manifest(folder) or {"schema_version": SCHEMA_VERSION, "seq": 0, "tables": {}}
+        manifest = _read_manifest(folder)
+        if manifest is not None and manifest.get("schema_version") != SCHEMA_VERSION:
+            # After a migration the raw tables changed shape: publish everything anew.
+            shutil.rmtree(folder / "raw", ignore_errors=True)
+            manifest = {"schema_version": SCHEMA_VERSION, "seq": manifest.get("seq", 0), "tables": {}}
+        self._manifest = manifest or {"schema_version": SCHEMA_VERSION, "seq": 0, "tables": {}}
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s
@@ -127,7 +132,7 @@ class SnapshotStore(Store):
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise StoreError(
                 f"snapshot of {self.path} has schema v{manifest.get('schema_version')}, "
-                f"this evoagent reads v{SCHEMA_VERSION}"
+                f"this evoagent reads v{SCHEMA_VERSION}; upgrade it with: evoagent migrate {self.path}"
             )
         self.published_at = manifest.get("published_at")
         self._con = duckdb.connect(":memory:")

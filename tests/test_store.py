@@ -485,11 +485,14 @@ def test_reader_and_cli_while_another_process_writes(tmp_path: Path) -> None:
 
 
 # -- migrations ----------------------------------------------------------------------------
-def test_new_file_records_initial_migration(tmp_path: Path) -> None:
+def test_new_file_records_every_migration_once(tmp_path: Path) -> None:
+    from stores.schema import MIGRATIONS
+
+    expected = [{"name": m.name, "version": m.version} for m in MIGRATIONS]
     with DuckDBStore(tmp_path / "m.duckdb") as s:
-        assert rows(s, "SELECT name, version FROM raw.migrations") == [{"name": "0001_initial", "version": 1}]
+        assert rows(s, "SELECT name, version FROM raw.migrations ORDER BY version") == expected
     with DuckDBStore(tmp_path / "m.duckdb") as s:  # reopening applies nothing again
-        assert count(s, "raw.migrations") == 1
+        assert count(s, "raw.migrations") == len(expected)
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:
@@ -508,7 +511,7 @@ def test_older_schema_refused_naming_migrate(tmp_path: Path, monkeypatch: pytest
     path = tmp_path / "old.duckdb"
     with DuckDBStore(path) as s:
         s.write(TrajectoryBatch.from_trajectories([A]))
-    monkeypatch.setattr(stores.duckdb_store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(stores.duckdb_store, "SCHEMA_VERSION", stores.duckdb_store.SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match=rf"evoagent migrate {path}"):
         DuckDBStore(path)
     # `evoagent migrate` (upgrade=True) opens it, keeping the data.
