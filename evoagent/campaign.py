@@ -51,6 +51,20 @@ SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "policy.kind": (str, REQUIRED, None, ""),
     "policy.sources": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "policy.explore": ((int, float), 0.1, lambda x: 0 <= x <= 1, "within [0, 1]"),
+    "policy.model": (str, "claude-haiku-4-5", bool, "a model name"),
+    "policy.base_url": (str, "", None, ""),
+    "policy.max_tokens": (int, 512, _pos, "> 0"),
+    "policy.temperature": ((int, float), 1.0, lambda x: 0 <= x <= 2, "within [0, 2]"),
+    "policy.batch": ((bool, str), "auto", lambda x: x in (True, False, "auto"), 'true, false or "auto"'),
+    "policy.batch_idle_s": ((int, float), 0.25, _pos, "> 0"),
+    "policy.batch_poll_s": ((int, float), 5.0, _pos, "> 0"),
+    "policy.max_in_flight": (int, 32, _pos, "> 0"),
+    "policy.tokens_per_minute": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
+    "policy.max_attempts": (int, 6, _pos, "> 0"),
+    "policy.retry_base_s": ((int, float), 0.5, _nonneg, ">= 0"),
+    "policy.timeout_s": ((int, float), 60.0, _pos, "> 0"),
+    "policy.observation_chars": (int, 2000, _pos, "> 0"),
+    "operators.llm": (bool, True, None, ""),
     "operators.sample.rate": ((int, float), 0.1, _nonneg, ">= 0"),
     "operators.revise.rate": ((int, float), 0.4, _nonneg, ">= 0"),
     "operators.recombine.rate": ((int, float), 0.3, _nonneg, ">= 0"),
@@ -67,6 +81,7 @@ SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "budget.env_steps": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
     "budget.wall_time_s": ((int, float), 0, _nonneg, ">= 0 (0 = no limit)"),
     "budget.usd": ((int, float), 0, _nonneg, ">= 0 (0 = no limit)"),
+    "budget.tokens": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
 }
 _SECTIONS = {p.rsplit(".", 1)[0] for p in SPEC if "." in p} | {
     p.rsplit(".", 2)[0] for p in SPEC if p.count(".") == 2
@@ -118,7 +133,8 @@ def _check(path: str, val: Any) -> Any:
     if path not in SPEC:
         _unknown(path)
     types, _, check, meaning = SPEC[path]
-    ok_type = isinstance(val, types) and not (isinstance(val, bool) and types is not bool)
+    allowed = types if isinstance(types, tuple) else (types,)
+    ok_type = isinstance(val, allowed) and not (isinstance(val, bool) and bool not in allowed)
     if not ok_type:
         want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
         raise UserError(f"key {path!r}: expected {want}, got {type(val).__name__} {val!r}")

@@ -22,7 +22,9 @@ from evoagent.rollout import Context
 from evoagent.trajectory import Task
 from stores import DuckDBStore, Store
 
-RESUMABLE = ("budget.", "concurrency")
+# Keys that may change on resume: they change how the work runs, never its results.
+RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
+             "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s", "policy.timeout_s")
 
 
 def select_tasks(c: Campaign) -> list[Task]:
@@ -52,13 +54,39 @@ def select_tasks(c: Campaign) -> list[Task]:
     return tasks
 
 
-def build_context(c: Campaign, tasks: list[Task]) -> Context:
-    policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
-                         explore=c.get("policy.explore"))
+def check_policy(c: Campaign) -> None:
+    """Fail before any work when an LLM policy cannot run (no key, no URL, unknown model)."""
+    import os
+
+    from evoagent.llm.pricing import price_of
+
+    kind = c.get("policy.kind")
+    if kind == "anthropic":
+        price_of(c.get("policy.model"))
+        if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+            raise UserError("policy.kind = anthropic needs ANTHROPIC_API_KEY in the environment")
+    elif kind == "openai" and not c.get("policy.base_url"):
+        raise UserError("key 'policy.base_url': policy.kind = openai needs the server's URL, e.g. http://127.0.0.1:8000/v1")
+
+
+def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) -> Context:
+    """Tasks, policy (and for LLM policies: advisor and budget over the store's ledger), environment."""
+    from evoagent.llm import LLM_POLICIES
+
+    advisor = budget = None
+    if c.get("policy.kind") in LLM_POLICIES:
+        if store is None:
+            raise UserError(f"policy {c.get('policy.kind')!r} needs a store for its call ledger")
+        from evoagent import llm
+
+        policy, advisor, budget = llm.build(c, store)
+    else:
+        policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
+                             explore=c.get("policy.explore"))
     kind, dialect, timeout = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s")
     return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
                    make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout),
-                   max_steps=c.get("env.max_steps"))
+                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget)
 
 
 def upper_bound(ctx: Context, concurrency: int) -> dict[str, bool]:
@@ -94,11 +122,12 @@ def _engine(c: Campaign, ctx: Context, store: Store,
 def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Run a new campaign into a new (or empty) store."""
     tasks = select_tasks(c)  # validate everything before the first write
-    ctx = build_context(c, tasks)
+    check_policy(c)
     with DuckDBStore(store_path) as store:
         if store.get_meta("campaign") is not None:
             raise UserError(f"store {store_path} already holds a campaign; "
                             f"continue it with: evoagent resume {store_path}")
+        ctx = build_context(c, tasks, store)
         store.put_meta("campaign", c.to_json())
         store.add_tasks(tasks)
         return _engine(c, ctx, store, on_progress).run()
@@ -129,7 +158,8 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
     with DuckDBStore(store_path) as store:
         c = stored_campaign(store, overrides)
         tasks = select_tasks(c)
-        ctx = build_context(c, tasks)
+        check_policy(c)
+        ctx = build_context(c, tasks, store)
         store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them
         if overrides:
             store.put_meta("campaign", c.to_json())

@@ -30,6 +30,8 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent.campaign import Campaign
+from evoagent.llm.client import BudgetExceeded
+from evoagent.llm.ledger import call_context
 from evoagent.rollout import Context
 from evoagent.trajectory import Task, Trajectory
 from operators import ARITY, toolbox
@@ -146,19 +148,23 @@ class Engine:
         return list(chosen.values())[:want]
 
     # -- execution -----------------------------------------------------------
-    def run_item(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult:
+    def run_item(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult | None:
         """Apply one operator; failures become a failed result, never a crash."""
         t0 = time.perf_counter()
         rng = random.Random(item.seed)
         task = self.ctx.tasks[item.task_id]
         try:
             fn = getattr(self.tb, item.operator)
-            if item.operator == "sample":
-                out = fn(task, rng, self.ctx)
-            elif item.operator == "recombine":
-                out = fn(parents, rng, self.ctx)
-            else:
-                out = fn(parents[0], rng, self.ctx)
+            with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id):
+                if item.operator == "sample":
+                    out = fn(task, rng, self.ctx)
+                elif item.operator == "recombine":
+                    out = fn(parents, rng, self.ctx)
+                else:
+                    out = fn(parents[0], rng, self.ctx)
+        except BudgetExceeded as exc:  # not a failure: the item stays pending for a resume
+            self.stop_reason = str(exc)
+            return None
         except Exception as exc:  # an operator bug or provider fault must not stop the campaign
             return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
                               seconds=time.perf_counter() - t0)
@@ -173,9 +179,12 @@ class Engine:
         wall = self.c.get("budget.wall_time_s")
         if wall and time.monotonic() - self._started >= wall:
             return "budget.wall_time_s"
-        usd = self.c.get("budget.usd")
-        if usd and (self.store.scalar("SELECT coalesce(sum(cost_usd), 0) FROM raw.trajectories") or 0) >= usd:
-            return "budget.usd"
+        budget = self.ctx.budget
+        if budget is not None:
+            if budget.usd and budget.spent_usd >= budget.usd:
+                return "budget.usd"
+            if budget.tokens and budget.spent_tokens >= budget.tokens:
+                return "budget.tokens"
         return None
 
     def execute(self, generation: int, items: list[WorkItem]) -> bool:
@@ -200,7 +209,7 @@ class Engine:
 
         def collect(ready: set[Future]) -> None:
             nonlocal finished
-            results = [f.result() for f in ready if not f.cancelled()]
+            results = [r for f in ready if not f.cancelled() and (r := f.result()) is not None]
             if results:
                 self.store.commit_items(results, self.name)
                 for r in results:
@@ -213,10 +222,10 @@ class Engine:
             while pending:
                 ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
                 collect(ready)
-                if pending and not self.stop_reason:
-                    self.stop_reason = self._budget_exceeded()
+                if pending:
+                    self.stop_reason = self.stop_reason or self._budget_exceeded()
                     if self.stop_reason:
-                        cancelled = sum(f.cancel() for f in pending)
+                        cancelled += sum(f.cancel() for f in pending)
         except BaseException:
             for f in pending:
                 f.cancel()
@@ -224,7 +233,7 @@ class Engine:
             collect({f for f in pending if f.done() and not f.cancelled() and f.exception() is None})
             raise
         ex.shutdown(wait=True)
-        return cancelled == 0
+        return cancelled == 0 and not self.stop_reason
 
     # -- the generation ------------------------------------------------------
     def advance(self, generation: int, prev: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]] | None:

@@ -26,6 +26,8 @@ class Context:
     policy: Policy
     make_env: Callable[[], Any]
     max_steps: int = 10
+    advisor: Any = None  # operators.advisor.Advisor when the policy is an LLM
+    budget: Any = None  # evoagent.llm.Budget shared by every LLM call of the campaign
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def env(self) -> Any:

@@ -32,6 +32,10 @@ def recombine(parents: Sequence[Trajectory], rng: random.Random, ctx: Context) -
     if len(parents) < 2 or len({p.task_id for p in parents}) != 1:
         raise UserError("recombine needs two or more parents of the same task")
     task = ctx.tasks[parents[0].task_id]
+    plan = ctx.advisor.combine(task, parents, rng) if ctx.advisor is not None else None
+    if plan:  # the model's plan, executed; the policy goes on from there
+        return rollout(ctx, task, rng, prefix=plan[: ctx.max_steps],
+                       guidance=Guidance(notes="a plan combining earlier attempts"), operator="recombine")
     peaks = [(p.steps[i].reward if (i := _peak(p.steps)) is not None else 0.0) for p in parents]
     top = max(peaks)
     answerers = [i for i, r in enumerate(peaks) if r == top]

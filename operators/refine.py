@@ -23,6 +23,10 @@ def refine(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     peak = next((i for i, s in enumerate(steps) if s.valid and s.reward == best), len(steps) - 1)
     clean = list(dict.fromkeys(s.action for s in steps[: peak + 1] if s.valid))
     candidates = [[steps[peak].action]] if steps else []
+    if ctx.advisor is not None:
+        proposal = ctx.advisor.shorten(task, parent, rng)
+        if proposal:
+            candidates.insert(0, proposal)
     candidates += [clean, [s.action for s in steps[: peak + 1]]]
     used = 0
     for actions in candidates:

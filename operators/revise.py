@@ -42,6 +42,8 @@ def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
         notes = f"step {k} went wrong: {wrong.action!r} gave {wrong.observation[:200]!r}"
     else:
         notes = "the episode ended without an answer"
+    if ctx.advisor is not None:
+        notes = ctx.advisor.reflect(task, parent, k, rng) or notes
     guidance = Guidance(avoid=frozenset(failed), notes=notes)
     return rollout(ctx, task, rng, prefix=[s.action for s in parent.steps[:k]],
                    guidance=guidance, operator="revise")

@@ -104,6 +104,10 @@ class Store(ABC):
         """Commit the population after replacement and the generation's statistics."""
 
     @abstractmethod
+    def append_ledger(self, tables: dict[str, pa.Table]) -> None:
+        """Append LLM ledger rows (calls, batch events, batch items) in one transaction."""
+
+    @abstractmethod
     def snapshot(self) -> None:
         """Publish committed data as Parquet for readers (incremental)."""
 

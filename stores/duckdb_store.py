@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from evoagent.trajectory import Task
 from stores.base import ItemResult, Store, StoreError, WorkItem
 from stores.batch import TrajectoryBatch
-from stores.schema import SCHEMA_VERSION, create_views, current_version, migrate
+from stores.schema import LLM_TABLES, SCHEMA_VERSION, create_views, current_version, migrate
 from stores.snapshot import SnapshotWriter, snapshot_dir
 
 _PLAN_SCHEMA = pa.schema([
@@ -263,6 +263,26 @@ class DuckDBStore(Store):
                 "VALUES (?, 'committed', current_timestamp, NULL, ?)",
                 [generation, json.dumps(stats, sort_keys=True)],
             )
+        self._transaction(run)
+        self._maybe_snapshot()
+
+    def append_ledger(self, tables: dict[str, pa.Table]) -> None:
+        """Append rows to LLM ledger tables (``llm_calls``, ``llm_batches``,
+        ``llm_batch_items``) in one transaction."""
+        bad = set(tables) - set(LLM_TABLES)
+        if bad:
+            raise StoreError(f"not a ledger table: {sorted(bad)[0]}")
+
+        def run() -> None:
+            for name, table in tables.items():
+                if not table.num_rows:
+                    continue
+                self._con.register("_ledger", table)
+                try:
+                    cols = ", ".join(table.column_names)
+                    self._con.execute(f"INSERT INTO raw.{name} ({cols}) SELECT {cols} FROM _ledger")
+                finally:
+                    self._con.unregister("_ledger")
         self._transaction(run)
         self._maybe_snapshot()
 

@@ -110,8 +110,8 @@ VIEWS: dict[str, str] = {
     ),
     "llm_costs": (
         "SELECT operator, model, generation, batch_id IS NOT NULL AS batched, count(*) AS calls, "
-        "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
-        "sum(cache_write_tokens) AS cache_write_tokens, sum(cache_read_tokens) AS cache_read_tokens, "
+        "sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens, "
+        "sum(cache_write_tokens)::BIGINT AS cache_write_tokens, sum(cache_read_tokens)::BIGINT AS cache_read_tokens, "
         "sum(cost_usd) AS cost_usd FROM raw.llm_calls WHERE status = 'ok' GROUP BY ALL"
     ),
     # Dollars per unit of reward an operator's children gained over their best parent.

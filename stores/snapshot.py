@@ -156,7 +156,7 @@ class SnapshotStore(Store):
     def _refuse(self, *_: Any, **__: Any) -> Any:
         raise StoreError(f"{self.path} is opened read-only")
 
-    put_meta = add_tasks = write = plan_generation = commit_items = commit_generation = _refuse  # type: ignore[assignment]
+    put_meta = add_tasks = write = plan_generation = commit_items = commit_generation = append_ledger = _refuse  # type: ignore[assignment]
 
     def snapshot(self) -> None:
         return None

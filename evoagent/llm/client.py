@@ -1,0 +1,207 @@
+"""One way to call an LLM: ledger first, then budget, rate limits, retries.
+
+``LLMClient.complete`` looks the request up in the ledger (no call is paid
+twice), reserves its worst-case cost against the budget (counting calls in
+flight), waits for a slot under the in-flight and tokens-per-minute limits,
+sends it through a transport (the official ``anthropic`` SDK, or an
+OpenAI-compatible server), retries transient faults (429 honouring
+retry-after, 529, 5xx, timeouts, answers without the expected tool call) with
+exponential backoff and jitter, and commits the answer before returning it.
+"""
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from evoagent.llm.ledger import CALL_CONTEXT, CallRecord, Ledger, call_key
+from evoagent.llm.pricing import cost_usd, price_of
+
+
+class LLMError(Exception):
+    """A call that failed for good (after retries, or a permanent error)."""
+
+
+class BudgetExceeded(Exception):
+    """The call would take the campaign past its dollar or token budget."""
+
+
+class TransientError(Exception):
+    """A fault worth retrying; ``retry_after`` in seconds when the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Transport(Protocol):
+    """Sends one request; returns ``{"content": [...], "stop_reason": ..., "usage": {...}}``."""
+
+    def send(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    content: list[dict[str, Any]]
+    usage: dict[str, int]
+    cost_usd: float
+    cached: bool
+    call_key: str
+
+
+class Budget:
+    """Dollars and tokens: spent plus reserved for calls in flight never exceed the limits."""
+
+    def __init__(self, usd: float = 0.0, tokens: int = 0, spent_usd: float = 0.0, spent_tokens: int = 0):
+        self.usd, self.tokens = usd, tokens
+        self.spent_usd, self.spent_tokens = spent_usd, spent_tokens
+        self.reserved_usd, self.reserved_tokens = 0.0, 0
+        self._lock = threading.Lock()
+
+    def reserve(self, usd: float, tokens: int) -> None:
+        with self._lock:
+            if self.usd and self.spent_usd + self.reserved_usd + usd > self.usd:
+                raise BudgetExceeded("budget.usd")
+            if self.tokens and self.spent_tokens + self.reserved_tokens + tokens > self.tokens:
+                raise BudgetExceeded("budget.tokens")
+            self.reserved_usd += usd
+            self.reserved_tokens += tokens
+
+    def settle(self, reserved_usd: float, reserved_tokens: int, usd: float, tokens: int) -> None:
+        with self._lock:
+            self.reserved_usd -= reserved_usd
+            self.reserved_tokens -= reserved_tokens
+            self.spent_usd += usd
+            self.spent_tokens += tokens
+
+
+class RateLimiter:
+    """At most ``max_in_flight`` calls at once and ``tokens_per_minute`` (0 = no limit)."""
+
+    def __init__(self, max_in_flight: int, tokens_per_minute: int = 0):
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self.tpm = tokens_per_minute
+        self._tokens = float(tokens_per_minute)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self, tokens: int) -> None:
+        self._slots.acquire()
+        while self.tpm:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.tpm, self._tokens + (now - self._stamp) * self.tpm / 60.0)
+                self._stamp = now
+                if self._tokens >= min(tokens, self.tpm):
+                    self._tokens -= tokens
+                    return
+                wait = (min(tokens, self.tpm) - self._tokens) * 60.0 / self.tpm
+            time.sleep(wait)
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+def estimate_tokens(request: dict[str, Any]) -> int:
+    """A cheap upper-ish estimate of input tokens (4 characters a token)."""
+    text = json.dumps([request.get("system"), request.get("messages"), request.get("tools")], default=str)
+    return len(text) // 4 + 1
+
+
+@dataclass
+class ClientSettings:
+    model: str
+    max_attempts: int = 6
+    retry_base_s: float = 0.5
+    retry_cap_s: float = 30.0
+    max_in_flight: int = 32
+    tokens_per_minute: int = 0
+
+
+class LLMClient:
+    """Thread-safe; see the module docstring. ``batcher`` routes calls into Message Batches."""
+
+    def __init__(self, transport: Transport, ledger: Ledger, settings: ClientSettings,
+                 budget: Budget | None = None, batcher: Any = None, seed: int = 0):
+        self.transport, self.ledger, self.s = transport, ledger, settings
+        self.budget = budget or Budget()
+        self.batcher = batcher
+        self.limiter = RateLimiter(settings.max_in_flight, settings.tokens_per_minute)
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        price_of(settings.model)  # unknown model: fail before any call
+
+    def complete(self, request: dict[str, Any], *, template: str, template_hash: str, nonce: str,
+                 valid: Callable[[dict[str, Any]], bool] = lambda r: True) -> Reply:
+        """The answer to ``request``: from the ledger, else from the provider (then committed)."""
+        key = call_key(request, template_hash, nonce)
+        hit = self.ledger.lookup(key)
+        if hit is not None:
+            return Reply(hit["response"]["content"], hit["usage"], hit["cost_usd"], True, key)
+        est_tokens = estimate_tokens(request) + int(request.get("max_tokens", 0))
+        p = price_of(self.s.model)
+        est_usd = (estimate_tokens(request) * max(p.input, p.cache_write)
+                   + int(request.get("max_tokens", 0)) * p.output) / 1e6
+        batched = self.batcher is not None
+        self.budget.reserve(est_usd * (0.5 if batched else 1.0), est_tokens)
+        usd = tokens = 0
+        try:
+            meta = {"template": template, "template_hash": template_hash,
+                    "context": dict(CALL_CONTEXT.get())}
+            if batched:
+                record = self.batcher.submit(key, request, meta, valid)
+                if record.status != "ok":  # failed or malformed in the batch: retry it directly
+                    record = self._call(key, request, meta, valid)
+            else:
+                record = self._call(key, request, meta, valid)
+            usd = record.cost_usd
+            tokens = sum(record.usage.values())
+        finally:
+            self.budget.settle(est_usd * (0.5 if batched else 1.0), est_tokens, usd, tokens)
+        if record.status != "ok" or record.response is None:
+            raise LLMError(f"LLM call failed after {record.attempts} attempts: {'; '.join(record.errors[-3:])}")
+        return Reply(record.response["content"], record.usage, record.cost_usd, False, key)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        with self._rng_lock:
+            jitter = self._rng.uniform(0.5, 1.0)
+        return min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** attempt) * jitter
+
+    def _call(self, key: str, request: dict[str, Any], meta: dict[str, Any],
+              valid: Callable[[dict[str, Any]], bool]) -> CallRecord:
+        errors: list[str] = []
+        t0 = time.perf_counter()
+        for attempt in range(self.s.max_attempts):
+            self.limiter.acquire(estimate_tokens(request) + int(request.get("max_tokens", 0)))
+            try:
+                answer = self.transport.send(request)
+            except TransientError as exc:
+                errors.append(str(exc))
+                retry_after = exc.retry_after
+            except LLMError as exc:  # permanent: a bad request, an auth failure
+                errors.append(str(exc))
+                break
+            else:
+                if valid(answer):
+                    usage = answer.get("usage", {})
+                    record = CallRecord(key, self.s.model, request, answer, usage,
+                                        cost_usd(self.s.model, usage), time.perf_counter() - t0,
+                                        attempt + 1, errors, **meta)
+                    self.ledger.record([record])
+                    return record
+                errors.append("malformed answer: " + json.dumps(answer.get("content"))[:200])
+                retry_after = None
+            finally:
+                self.limiter.release()
+            if attempt + 1 < self.s.max_attempts:
+                time.sleep(self._delay(attempt, retry_after))
+        record = CallRecord(key, self.s.model, request, None, {}, 0.0, time.perf_counter() - t0,
+                            len(errors), errors, status="failed", **meta)
+        self.ledger.record([record])
+        return record

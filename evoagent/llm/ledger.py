@@ -1,0 +1,163 @@
+"""The call ledger: every LLM request content-addressed, every answer committed first.
+
+A request's key hashes the model, system, messages, tools, parameters, the
+prompt template's hash and a per-call nonce (the work item's seed and step);
+the API key is never part of it, nor stored. An answer is committed to the
+store before the caller sees it, so a resumed or repeated campaign reads it
+back instead of paying again. Commits are grouped by a writer thread: callers
+block until their row is in the file, many rows share one transaction.
+"""
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from stores.base import Store
+
+# Which work item a call belongs to (set by the engine around each item).
+CALL_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llm_call_context", default={})
+
+
+@contextmanager
+def call_context(**fields: Any) -> Iterator[None]:
+    """Tag the LLM calls made inside with operator / generation / item_id."""
+    token = CALL_CONTEXT.set({**CALL_CONTEXT.get(), **fields})
+    try:
+        yield
+    finally:
+        CALL_CONTEXT.reset(token)
+
+
+def call_key(request: dict[str, Any], template_hash: str, nonce: str) -> str:
+    """The content address of a request (hex sha256)."""
+    material = json.dumps({"request": request, "template": template_hash, "nonce": nonce},
+                          sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One answered (or failed) call, as committed to ``raw.llm_calls``."""
+
+    call_key: str
+    model: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    errors: list[str] = field(default_factory=list)
+    status: str = "ok"
+    batch_id: str | None = None
+    template: str = ""
+    template_hash: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+_CALL_SCHEMA = pa.schema([
+    ("call_key", pa.string()), ("model", pa.string()), ("operator", pa.string()),
+    ("generation", pa.int32()), ("item_id", pa.int32()), ("template", pa.string()),
+    ("template_hash", pa.string()), ("status", pa.string()), ("batch_id", pa.string()),
+    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cache_write_tokens", pa.int64()),
+    ("cache_read_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
+    ("attempts", pa.int32()), ("errors", pa.string()), ("request", pa.string()),
+    ("response", pa.string()), ("created_at", pa.timestamp("us")),
+])
+
+
+def _rows(records: list[CallRecord]) -> pa.Table:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    cols: dict[str, list[Any]] = {name: [] for name in _CALL_SCHEMA.names}
+    for r in records:
+        cols["call_key"].append(r.call_key)
+        cols["model"].append(r.model)
+        cols["operator"].append(r.context.get("operator"))
+        cols["generation"].append(r.context.get("generation"))
+        cols["item_id"].append(r.context.get("item_id"))
+        cols["template"].append(r.template)
+        cols["template_hash"].append(r.template_hash)
+        cols["status"].append(r.status)
+        cols["batch_id"].append(r.batch_id)
+        for k in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens"):
+            cols[k].append(int(r.usage.get(k, 0)))
+        cols["cost_usd"].append(r.cost_usd)
+        cols["latency_s"].append(r.latency_s)
+        cols["attempts"].append(r.attempts)
+        cols["errors"].append(json.dumps(r.errors) if r.errors else None)
+        cols["request"].append(json.dumps(r.request, sort_keys=True, default=str))
+        cols["response"].append(json.dumps(r.response) if r.response is not None else None)
+        cols["created_at"].append(now)
+    return pa.table(cols, schema=_CALL_SCHEMA)
+
+
+class Ledger:
+    """Reads answers by key and group-commits new records; thread-safe."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._known = set(store.query(
+            "SELECT DISTINCT call_key FROM raw.llm_calls WHERE status = 'ok'").column(0).to_pylist())
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[dict[str, pa.Table], threading.Event, list[BaseException]]] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
+        self._writer.start()
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The committed answer (response, usage, cost) for a key, if any."""
+        if key not in self._known:
+            return None
+        row = self.store.query(
+            "SELECT response, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, "
+            "cost_usd FROM raw.llm_calls WHERE call_key = ? AND status = 'ok' LIMIT 1", [key]
+        ).to_pylist()
+        if not row:
+            return None
+        r = row[0]
+        usage = {k: r[k] for k in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")}
+        return {"response": json.loads(r["response"]), "usage": usage, "cost_usd": r["cost_usd"]}
+
+    def record(self, records: list[CallRecord], extra: dict[str, pa.Table] | None = None) -> None:
+        """Commit records (and optional batch-journal rows); returns once they are in the file."""
+        tables = {"llm_calls": _rows(records), **(extra or {})}
+        self.commit(tables)
+        with self._lock:
+            self._known.update(r.call_key for r in records if r.status == "ok")
+
+    def commit(self, tables: dict[str, pa.Table]) -> None:
+        done = threading.Event()
+        errors: list[BaseException] = []
+        self._queue.put((tables, done, errors))
+        done.wait()
+        if errors:
+            raise errors[0]
+
+    def _write_loop(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while True:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            merged: dict[str, list[pa.Table]] = {}
+            for tables, _, _ in jobs:
+                for name, t in tables.items():
+                    merged.setdefault(name, []).append(t)
+            try:
+                self.store.append_ledger({n: pa.concat_tables(ts) for n, ts in merged.items()})
+            except BaseException as exc:  # surfaces in every waiting caller
+                for _, _, errors in jobs:
+                    errors.append(exc)
+            for _, done, _ in jobs:
+                done.set()

@@ -1,0 +1,107 @@
+"""Prompt templates for LLM policies and LLM-driven operators, each with a hash.
+
+A template's hash (its text and tool schemas) is part of every call's key and
+record, so changing a prompt never reuses answers given to the old one, and
+the ledger says which prompt produced which answer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["AGENT", "COMBINE", "REFLECT", "SHORTEN", "Template", "render_steps"]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    system: str
+    user: str
+    tools: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps([self.name, self.system, self.user, self.tools], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"name": name, "description": description,
+            "input_schema": {"type": "object", "properties": properties, "required": required}}
+
+
+AGENT = Template(
+    name="agent/intercode_sql/v1",
+    system=(
+        "You answer questions about a MySQL database by running SQL against it. "
+        "Run one statement at a time with the execute_sql tool and read its result; explore "
+        "the schema first when unsure (SHOW TABLES, DESCRIBE t). The answer is the result of "
+        "your last query: when it answers the question, call the submit tool. Take at most "
+        "{max_steps} steps."
+    ),
+    user="Database: {db}\nTables:\n{schema}\n\nQuestion: {question}",
+    tools=(
+        _tool("execute_sql", "Run one MySQL statement and see its result rows or error.",
+              {"query": {"type": "string", "description": "one SQL statement"}}, ["query"]),
+        _tool("submit", "Finish: your last query's result is your answer.", {}, []),
+    ),
+)
+
+REFLECT = Template(
+    name="operator/revise/v1",
+    system=(
+        "You review an agent's attempt at answering a question with SQL. Find what went wrong "
+        "and say what the agent should do differently when it retries from the failing step."
+    ),
+    user=(
+        "Database: {db}\nTables:\n{schema}\n\nQuestion: {question}\n\n"
+        "The attempt (reward is 1.0 for a correct final answer):\n{steps}\n\n"
+        "It scored {outcome}. The first step that went wrong looks like [{wrong}]. "
+        "Call write_guidance with a diagnosis and concrete advice."
+    ),
+    tools=(_tool("write_guidance", "Advice for the retry.",
+                 {"diagnosis": {"type": "string"}, "advice": {"type": "string"}},
+                 ["diagnosis", "advice"]),),
+)
+
+COMBINE = Template(
+    name="operator/recombine/v1",
+    system=(
+        "You combine several attempts at the same SQL question into one better plan, reusing "
+        "the steps that worked: e.g. one attempt's schema exploration, another's query."
+    ),
+    user=(
+        "Database: {db}\nTables:\n{schema}\n\nQuestion: {question}\n\nAttempts:\n{attempts}\n\n"
+        "Say what each attempt did well, then call propose_plan with the steps to run, in order, "
+        "as references like A0 or B3 (attempt letter, step index)."
+    ),
+    tools=(_tool("propose_plan", "The combined plan as step references, e.g. [\"A0\", \"B2\"].",
+                 {"steps": {"type": "array", "items": {"type": "string"}},
+                  "rationale": {"type": "string"}}, ["steps"]),),
+)
+
+SHORTEN = Template(
+    name="operator/refine/v1",
+    system=(
+        "You clean up a successful SQL session: keep only the steps needed to reach the same "
+        "final answer, in order, so that it is shorter and still correct."
+    ),
+    user=(
+        "Database: {db}\nTables:\n{schema}\n\nQuestion: {question}\n\nThe session:\n{steps}\n\n"
+        "Call keep_steps with the indexes of the steps to keep."
+    ),
+    tools=(_tool("keep_steps", "Indexes of the steps to keep, in order.",
+                 {"steps": {"type": "array", "items": {"type": "integer"}},
+                  "rationale": {"type": "string"}}, ["steps"]),),
+)
+
+
+def render_steps(steps: Any, prefix: str = "", observation_chars: int = 300) -> str:
+    """Steps as numbered lines an LLM (or the fake server) can refer back to."""
+    lines = []
+    for s in steps:
+        obs = s.observation if len(s.observation) <= observation_chars else s.observation[:observation_chars] + "..."
+        lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> {obs} (reward {s.reward:g})")
+    return "\n".join(lines) if lines else "(no steps)"
