@@ -62,19 +62,28 @@ class BatchCollector:
             "(SELECT batch_id FROM raw.llm_batches WHERE status = 'collected')").to_pylist()
         self._open = {r["call_key"]: r["batch_id"] for r in rows}
         self._watchers: dict[str, list[_Waiter]] = {}
+        self._collecting: set[str] = set()  # batches being polled by this process
+        self._done: set[str] = set()  # batches whose answers this process committed
 
     # -- callers ---------------------------------------------------------------
     def submit(self, key: str, request: dict[str, Any], meta: dict[str, Any],
                valid: Callable[[dict[str, Any]], bool] = lambda a: True) -> CallRecord:
         """Block until this call's answer is committed; returns its record."""
         w = _Waiter(key, request, meta, valid)
+        hit = self.ledger.lookup(key)  # answered by a batch collected since the caller looked
+        if hit is not None:
+            return CallRecord(key, self.model, request, hit["response"], hit["usage"], hit["cost_usd"], **meta)
         with self._lock:
             batch_id = self._open.get(key)
-            if batch_id is not None:  # submitted before a crash: poll, never resubmit
-                first = batch_id not in self._watchers
+            finished = batch_id is not None and batch_id in self._done
+            if batch_id is not None and not finished:
+                # Submitted already (maybe by a process that was killed): poll it, never resubmit.
                 self._watchers.setdefault(batch_id, []).append(w)
-                if first:
+                if batch_id not in self._collecting:
+                    self._collecting.add(batch_id)
                     threading.Thread(target=self._collect, args=(batch_id,), daemon=True).start()
+            elif finished and (hit := self.ledger.lookup(key)) is not None:  # collected meanwhile
+                return CallRecord(key, self.model, request, hit["response"], hit["usage"], hit["cost_usd"], **meta)
             else:
                 self._queue.append(w)
                 self._last = time.monotonic()
@@ -133,6 +142,7 @@ class BatchCollector:
         self.ledger.commit({"llm_batches": _event(created.id, "submitted", len(unique)), "llm_batch_items": items})
         with self._lock:
             self._watchers.setdefault(created.id, []).extend(waiters)
+            self._collecting.add(created.id)
             for k in unique:
                 self._open[k] = created.id
         self._collect(created.id)
@@ -146,11 +156,12 @@ class BatchCollector:
         except Exception as exc:  # noqa: BLE001
             with self._lock:
                 waiters = self._watchers.pop(batch_id, [])
+                self._collecting.discard(batch_id)
             self._fail(waiters, f"batch {batch_id} failed: {type(exc).__name__}: {exc}"[:300])
             return
         with self._lock:
-            waiters = self._watchers.pop(batch_id, [])
-        by_key = {w.key: w for w in waiters}
+            early = list(self._watchers.get(batch_id, []))
+        by_key = {w.key: w for w in early}
         requests = {r["call_key"]: json.loads(r["request"]) for r in self.ledger.store.query(
             "SELECT call_key, request FROM raw.llm_batch_items WHERE batch_id = ?", [batch_id]).to_pylist()}
         records = []
@@ -171,9 +182,10 @@ class BatchCollector:
                                           [f"batch result {item.result.type}"], "failed", batch_id, **meta))
         self.ledger.record(records, extra={"llm_batches": _event(batch_id, "collected", len(records))})
         got = {r.call_key: r for r in records}
-        with self._lock:
-            for k in got:
-                self._open.pop(k, None)
+        with self._lock:  # from here on, late callers find these answers in the ledger
+            self._done.add(batch_id)
+            self._collecting.discard(batch_id)
+            waiters = self._watchers.pop(batch_id, [])
         for w in waiters:
             w.record = got.get(w.key) or CallRecord(w.key, self.model, w.request, None, status="failed",
                                                     errors=["missing from batch results"], batch_id=batch_id)

@@ -109,7 +109,9 @@ class Ledger:
         self._known = set(store.query(
             "SELECT DISTINCT call_key FROM raw.llm_calls WHERE status = 'ok'").column(0).to_pylist())
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[dict[str, pa.Table], threading.Event, list[BaseException]]] = queue.Queue()
+        # Jobs for the writer: [records, tables, done, error]. ``done`` is a plain lock held by
+        # the caller until the writer releases it (cheaper than an Event: no Condition).
+        self._queue: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
 
@@ -129,18 +131,23 @@ class Ledger:
 
     def record(self, records: list[CallRecord], extra: dict[str, pa.Table] | None = None) -> None:
         """Commit records (and optional batch-journal rows); returns once they are in the file."""
-        tables = {"llm_calls": _rows(records), **(extra or {})}
-        self.commit(tables)
+        # The rows are built by the writer, once for the whole group (one Arrow table for many
+        # records costs about what one costs), not here in every caller.
+        self._submit(list(records), dict(extra or {}))
         with self._lock:
             self._known.update(r.call_key for r in records if r.status == "ok")
 
     def commit(self, tables: dict[str, pa.Table]) -> None:
-        done = threading.Event()
-        errors: list[BaseException] = []
-        self._queue.put((tables, done, errors))
-        done.wait()
-        if errors:
-            raise errors[0]
+        self._submit([], dict(tables))
+
+    def _submit(self, records: list[CallRecord], tables: dict[str, pa.Table]) -> None:
+        done = threading.Lock()
+        done.acquire()
+        job: list[Any] = [records, tables, done, None]
+        self._queue.put(job)
+        done.acquire()  # released by the writer once the group is committed (or failed)
+        if job[3] is not None:
+            raise job[3]
 
     def _write_loop(self) -> None:
         while True:
@@ -150,14 +157,31 @@ class Ledger:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            merged: dict[str, list[pa.Table]] = {}
-            for tables, _, _ in jobs:
-                for name, t in tables.items():
-                    merged.setdefault(name, []).append(t)
             try:
-                self.store.append_ledger({n: pa.concat_tables(ts) for n, ts in merged.items()})
+                merged: dict[str, list[pa.Table]] = {}
+                calls = [r for job in jobs for r in job[0]]
+                if calls:
+                    try:
+                        merged["llm_calls"] = [_rows(calls)]
+                    except BaseException:  # a record that cannot be stored: fail its caller only
+                        ok = []
+                        for job in jobs:
+                            try:
+                                if job[0]:
+                                    merged.setdefault("llm_calls", []).append(_rows(job[0]))
+                                ok.append(job)
+                            except BaseException as exc:  # noqa: BLE001 - surfaces in that caller
+                                job[3] = exc
+                                job[2].release()
+                        jobs = ok
+                for job in jobs:
+                    for name, t in job[1].items():
+                        merged.setdefault(name, []).append(t)
+                if merged:
+                    self.store.append_ledger(
+                        {n: ts[0] if len(ts) == 1 else pa.concat_tables(ts) for n, ts in merged.items()})
             except BaseException as exc:  # surfaces in every waiting caller
-                for _, _, errors in jobs:
-                    errors.append(exc)
-            for _, done, _ in jobs:
-                done.set()
+                for job in jobs:
+                    job[3] = exc
+            for job in jobs:
+                job[2].release()

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 
 import anthropic
+import httpx2
 
 from evoagent.llm.client import LLMError, TransientError
 
@@ -54,8 +55,13 @@ def message_to_answer(message: dict[str, Any]) -> dict[str, Any]:
 class AnthropicTransport:
     """Claude through the official SDK; base URL from the argument or ``ANTHROPIC_BASE_URL``."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0):
-        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s}
+    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, max_connections: int = 1024):
+        # The SDK's default pool keeps only 100 idle keep-alive connections: with more callers
+        # in flight, every round closes and reopens the surplus (a TCP handshake and a server
+        # thread each). Keep one warm connection per concurrent caller instead.
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s,
+                                  "http_client": anthropic.DefaultHttpxClient(limits=limits, timeout=timeout_s)}
         if base_url:
             kwargs["base_url"] = base_url
         if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):

@@ -1,0 +1,194 @@
+"""LLM client throughput against a loopback fake server with fixed latency.
+
+Acceptance: with a server answering after 200 ms, N concurrent callers sustain
+>= 90% of N / 0.2 calls/s for N up to 128 (on 2 cores), and every call is
+committed to the store (one ``status='ok'`` row in ``raw.llm_calls`` per
+completed call).
+
+The fake server runs as a separate process (``python -m
+evoagent.llm.fake_server``) so its CPU does not share our interpreter's GIL.
+Each caller thread loops ``LLMClient.complete`` with a distinct nonce, so every
+call misses the ledger and goes to the server. Calls completing inside the
+measuring window (after a warm-up) are counted; afterwards the rows committed
+during the whole phase are compared with every call completed in it.
+
+Run: ``python experiments/bench_llm.py [--ns 1,8,32,64,128] [--seconds 6] [--warmup 1]``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ["ANTHROPIC_API_KEY"] = "test"  # the fake server accepts any key; the SDK wants one
+os.environ.pop("ANTHROPIC_AUTH_TOKEN", None)
+
+from evoagent.llm.client import Budget, ClientSettings, LLMClient  # noqa: E402
+from evoagent.llm.ledger import Ledger  # noqa: E402
+from evoagent.llm.transports import AnthropicTransport  # noqa: E402
+from stores.duckdb_store import DuckDBStore  # noqa: E402
+
+MODEL = "claude-haiku-4-5"
+SYSTEM = ("You are a careful SQL agent. Answer with one SQL query that solves the task, "
+          "using only the tables described.")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evoagent.llm.fake_server", "--port", str(port), "--latency", str(latency)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"fake server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url + "/v1/nothing", timeout=1).close()
+            return proc, url
+        except urllib.error.HTTPError:  # 404 (or any HTTP status): it answers
+            return proc, url
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("fake server did not answer within 20 s")
+
+
+def request_for(i: int) -> dict:
+    return {"model": MODEL, "max_tokens": 64, "system": SYSTEM,
+            "messages": [{"role": "user", "content": f"Task {i}: list the names of all singers older than 30."}]}
+
+
+def ok_rows(store: DuckDBStore) -> int:
+    return store.query("SELECT count(*) FROM raw.llm_calls WHERE status = 'ok'").column(0)[0].as_py()
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def run_phase(client: LLMClient, store: DuckDBStore, n: int, warmup: float, seconds: float,
+              tag: str, server_pid: int) -> dict:
+    before = ok_rows(store)
+    stop = threading.Event()
+    t_start = time.perf_counter()
+    w0, w1 = t_start + warmup, t_start + warmup + seconds
+    windowed = [0] * n
+    total = [0] * n
+    failures: list[BaseException] = []
+
+    def caller(idx: int) -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                client.complete(request_for(i), template="bench", template_hash="x",
+                                nonce=f"{tag}-{n}-{idx}-{i}")
+                done = time.perf_counter()
+                total[idx] += 1
+                if w0 <= done < w1:
+                    windowed[idx] += 1
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, w0 - time.perf_counter()))
+    cpu0, srv0, done0 = time.process_time(), proc_cpu(server_pid), sum(total)
+    time.sleep(max(0.0, w1 - time.perf_counter()))
+    cpu1, srv1, done1 = time.process_time(), proc_cpu(server_pid), sum(total)
+    stop.set()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} callers failed; first: {failures[0]!r}")
+    committed = ok_rows(store) - before
+    calls = sum(windowed)
+    ideal = n / 0.2
+    return {"n": n, "calls": calls, "seconds": seconds, "rate": calls / seconds, "ideal": ideal,
+            "ratio": calls / seconds / ideal, "completed": sum(total), "committed": committed,
+            "client_ms": (cpu1 - cpu0) * 1e3 / max(1, done1 - done0),
+            "server_ms": (srv1 - srv0) * 1e3 / max(1, done1 - done0)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ns", default="1,8,32,64,128")
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--target", type=float, default=0.90)
+    args = ap.parse_args()
+    ns = [int(x) for x in args.ns.split(",")]
+
+    proc, url = start_server(args.latency)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_llm_")
+    rows = []
+    try:
+        store = DuckDBStore(Path(tmp.name) / "bench.duckdb")
+        ledger = Ledger(store)
+        transport = AnthropicTransport(url)
+        client = LLMClient(transport, ledger, ClientSettings(model=MODEL, max_in_flight=max(ns)), Budget())
+        tag = f"{os.getpid()}-{time.time_ns()}"
+        for n in ns:
+            rows.append(run_phase(client, store, n, args.warmup, args.seconds, tag, proc.pid))
+            r = rows[-1]
+            print(f"  N={n:<4} {r['rate']:8.1f} calls/s ({r['ratio']:.1%} of ideal)", file=sys.stderr, flush=True)
+        store.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        tmp.cleanup()
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"LLM client throughput: fake Anthropic server (separate process) at {args.latency * 1000:.0f} ms "
+          f"latency; {cores} cores ({platform.processor() or platform.machine()}), Python "
+          f"{platform.python_version()}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per N")
+    head = f"{'N':>5} {'calls':>7} {'seconds':>8} {'calls/s':>9} {'ideal N/0.2':>12} {'ratio':>7} " \
+           f"{'completed':>10} {'committed':>10} {'cpu ms/call client+server':>26}  verdict"
+    print(head)
+    print("-" * len(head))
+    ok_all = True
+    for r in rows:
+        ok = r["ratio"] >= args.target and r["committed"] == r["completed"]
+        ok_all &= ok
+        print(f"{r['n']:>5} {r['calls']:>7} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['ideal']:>12.1f} "
+              f"{r['ratio']:>7.1%} {r['completed']:>10} {r['committed']:>10} "
+              f"{r['client_ms']:>13.2f} + {r['server_ms']:<10.2f}  "
+              f"{'ok' if ok else 'BELOW' if r['committed'] == r['completed'] else 'UNCOMMITTED'}")
+    print(f"calls: completed in the measured window; completed/committed: every call of the phase "
+          f"(warm-up and drain included) vs status='ok' rows it added to raw.llm_calls; "
+          f"cpu ms/call: CPU seconds of this process and of the server process over the window, per call.")
+    print(f"target: ratio >= {args.target:.0%} and committed == completed: {'PASS' if ok_all else 'FAIL'}")
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
