@@ -9,6 +9,7 @@ never put into requests, records or logs.
 """
 from __future__ import annotations
 
+import collections
 import inspect
 import json
 import os
@@ -55,32 +56,45 @@ def message_to_answer(message: dict[str, Any]) -> dict[str, Any]:
 class AnthropicTransport:
     """Claude through the official SDK; base URL from the argument or ``ANTHROPIC_BASE_URL``."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, max_connections: int = 1024):
-        # The SDK's default pool keeps only 100 idle keep-alive connections: with more callers
-        # in flight, every round closes and reopens the surplus (a TCP handshake and a server
-        # thread each). Keep one warm connection per concurrent caller instead.
-        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s,
-                                  "http_client": anthropic.DefaultHttpxClient(limits=limits, timeout=timeout_s)}
+    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0):
+        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s}
         if base_url:
             kwargs["base_url"] = base_url
         if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
             raise LLMError("policy.kind = anthropic needs ANTHROPIC_API_KEY in the environment")
         self.sdk = anthropic.Anthropic(**kwargs)
         self._known = set(inspect.signature(self.sdk.messages.create).parameters)
+        self._timeout_s = timeout_s
+        # Idle per-call clients, each with its own one-connection pool. One shared pool serialises
+        # every request twice on its lock (checkout and release), and each pass over the pool
+        # probes all its idle sockets; with ~100 callers in flight that lock, not the network,
+        # bounds throughput. Here a call takes an idle client (or makes one), so there are as many
+        # clients and warm keep-alive connections as calls were ever in flight at once.
+        self._idle: collections.deque[anthropic.Anthropic] = collections.deque()
+
+    def _checkout(self) -> anthropic.Anthropic:
+        try:
+            return self._idle.pop()  # deque.pop/append are atomic: no lock needed
+        except IndexError:
+            http = anthropic.DefaultHttpxClient(
+                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=1), timeout=self._timeout_s)
+            return self.sdk.with_options(http_client=http)
 
     def send(self, request: dict[str, Any]) -> dict[str, Any]:
         # Parameters this SDK version has no argument for (e.g. sampling settings) travel as extra body.
         known = {k: v for k, v in request.items() if k in self._known}
         extra = {k: v for k, v in request.items() if k not in self._known}
+        sdk = self._checkout()
         try:
-            message = self.sdk.messages.create(**known, **({"extra_body": extra} if extra else {}))
+            message = sdk.messages.create(**known, **({"extra_body": extra} if extra else {}))
         except anthropic.APIStatusError as exc:
             if exc.status_code in TRANSIENT:
                 raise TransientError(f"{exc.status_code} {type(exc).__name__}", _retry_after(exc.response.headers)) from None
             raise LLMError(f"{exc.status_code} {type(exc).__name__}: {str(exc)[:200]}") from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             raise TransientError(type(exc).__name__) from None
+        finally:
+            self._idle.append(sdk)
         return message_to_answer(message.model_dump())
 
 

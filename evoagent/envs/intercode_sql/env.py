@@ -228,6 +228,10 @@ class InterCodeSQLEnv:
             raise _Refused("exactly one SQL statement per action is allowed" if stmts else "Query was empty")
         if stmts[0].type != duckdb.StatementType.SELECT:
             raise _Refused(f"only read-only queries are allowed here (got {stmts[0].type.name})")
+        if "rand" in sql.lower():
+            # RAND()/RANDOM() in agent SQL: a fixed seed per statement keeps episodes reproducible
+            # (a resumed or re-run campaign must see the same observations).
+            cur.execute("SELECT setseed(0.5)").fetchall()
         token = self._watchdog.arm(cur, self.timeout_s)
         try:
             for attempt in range(3):
