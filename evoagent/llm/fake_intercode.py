@@ -5,7 +5,8 @@ replay policy would: recorded real-LLM actions, chosen from a generator seeded
 by the request's content, so the same request always gets the same answer.
 As the operators' reviewer it writes guidance, proposes plans from the step
 references it is shown, and keeps the best step. ``malformed`` makes a share
-of answers lack a tool call (drawn per attempt, so a retry can succeed).
+of answers lack a tool call (drawn per request and attempt, so a retry can succeed
+and the same run always sees the same faults).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
 
     policy = ReplayPolicy.from_bundled(sources, explore=explore)
     tasks = {(t.db, t.question): t for t in load_tasks()}
-    noise = random.Random(seed)
+    seen: dict[int, int] = {}  # attempts per request: the n-th try of a request is always the same
     lock = threading.Lock()
 
     def agent(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -71,12 +72,14 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
         return [(m.group(1) or "", int(m.group(2)), float(m.group(3))) for m in _REF.finditer(_user_text(body))]
 
     def respond(body: dict[str, Any]) -> dict[str, Any]:
+        key = _key(body)
         with lock:
-            broken = noise.random() < malformed
+            attempt = seen[key] = seen.get(key, 0) + 1
+        broken = malformed > 0 and random.Random(f"{seed}:{key}:{attempt}").random() < malformed
         if broken:
             return {"content": [{"type": "text", "text": "I think the answer is obvious."}], "stop_reason": "end_turn"}
         tools = {t["name"] for t in body.get("tools") or []}
-        rng = random.Random(_key(body))
+        rng = random.Random(key)
         if "execute_sql" in tools:
             return agent(body, rng)
         if "write_guidance" in tools:

@@ -56,8 +56,13 @@ def message_to_answer(message: dict[str, Any]) -> dict[str, Any]:
 class AnthropicTransport:
     """Claude through the official SDK; base URL from the argument or ``ANTHROPIC_BASE_URL``."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0):
-        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s}
+    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, *,
+                 client_per_call: bool = True, max_connections: int = 1024):
+        # The SDK's default pool keeps only 100 idle keep-alive connections: with more callers in
+        # flight, every round closes and reopens the surplus. Keep one per concurrent caller.
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": timeout_s,
+                                  "http_client": anthropic.DefaultHttpxClient(limits=limits, timeout=timeout_s)}
         if base_url:
             kwargs["base_url"] = base_url
         if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
@@ -65,19 +70,26 @@ class AnthropicTransport:
         self.sdk = anthropic.Anthropic(**kwargs)
         self._known = set(inspect.signature(self.sdk.messages.create).parameters)
         self._timeout_s = timeout_s
-        # Idle per-call clients, each with its own one-connection pool. One shared pool serialises
-        # every request twice on its lock (checkout and release), and each pass over the pool
-        # probes all its idle sockets; with ~100 callers in flight that lock, not the network,
-        # bounds throughput. Here a call takes an idle client (or makes one), so there are as many
-        # clients and warm keep-alive connections as calls were ever in flight at once.
+        self.client_per_call = client_per_call
+        # ``client_per_call``: idle per-call clients, each with its own one-connection pool. One
+        # shared pool serialises every request twice on its lock (checkout and release), and each
+        # pass over the pool probes all its idle sockets; with ~100 callers in flight that lock,
+        # not the network, bounds throughput. Here a call takes an idle client (or makes one), so
+        # there are as many clients and warm connections as calls were ever in flight at once.
         self._idle: collections.deque[anthropic.Anthropic] = collections.deque()
+        self._ssl: Any = None  # one TLS context for them all (building one costs ~20 ms of CPU)
 
     def _checkout(self) -> anthropic.Anthropic:
+        if not self.client_per_call:
+            return self.sdk
         try:
             return self._idle.pop()  # deque.pop/append are atomic: no lock needed
         except IndexError:
+            if self._ssl is None:
+                self._ssl = httpx2.create_ssl_context()  # what each client would build by default
             http = anthropic.DefaultHttpxClient(
-                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=1), timeout=self._timeout_s)
+                verify=self._ssl, limits=httpx2.Limits(max_connections=4, max_keepalive_connections=1),
+                timeout=self._timeout_s)
             return self.sdk.with_options(http_client=http)
 
     def send(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +106,8 @@ class AnthropicTransport:
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             raise TransientError(type(exc).__name__) from None
         finally:
-            self._idle.append(sdk)
+            if sdk is not self.sdk:
+                self._idle.append(sdk)
         return message_to_answer(message.model_dump())
 
 
