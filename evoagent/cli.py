@@ -6,8 +6,9 @@ line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import functools
-import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,15 +163,31 @@ def migrate(store_path: str) -> None:
 
 # -- campaigns -----------------------------------------------------------------
 def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None:
+    """Run with a progress bar; the first Ctrl-C stops after the items in flight, a second aborts."""
     from evoagent.render import progress_printer, print_outcome
 
-    with progress_printer() as on_progress:
-        try:
-            outcome = call(*args, on_progress=on_progress)
-        except KeyboardInterrupt:
-            click.echo(f"interrupted; finished work is committed. Resume with: evoagent resume {store_path}", err=True)
-            sys.exit(130)
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping after the items in flight (Ctrl-C again to abort)...", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    resume_hint = f"Resume with: evoagent resume {store_path}"
+    try:
+        with progress_printer() as on_progress:
+            outcome = call(*args, on_progress=on_progress, stop=stop)
+    except KeyboardInterrupt:
+        click.echo(f"aborted; committed work is safe. {resume_hint}", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print_outcome(outcome, store_path)
+    if outcome.status == "stopped: interrupted":
+        click.echo(f"interrupted; finished work is committed. {resume_hint}", err=True)
+        sys.exit(130)
 
 
 @main.command(epilog=EXAMPLE + "  evoagent run experiments/intercode_sql.toml --store runs/main.duckdb\n"

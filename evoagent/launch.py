@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -113,13 +114,14 @@ def upper_bound(ctx: Context, concurrency: int) -> dict[str, bool]:
 
 
 def _engine(c: Campaign, ctx: Context, store: Store,
-            on_progress: Callable[[dict[str, Any]], None] | None) -> Engine:
+            on_progress: Callable[[dict[str, Any]], None] | None, stop: threading.Event | None) -> Engine:
     if store.get_meta("upper_bound") is None:
         store.put_meta("upper_bound", json.dumps(upper_bound(ctx, c.get("concurrency"))))
-    return Engine(c, store, ctx, on_progress=on_progress)
+    return Engine(c, store, ctx, on_progress=on_progress, stop=stop)
 
 
-def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
+          stop: threading.Event | None = None) -> Outcome:
     """Run a new campaign into a new (or empty) store."""
     tasks = select_tasks(c)  # validate everything before the first write
     check_policy(c)
@@ -130,7 +132,7 @@ def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], 
         ctx = build_context(c, tasks, store)
         store.put_meta("campaign", c.to_json())
         store.add_tasks(tasks)
-        return _engine(c, ctx, store, on_progress).run()
+        return _engine(c, ctx, store, on_progress, stop).run()
 
 
 def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -> Campaign:
@@ -153,7 +155,8 @@ def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
-           on_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+           on_progress: Callable[[dict[str, Any]], None] | None = None,
+           stop: threading.Event | None = None) -> Outcome:
     """Continue the campaign stored at ``store_path`` from its journal."""
     with DuckDBStore(store_path) as store:
         c = stored_campaign(store, overrides)
@@ -163,4 +166,4 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
         store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them
         if overrides:
             store.put_meta("campaign", c.to_json())
-        return _engine(c, ctx, store, on_progress).run()
+        return _engine(c, ctx, store, on_progress, stop).run()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -58,8 +59,10 @@ class Engine:
 
     def __init__(self, campaign: Campaign, store: Store, ctx: Context, *,
                  executor: Callable[[int], Executor] | None = None,
-                 on_progress: Callable[[dict[str, Any]], None] | None = None):
+                 on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 stop: threading.Event | None = None):
         self.c = campaign
+        self.stop = stop or threading.Event()  # set it (e.g. on Ctrl-C) to stop after the items in flight
         self.store = store
         self.ctx = ctx
         self.tb = toolbox()
@@ -173,6 +176,8 @@ class Engine:
         return ItemResult(item, traj, env_steps=out.env_steps, seconds=time.perf_counter() - t0)
 
     def _budget_exceeded(self) -> str | None:
+        if self.stop.is_set():
+            return "interrupted"
         limit = self.c.get("budget.env_steps")
         if limit and self.env_steps_used() >= limit:
             return "budget.env_steps"
