@@ -6,6 +6,7 @@ line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,9 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # e.g. an --out path that cannot be written
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             sys.exit(2)
     return wrapper
 
@@ -181,7 +185,9 @@ def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None
             outcome = call(*args, on_progress=on_progress, stop=stop)
     except KeyboardInterrupt:
         click.echo(f"aborted; committed work is safe. {resume_hint}", err=True)
-        sys.exit(130)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # do not wait for items still running (e.g. on a Message Batch)
     finally:
         signal.signal(signal.SIGINT, previous)
     print_outcome(outcome, store_path)
@@ -208,7 +214,8 @@ def run(campaign_file: str, store_path: str, overrides: tuple[str, ...]) -> None
               "  evoagent resume runs/main.duckdb --set budget.generations=10")
 @click.argument("store_path")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-              help="Change a budget.* key or concurrency (repeatable).")
+              help="Change a key that does not affect results: budget.*, concurrency, policy.base_url, "
+                   "policy.batch, policy rate limits and retries (repeatable).")
 @_one_line_errors
 def resume(store_path: str, overrides: tuple[str, ...]) -> None:
     """Continue the campaign stored at STORE_PATH, whenever it was interrupted."""

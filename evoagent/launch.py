@@ -38,7 +38,7 @@ def select_tasks(c: Campaign) -> list[Task]:
         missing = [i for i in c.get("tasks.ids") if i not in by_id]
         if missing:
             raise UserError(f"key 'tasks.ids': unknown task {missing[0]!r}")
-        tasks = [by_id[i] for i in c.get("tasks.ids")]
+        tasks = [by_id[i] for i in dict.fromkeys(c.get("tasks.ids"))]
     if c.get("tasks.hardness"):
         tasks = [t for t in tasks if t.hardness in c.get("tasks.hardness")]
     if c.get("tasks.dbs"):
@@ -143,7 +143,8 @@ def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -
     for o in overrides:
         path, _ = campaign_mod.parse_override(o)
         if not path.startswith(RESUMABLE):
-            raise UserError(f"--set {path}: only budget.* and concurrency can change on resume")
+            raise UserError(f"--set {path}: on resume only these can change: "
+                            f"{', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE)}")
     doc: dict[str, Any] = {}
     for path, value in stored.values.items():
         node = doc

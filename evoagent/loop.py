@@ -51,7 +51,6 @@ class Outcome:
     seconds: float
     env_steps: int
     hall_of_fame: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -156,9 +155,11 @@ class Engine:
         t0 = time.perf_counter()
         rng = random.Random(item.seed)
         task = self.ctx.tasks[item.task_id]
+        spend = [0.0, 0, 0]  # every LLM call of this item, policy and operator alike: usd, in, out
         try:
             fn = getattr(self.tb, item.operator)
-            with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id):
+            with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
+                              spend=spend):
                 if item.operator == "sample":
                     out = fn(task, rng, self.ctx)
                 elif item.operator == "recombine":
@@ -173,6 +174,8 @@ class Engine:
                               seconds=time.perf_counter() - t0)
         traj = replace(out.trajectory, generation=item.generation, operator=item.operator,
                        parents=item.parents, seed=item.seed)
+        if spend[1] or spend[2]:
+            traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
         return ItemResult(item, traj, env_steps=out.env_steps, seconds=time.perf_counter() - t0)
 
     def _budget_exceeded(self) -> str | None:
@@ -203,18 +206,20 @@ class Engine:
         """
         done = self.finished_ids(generation)
         todo = [i for i in items if i.item_id not in done]
+        if not todo:  # all done before a crash: the generation only needs committing
+            return True
         parents = self.members(sorted({p for i in todo for p in i.parents}))
         total, finished = len(items), len(done)
-        self.stop_reason = self._budget_exceeded()
+        self.stop_reason = self.stop_reason or self._budget_exceeded()
         if self.stop_reason:
             return False
         ex = self.make_executor(self.c.get("concurrency"))
-        cancelled = 0
         pending = {ex.submit(self.run_item, i, [parents[p].traj for p in i.parents]) for i in todo}
 
         def collect(ready: set[Future]) -> None:
             nonlocal finished
-            results = [r for f in ready if not f.cancelled() and (r := f.result()) is not None]
+            results = sorted((r for f in ready if not f.cancelled() and (r := f.result()) is not None),
+                             key=lambda r: r.item.item_id)
             if results:
                 self.store.commit_items(results, self.name)
                 for r in results:
@@ -227,18 +232,18 @@ class Engine:
             while pending:
                 ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
                 collect(ready)
+                self.store.publish_if_due()  # readers stay fresh even while nothing is written
                 if pending:
                     self.stop_reason = self.stop_reason or self._budget_exceeded()
                     if self.stop_reason:
-                        cancelled += sum(f.cancel() for f in pending)
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            ex.shutdown(wait=True)
+                        for f in pending:
+                            f.cancel()
+        except BaseException:  # e.g. a second Ctrl-C: keep what finished, do not wait for the rest
+            ex.shutdown(wait=False, cancel_futures=True)
             collect({f for f in pending if f.done() and not f.cancelled() and f.exception() is None})
             raise
         ex.shutdown(wait=True)
-        return cancelled == 0 and not self.stop_reason
+        return finished == total  # a stop that came after the last item still commits the generation
 
     # -- the generation ------------------------------------------------------
     def advance(self, generation: int, prev: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]] | None:
@@ -280,7 +285,7 @@ class Engine:
             tasks=len(self.task_ids), members=len(everyone),
         )
         bound = self.store.get_meta("upper_bound")
-        if bound:
+        if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
             solvable = sum(json.loads(bound).values())
             record["bound"] = solvable / max(len(self.task_ids), 1)
             record["of_bound"] = solved / solvable if solvable else None
@@ -301,7 +306,7 @@ class Engine:
         gen = 0 if last is None else last + 1
         status = "completed"
         while gen <= self.c.get("budget.generations"):
-            nxt = self.advance(gen, pop)
+            nxt = None if self.stop_reason else self.advance(gen, pop)
             if nxt is None:
                 status = f"stopped: {self.stop_reason}"
                 break

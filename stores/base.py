@@ -58,7 +58,6 @@ class ItemResult:
     error: str | None = None
     env_steps: int = 0
     seconds: float = 0.0
-    extra_rewards: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -110,6 +109,10 @@ class Store(ABC):
     @abstractmethod
     def snapshot(self) -> None:
         """Publish committed data as Parquet for readers (incremental)."""
+
+    def publish_if_due(self) -> None:
+        """Publish unpublished commits for readers if the publish interval has passed."""
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -189,15 +192,20 @@ class Store(ABC):
             c for c in partition_by
             if c in cols and not self.scalar(f"SELECT count(*) FROM {name} WHERE {c} IS NULL")
         ]
+        import duckdb
+
         con = self._con  # type: ignore[attr-defined]
         target = os.path.join(out_dir, name)
         os.makedirs(out_dir, exist_ok=True)
-        if parts:
-            con.execute(
-                f"COPY (SELECT * FROM {name}) TO '{target}' "
-                f"(FORMAT parquet, PARTITION_BY ({', '.join(parts)}), OVERWRITE_OR_IGNORE)"
-            )
-        else:
-            target += ".parquet"
-            con.execute(f"COPY (SELECT * FROM {name}) TO '{target}' (FORMAT parquet)")
+        try:
+            if parts:
+                con.execute(
+                    f"COPY (SELECT * FROM {name}) TO '{target}' "
+                    f"(FORMAT parquet, PARTITION_BY ({', '.join(parts)}), OVERWRITE_OR_IGNORE)"
+                )
+            else:
+                target += ".parquet"
+                con.execute(f"COPY (SELECT * FROM {name}) TO '{target}' (FORMAT parquet)")
+        except duckdb.Error as exc:
+            raise StoreError(f"export of {name} to {out_dir} failed: {str(exc).splitlines()[0]}") from None
         return target

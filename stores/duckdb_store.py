@@ -110,7 +110,7 @@ class DuckDBStore(Store):
             self._con.register("_new_tasks", table)
             try:
                 return self._con.execute(
-                    "INSERT INTO raw.tasks SELECT n.* FROM _new_tasks n "
+                    "INSERT INTO raw.tasks SELECT DISTINCT ON (n.task_id) n.* FROM _new_tasks n "
                     "ANTI JOIN raw.tasks t USING (task_id)"
                 ).fetchall()[0][0]
             finally:
@@ -146,7 +146,8 @@ class DuckDBStore(Store):
             )
             n = con.execute(
                 "INSERT INTO raw.trajectories SELECT b.* FROM "
-                "(SELECT * FROM _b_traj QUALIFY row_number() OVER (PARTITION BY traj_id, source) = 1) b "
+                "(SELECT * FROM _b_traj QUALIFY row_number() OVER "
+                "(PARTITION BY traj_id, source ORDER BY item_id NULLS LAST) = 1) b "
                 "ANTI JOIN raw.trajectories t USING (traj_id, source)"
             ).fetchall()[0][0]
             con.execute(
@@ -290,6 +291,9 @@ class DuckDBStore(Store):
     def _maybe_snapshot(self) -> None:
         if self._snap is not None and self._snap.due():
             self.snapshot()
+
+    def publish_if_due(self) -> None:
+        self._maybe_snapshot()
 
     def snapshot(self) -> None:
         if self._snap is None:

@@ -56,12 +56,9 @@ LLM_TABLES: dict[str, str] = {
         "response VARCHAR, created_at TIMESTAMP"
     ),
     "llm_batches": "batch_id VARCHAR, status VARCHAR, n_requests INTEGER, event_at TIMESTAMP",
-    "llm_batch_items": "batch_id VARCHAR, custom_id VARCHAR, call_key VARCHAR, request VARCHAR",
+    "llm_batch_items": "batch_id VARCHAR, custom_id VARCHAR, call_key VARCHAR, request VARCHAR, meta VARCHAR",
 }
 RAW_TABLES.update(LLM_TABLES)
-
-# Tables whose rows can be keyed for dedupe on insert (journal rows are unique by construction).
-TRAJECTORY_KEY = ("traj_id", "source")
 
 # Stable views. Each is written against raw.<table>, so the same text serves a
 # live DuckDB file and a Parquet snapshot (where raw.<table> is a view over files).

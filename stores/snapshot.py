@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from stores.schema import RAW_TABLES, SCHEMA_VERSION, create_views
 MANIFEST = "manifest.json"
 # Statement types `evoagent sql` accepts; everything else could modify something.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "RELATION"}
+_COMMENTS = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
 _EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN\s*(\([^)]*\)|ANALY[SZ]E\b)?\s*", re.IGNORECASE)
 
 
@@ -62,8 +64,11 @@ class SnapshotWriter:
     def publish(self, con: duckdb.DuckDBPyConnection) -> bool:
         """Write new rows of every raw table; returns whether anything was new."""
         self._last = time.monotonic()
-        tables: dict[str, Any] = self._manifest["tables"]
-        seq = self._manifest["seq"] + 1
+        # Work on a copy: if anything fails midway, the manifest in memory and on disk still
+        # names only complete parts, and the next publish rewrites this one's part names.
+        manifest = json.loads(json.dumps(self._manifest))
+        tables: dict[str, Any] = manifest["tables"]
+        seq = manifest["seq"] + 1
         changed = False
         con.execute("BEGIN TRANSACTION")
         try:
@@ -86,11 +91,12 @@ class SnapshotWriter:
             con.execute("COMMIT")
         if changed or not (self.folder / MANIFEST).exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._manifest["seq"] = seq
-            self._manifest["published_at"] = time.time()
+            manifest["seq"] = seq
+            manifest["published_at"] = time.time()
             tmp = self.folder / f".{MANIFEST}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(self._manifest))
+            tmp.write_text(json.dumps(manifest))
             os.replace(tmp, self.folder / MANIFEST)
+            self._manifest = manifest
         return changed
 
 
@@ -107,9 +113,13 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         if kind not in READ_STATEMENTS:
             raise StoreError(f"evoagent sql is read-only: refused a {kind} statement")
         if kind == "EXPLAIN":
-            # EXPLAIN ANALYZE runs its statement: check what it explains too.
-            inner = _EXPLAIN_PREFIX.sub("", st.query, count=1)
-            if inner.strip() and inner != st.query:
+            # EXPLAIN ANALYZE runs its statement: check what it explains too (comments removed
+            # first, so that none can hide the prefix); refuse what cannot be taken apart.
+            text = _COMMENTS.sub(" ", st.query).strip()
+            inner = _EXPLAIN_PREFIX.sub("", text, count=1)
+            if inner == text:
+                raise StoreError("evoagent sql is read-only: refused an EXPLAIN it cannot check")
+            if inner.strip():
                 check_read_only(con, inner)
 
 

@@ -67,7 +67,9 @@ def test_import_reproduces_the_papers_success_rates(recorded: Path) -> None:
 
 @pytest.mark.parametrize("sql", ["DELETE FROM raw.trajectories", "DROP VIEW steps",
                                  "CREATE TABLE x AS SELECT 1", "COPY raw.tasks TO '/tmp/x.csv'",
-                                 "INSERT INTO raw.meta VALUES ('a', 'b', NULL)", "ATTACH '/tmp/y.duckdb'"])
+                                 "INSERT INTO raw.meta VALUES ('a', 'b', NULL)", "ATTACH '/tmp/y.duckdb'",
+                                 "/* x */ EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/evoagent-owned.csv'",
+                                 "SELECT 1; -- c\nEXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/evoagent-owned.csv'"])
 def test_sql_refuses_modifying_statements(recorded: Path, sql: str) -> None:
     out = CliRunner().invoke(main, ["sql", str(recorded), sql])
     assert out.exit_code == 2 and "read-only" in out.output

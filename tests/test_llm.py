@@ -112,9 +112,10 @@ def test_api_key_is_never_stored_or_exported(tmp_path: Path, responder, llm_env)
 
 
 def test_malformed_answers_are_retried(tmp_path: Path, llm_env) -> None:
-    with FakeAnthropic(intercode_responder(malformed=0.3, seed=1)) as srv:
+    # 20% of answers lack the tool call; with 8 attempts a call fails for good with p = 0.2**8
+    with FakeAnthropic(intercode_responder(malformed=0.2, seed=1)) as srv:
         llm_env(srv.url)
-        out, r = run(tmp_path, "malformed", "policy.batch=false", "budget.generations=1")
+        out, r = run(tmp_path, "malformed", "policy.batch=false", "budget.generations=1", "policy.max_attempts=8")
     assert out.status == "completed"
     assert "malformed" in (r.scalar("SELECT string_agg(errors, ' ') FROM llm_calls WHERE attempts > 1") or "")
     assert r.scalar("SELECT count(*) FROM work_items WHERE status = 'failed'") == 0

@@ -67,7 +67,7 @@ def test_budget_stop_then_resume_equals_uninterrupted(tmp_path: Path, campaign_f
     out = launch.resume(str(part), ["budget.env_steps=0"])
     assert out.status == "completed"
     assert populations(part) == populations(tmp_path / "full.duckdb")
-    with pytest.raises(Exception, match="only budget"):
+    with pytest.raises(Exception, match="on resume only these can change: budget"):
         launch.resume(str(part), ["mu=9"])
 
 

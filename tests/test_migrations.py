@@ -17,6 +17,10 @@ V1 = Path(__file__).parent / "data" / "store_v1.duckdb"
 def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     shutil.copy(V1, path)
+    # a v1 snapshot beside it, as every published store has
+    (tmp_path / "old.duckdb.snapshot").mkdir()
+    (tmp_path / "old.duckdb.snapshot" / "manifest.json").write_text(
+        '{"schema_version": 1, "seq": 3, "tables": {}}')
     with pytest.raises(StoreError, match=f"evoagent migrate {path}"):
         DuckDBStore(path)
     out = CliRunner().invoke(main, ["migrate", str(path)])

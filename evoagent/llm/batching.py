@@ -138,7 +138,8 @@ class BatchCollector:
             return
         items = pa.table({"batch_id": [created.id] * len(unique), "custom_id": list(unique),
                           "call_key": list(unique),
-                          "request": [json.dumps(w.request, sort_keys=True) for w in unique.values()]})
+                          "request": [json.dumps(w.request, sort_keys=True) for w in unique.values()],
+                          "meta": [json.dumps(w.meta, default=str) for w in unique.values()]})
         self.ledger.commit({"llm_batches": _event(created.id, "submitted", len(unique)), "llm_batch_items": items})
         with self._lock:
             self._watchers.setdefault(created.id, []).extend(waiters)
@@ -162,13 +163,15 @@ class BatchCollector:
         with self._lock:
             early = list(self._watchers.get(batch_id, []))
         by_key = {w.key: w for w in early}
-        requests = {r["call_key"]: json.loads(r["request"]) for r in self.ledger.store.query(
-            "SELECT call_key, request FROM raw.llm_batch_items WHERE batch_id = ?", [batch_id]).to_pylist()}
+        stored = {r["call_key"]: r for r in self.ledger.store.query(
+            "SELECT call_key, request, meta FROM raw.llm_batch_items WHERE batch_id = ?", [batch_id]).to_pylist()}
+        requests = {k: json.loads(r["request"]) for k, r in stored.items()}
         records = []
         for item in results:
             key = item.custom_id
             w = by_key.get(key)
-            meta = w.meta if w else {}
+            # labels of the call that asked, even if that process was killed meanwhile
+            meta = w.meta if w else json.loads(stored.get(key, {}).get("meta") or "{}")
             if item.result.type == "succeeded":
                 answer = message_to_answer(item.result.message.model_dump())
                 ok = w.valid(answer) if w else True

@@ -140,8 +140,12 @@ class LLMClient:
         """The answer to ``request``: from the ledger, else from the provider (then committed)."""
         key = call_key(request, template_hash, nonce)
         hit = self.ledger.lookup(key)
-        if hit is not None:
+        # A stored answer that fails the caller's check (e.g. collected from a batch after a
+        # crash, with nobody to check it) is retried directly, like a malformed live answer.
+        if hit is not None and valid(hit["response"]):
+            self._account(hit["cost_usd"], hit["usage"])
             return Reply(hit["response"]["content"], hit["usage"], hit["cost_usd"], True, key)
+        retry_directly = hit is not None
         est_tokens = estimate_tokens(request) + int(request.get("max_tokens", 0))
         p = price_of(self.s.model)
         est_usd = (estimate_tokens(request) * max(p.input, p.cache_write)
@@ -152,10 +156,15 @@ class LLMClient:
         try:
             meta = {"template": template, "template_hash": template_hash,
                     "context": dict(CALL_CONTEXT.get())}
-            if batched:
+            if batched and not retry_directly:
                 record = self.batcher.submit(key, request, meta, valid)
-                if record.status != "ok":  # failed or malformed in the batch: retry it directly
-                    record = self._call(key, request, meta, valid)
+                if record.status != "ok":  # failed or malformed in the batch: retry it directly,
+                    rest = est_usd * 0.5  # which is billed in full: reserve the other half too
+                    self.budget.reserve(rest, 0)
+                    try:
+                        record = self._call(key, request, meta, valid)
+                    finally:
+                        self.budget.settle(rest, 0, 0.0, 0)
             else:
                 record = self._call(key, request, meta, valid)
             usd = record.cost_usd
@@ -164,11 +173,21 @@ class LLMClient:
             self.budget.settle(est_usd * (0.5 if batched else 1.0), est_tokens, usd, tokens)
         if record.status != "ok" or record.response is None:
             raise LLMError(f"LLM call failed after {record.attempts} attempts: {'; '.join(record.errors[-3:])}")
+        self._account(record.cost_usd, record.usage)
         return Reply(record.response["content"], record.usage, record.cost_usd, False, key)
+
+    @staticmethod
+    def _account(usd: float, usage: dict[str, int]) -> None:
+        """Add a call's cost and tokens to the work item it was made for (if any)."""
+        spend = CALL_CONTEXT.get().get("spend")
+        if spend is not None:
+            spend[0] += usd
+            spend[1] += usage.get("input_tokens", 0) + usage.get("cache_write_tokens", 0) + usage.get("cache_read_tokens", 0)
+            spend[2] += usage.get("output_tokens", 0)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return retry_after
+            return min(retry_after, self.s.retry_cap_s)
         with self._rng_lock:
             jitter = self._rng.uniform(0.5, 1.0)
         return min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** attempt) * jitter

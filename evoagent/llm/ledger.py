@@ -121,7 +121,8 @@ class Ledger:
             return None
         row = self.store.query(
             "SELECT response, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, "
-            "cost_usd FROM raw.llm_calls WHERE call_key = ? AND status = 'ok' LIMIT 1", [key]
+            "cost_usd FROM raw.llm_calls WHERE call_key = ? AND status = 'ok' "
+            "ORDER BY created_at DESC LIMIT 1", [key]
         ).to_pylist()
         if not row:
             return None

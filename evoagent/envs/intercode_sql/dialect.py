@@ -115,12 +115,7 @@ def _translate(sql: str) -> str:
     trees = [t for t in trees if t is not None]
     if len(trees) != 1:
         return sql
-    return _fix_tree(trees[0]).sql(dialect="duckdb")
-
-
-def _fix_tree(tree: exp.Expression) -> exp.Expression:
-    """MySQL semantics sqlglot leaves alone."""
-    return tree
+    return trees[0].sql(dialect="duckdb")
 
 
 NUMERIC_MACRO = (
@@ -190,8 +185,3 @@ def plan(action: str, dialect: str = "mysql") -> Plan:
     if dialect == "duckdb":
         return Plan("sql", sql)
     return Plan("sql", _translate(sql))
-
-
-def translate(sql: str) -> str:
-    """MySQL SQL text to DuckDB SQL text (admin statements untouched)."""
-    return _translate(strip_action(sql))

@@ -96,8 +96,3 @@ def intercode_reward(agent: Sequence[str] | None, gold: Sequence[str] | None) ->
         if not math.isnan(tau):
             reward = round(tau * reward, 2)
     return reward
-
-
-def stringify(rows: Sequence[tuple]) -> list[str]:
-    """Rows as InterCode compared them: ``str`` of each row tuple."""
-    return [str(r) for r in rows]
