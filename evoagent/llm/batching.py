@@ -95,14 +95,17 @@ class BatchCollector:
         return w.record
 
     # -- the batch's life ----------------------------------------------------------
-    def _retry(self, fn: Callable[[], Any]) -> Any:
+    def _retry(self, fn: Callable[[], Any], idempotent: bool = True) -> Any:
+        """Retry transient faults. A request that is not idempotent (creating a batch) is only
+        retried when the server answered that it refused it, never after a lost answer
+        (timeout, broken connection), which might mean the batch exists and would be paid twice."""
         for attempt in range(self.max_attempts):
             try:
                 return fn()
             except Exception as exc:  # SDK errors: retry the transient ones
                 status = getattr(exc, "status_code", None)
-                transient = status in TRANSIENT or isinstance(exc, TransientError) or status is None and (
-                    "Timeout" in type(exc).__name__ or "Connection" in type(exc).__name__)
+                lost = status is None and ("Timeout" in type(exc).__name__ or "Connection" in type(exc).__name__)
+                transient = status in TRANSIENT or isinstance(exc, TransientError) or (lost and idempotent)
                 if not transient or attempt + 1 == self.max_attempts:
                     raise
                 headers = getattr(getattr(exc, "response", None), "headers", None) or {}
@@ -132,7 +135,7 @@ class BatchCollector:
             unique.setdefault(w.key, w)
         try:
             created = self._retry(lambda: self.sdk.messages.batches.create(requests=[
-                {"custom_id": k, "params": w.request} for k, w in unique.items()]))
+                {"custom_id": k, "params": w.request} for k, w in unique.items()]), idempotent=False)
         except Exception as exc:  # noqa: BLE001 - every waiter learns why
             self._fail(waiters, f"batch create failed: {type(exc).__name__}: {exc}"[:300])
             return
