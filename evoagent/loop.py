@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from evoagent import evolution as evo
@@ -34,7 +34,7 @@ from evoagent.campaign import Campaign
 from evoagent.llm.client import BudgetExceeded
 from evoagent.llm.ledger import call_context
 from evoagent.rollout import Context
-from evoagent.trajectory import Task, Trajectory
+from evoagent.trajectory import Trajectory
 from operators import ARITY, toolbox
 from stores.base import ItemResult, Store, WorkItem
 

@@ -186,9 +186,9 @@ def main() -> int:
               f"{r['ratio']:>7.1%} {r['completed']:>10} {r['committed']:>10} "
               f"{r['client_ms']:>13.2f} + {r['server_ms']:<10.2f}  "
               f"{'ok' if ok else 'BELOW' if r['committed'] == r['completed'] else 'UNCOMMITTED'}")
-    print(f"calls: completed in the measured window; completed/committed: every call of the phase "
-          f"(warm-up and drain included) vs status='ok' rows it added to raw.llm_calls; "
-          f"cpu ms/call: CPU seconds of this process and of the server process over the window, per call.")
+    print("calls: completed in the measured window; completed/committed: every call of the phase "
+          "(warm-up and drain included) vs status='ok' rows it added to raw.llm_calls; "
+          "cpu ms/call: CPU seconds of this process and of the server process over the window, per call.")
     print(f"target: ratio >= {args.target:.0%} and committed == completed: {'PASS' if ok_all else 'FAIL'}")
     return 0 if ok_all else 1
 

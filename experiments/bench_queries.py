@@ -12,7 +12,6 @@ times each query ``--runs`` times through ``SnapshotStore.query`` (what
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys

@@ -28,7 +28,7 @@ def test_kill_during_batches_then_resume(tmp_path: Path) -> None:
     with FakeAnthropic(intercode_responder(), batch_latency_s=0.6) as srv:
         env = {**cli_env(), "ANTHROPIC_BASE_URL": srv.url, "ANTHROPIC_API_KEY": "test-key"}
         kills = 0
-        for cycle in range(40):
+        for _ in range(40):
             started = store.exists() and _has_campaign(store)
             args = ("resume", str(store)) if started else ("run", str(cfg), "--store", str(store), *sets)
             before = srv.stats["batches_created"]

@@ -13,7 +13,7 @@ from evoagent.rollout import rollout
 from evoagent.trajectory import Step, Task
 from operators import recombine, refine, revise
 from operators.revise import first_wrong_step
-from stores import DuckDBStore, SnapshotStore
+from stores import SnapshotStore
 
 
 def run(campaign_file: Path, store: Path, *overrides: str):

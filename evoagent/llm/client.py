@@ -155,7 +155,7 @@ class LLMClient:
         usd = tokens = 0
         try:
             meta = {"template": template, "template_hash": template_hash,
-                    "context": dict(CALL_CONTEXT.get())}
+                    "context": {k: v for k, v in CALL_CONTEXT.get({}).items() if k != "spend"}}
             if batched and not retry_directly:
                 record = self.batcher.submit(key, request, meta, valid)
                 if record.status != "ok":  # failed or malformed in the batch: retry it directly,
@@ -179,7 +179,7 @@ class LLMClient:
     @staticmethod
     def _account(usd: float, usage: dict[str, int]) -> None:
         """Add a call's cost and tokens to the work item it was made for (if any)."""
-        spend = CALL_CONTEXT.get().get("spend")
+        spend = CALL_CONTEXT.get({}).get("spend")
         if spend is not None:
             spend[0] += usd
             spend[1] += usage.get("input_tokens", 0) + usage.get("cache_write_tokens", 0) + usage.get("cache_read_tokens", 0)

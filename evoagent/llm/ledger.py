@@ -25,13 +25,13 @@ import pyarrow as pa
 from stores.base import Store
 
 # Which work item a call belongs to (set by the engine around each item).
-CALL_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llm_call_context", default={})
+CALL_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llm_call_context")
 
 
 @contextmanager
 def call_context(**fields: Any) -> Iterator[None]:
     """Tag the LLM calls made inside with operator / generation / item_id."""
-    token = CALL_CONTEXT.set({**CALL_CONTEXT.get(), **fields})
+    token = CALL_CONTEXT.set({**CALL_CONTEXT.get({}), **fields})
     try:
         yield
     finally:
