@@ -75,19 +75,20 @@ def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) ->
     from evoagent.llm import LLM_POLICIES
 
     advisor = budget = None
+    closers: list[Any] = []
     if c.get("policy.kind") in LLM_POLICIES:
         if store is None:
             raise UserError(f"policy {c.get('policy.kind')!r} needs a store for its call ledger")
         from evoagent import llm
 
-        policy, advisor, budget = llm.build(c, store)
+        policy, advisor, budget, closers = llm.build(c, store)
     else:
         policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
                              explore=c.get("policy.explore"))
     kind, dialect, timeout = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s")
     return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
                    make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout),
-                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget)
+                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers)
 
 
 def upper_bound(ctx: Context, concurrency: int) -> dict[str, bool]:
@@ -132,7 +133,10 @@ def start(c: Campaign, store_path: str, on_progress: Callable[[dict[str, Any]], 
         ctx = build_context(c, tasks, store)
         store.put_meta("campaign", c.to_json())
         store.add_tasks(tasks)
-        return _engine(c, ctx, store, on_progress, stop).run()
+        try:
+            return _engine(c, ctx, store, on_progress, stop).run()
+        finally:
+            ctx.close()
 
 
 def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -> Campaign:
@@ -167,4 +171,7 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
         store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them
         if overrides:
             store.put_meta("campaign", c.to_json())
-        return _engine(c, ctx, store, on_progress, stop).run()
+        try:
+            return _engine(c, ctx, store, on_progress, stop).run()
+        finally:
+            ctx.close()

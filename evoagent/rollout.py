@@ -28,6 +28,12 @@ class Context:
     max_steps: int = 10
     advisor: Any = None  # operators.advisor.Advisor when the policy is an LLM
     budget: Any = None  # evoagent.llm.Budget shared by every LLM call of the campaign
+    closers: list[Callable[[], None]] = field(default_factory=list)  # release LLM clients, threads
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers.clear()
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def env(self) -> Any:

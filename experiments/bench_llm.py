@@ -142,8 +142,6 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--target", type=float, default=0.90)
-    ap.add_argument("--shared-pool", action="store_true",
-                    help="one SDK client (one connection pool) for all callers, the transport's default")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")]
 
@@ -153,7 +151,7 @@ def main() -> int:
     try:
         store = DuckDBStore(Path(tmp.name) / "bench.duckdb")
         ledger = Ledger(store)
-        transport = AnthropicTransport(url, client_per_call=not args.shared_pool)
+        transport = AnthropicTransport(url)
         client = LLMClient(transport, ledger, ClientSettings(model=MODEL, max_in_flight=max(ns)), Budget())
         tag = f"{os.getpid()}-{time.time_ns()}"
         for phase, n in enumerate(ns):
@@ -173,7 +171,7 @@ def main() -> int:
     print(f"LLM client throughput: fake Anthropic server (separate process) at {args.latency * 1000:.0f} ms "
           f"latency; {cores} cores ({platform.processor() or platform.machine()}), Python "
           f"{platform.python_version()}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per N; "
-          f"SDK clients: {'one shared pool' if args.shared_pool else 'one per call in flight (client_per_call)'}")
+          "SDK client: one, with a keep-alive pool of 1024 connections")
     head = f"{'N':>5} {'calls':>7} {'seconds':>8} {'calls/s':>9} {'ideal N/0.2':>12} {'ratio':>7} " \
            f"{'completed':>10} {'committed':>10} {'cpu ms/call client+server':>26}  verdict"
     print(head)

@@ -32,7 +32,7 @@ def campaign(url: str, store: Path, tasks: int, generations: int, batch: bool) -
     cmd = [sys.executable, "-m", "evoagent.cli", "run", str(ROOT / "experiments" / "intercode_sql.toml"),
            "--store", str(store), "--set", 'policy.kind="anthropic"', "--set", f"tasks.sample={tasks}",
            "--set", f"budget.generations={generations}", "--set", f"policy.batch={str(batch).lower()}",
-           "--set", "policy.retry_base_s=0.05", "--set", "policy.batch_poll_s=0.1",
+           "--set", "policy.retry_base_s=0.05", "--set", "policy.batch_poll_s=0.1", "--set", "policy.max_attempts=10",
            "--set", "concurrency=32"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)

@@ -52,7 +52,8 @@ def test_faults_do_not_change_the_result(tmp_path: Path, responder, llm_env) -> 
     assert out.status == "completed"
     with FakeAnthropic(responder, faults={429: 0.10, 529: 0.05, 500: 0.02}, seed=3) as faulty:
         llm_env(faulty.url)
-        out, b = run(tmp_path, "faulty", "policy.batch=false")
+        # 17% of requests fault: 10 attempts make a call fail for good with p = 0.17**10
+        out, b = run(tmp_path, "faulty", "policy.batch=false", "policy.max_attempts=10")
         stats = faulty.stats
     assert out.status == "completed"
     assert sum(stats["faults"].values()) > 10  # faults really happened, and were retried

@@ -22,8 +22,8 @@ def batch_mode(setting: Any) -> bool:
     return bool(setting)
 
 
-def build(c: Any, store: Any) -> tuple[Any, Any, Budget]:
-    """(policy, advisor or None, budget) for an LLM campaign."""
+def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
+    """(policy, advisor or None, budget, closers) for an LLM campaign."""
     from evoagent.llm.batching import BatchCollector
     from evoagent.llm.transports import AnthropicTransport, OpenAITransport
     from evoagent.policies.llm import LLMPolicy
@@ -59,7 +59,7 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Budget]:
                        temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
                        observation_chars=c.get("policy.observation_chars"))
     advisor = Advisor(client, model=model, max_tokens=c.get("policy.max_tokens")) if c.get("operators.llm") else None
-    return policy, advisor, budget
+    return policy, advisor, budget, [transport.close, ledger.close]
 
 
 __all__ = ["Budget", "BudgetExceeded", "LLMClient", "LLMError", "LLM_POLICIES", "Ledger", "build", "call_context"]

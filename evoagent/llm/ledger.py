@@ -151,6 +151,12 @@ class Ledger:
         if job[3] is not None:
             raise job[3]
 
+    def close(self) -> None:
+        """Stop the writer thread once it has committed what it was given."""
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+
     def _write_loop(self) -> None:
         while True:
             jobs = [self._queue.get()]
@@ -159,6 +165,8 @@ class Ledger:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            stopping = None in jobs
+            jobs = [j for j in jobs if j is not None]
             try:
                 merged: dict[str, list[pa.Table]] = {}
                 calls = [r for job in jobs for r in job[0]]
@@ -188,3 +196,5 @@ class Ledger:
                     job[3] = exc
             for job in jobs:
                 job[2].release()
+            if stopping:
+                return

@@ -9,7 +9,6 @@ never put into requests, records or logs.
 """
 from __future__ import annotations
 
-import collections
 import inspect
 import json
 import os
@@ -56,8 +55,7 @@ def message_to_answer(message: dict[str, Any]) -> dict[str, Any]:
 class AnthropicTransport:
     """Claude through the official SDK; base URL from the argument or ``ANTHROPIC_BASE_URL``."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, *,
-                 client_per_call: bool = True, max_connections: int = 1024):
+    def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, *, max_connections: int = 1024):
         # The SDK's default pool keeps only 100 idle keep-alive connections: with more callers in
         # flight, every round closes and reopens the surplus. Keep one per concurrent caller.
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -69,46 +67,27 @@ class AnthropicTransport:
             raise LLMError("policy.kind = anthropic needs ANTHROPIC_API_KEY in the environment")
         self.sdk = anthropic.Anthropic(**kwargs)
         self._known = set(inspect.signature(self.sdk.messages.create).parameters)
-        self._timeout_s = timeout_s
-        self.client_per_call = client_per_call
-        # ``client_per_call``: idle per-call clients, each with its own one-connection pool. One
-        # shared pool serialises every request twice on its lock (checkout and release), and each
-        # pass over the pool probes all its idle sockets; with ~100 callers in flight that lock,
-        # not the network, bounds throughput. Here a call takes an idle client (or makes one), so
-        # there are as many clients and warm connections as calls were ever in flight at once.
-        self._idle: collections.deque[anthropic.Anthropic] = collections.deque()
-        self._ssl: Any = None  # one TLS context for them all (building one costs ~20 ms of CPU)
 
-    def _checkout(self) -> anthropic.Anthropic:
-        if not self.client_per_call:
-            return self.sdk
-        try:
-            return self._idle.pop()  # deque.pop/append are atomic: no lock needed
-        except IndexError:
-            if self._ssl is None:
-                self._ssl = httpx2.create_ssl_context()  # what each client would build by default
-            http = anthropic.DefaultHttpxClient(
-                verify=self._ssl, limits=httpx2.Limits(max_connections=4, max_keepalive_connections=1),
-                timeout=self._timeout_s)
-            return self.sdk.with_options(http_client=http)
+    def close(self) -> None:
+        """Close the SDK client and its connections."""
+        self.sdk.close()
 
     def send(self, request: dict[str, Any]) -> dict[str, Any]:
         # Parameters this SDK version has no argument for (e.g. sampling settings) travel as extra body.
         known = {k: v for k, v in request.items() if k in self._known}
         extra = {k: v for k, v in request.items() if k not in self._known}
-        sdk = self._checkout()
         try:
-            message = sdk.messages.create(**known, **({"extra_body": extra} if extra else {}))
+            # The raw JSON the API sent: cheaper than building and dumping the SDK's models, and
+            # exactly what the provider said (the SDK still turns error statuses into exceptions).
+            raw = self.sdk.messages.with_raw_response.create(**known, **({"extra_body": extra} if extra else {}))
+            message = json.loads(raw.http_response.content)
         except anthropic.APIStatusError as exc:
             if exc.status_code in TRANSIENT:
                 raise TransientError(f"{exc.status_code} {type(exc).__name__}", _retry_after(exc.response.headers)) from None
             raise LLMError(f"{exc.status_code} {type(exc).__name__}: {str(exc)[:200]}") from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             raise TransientError(type(exc).__name__) from None
-        finally:
-            if sdk is not self.sdk:
-                self._idle.append(sdk)
-        return message_to_answer(message.model_dump())
+        return message_to_answer(message)
 
 
 def _to_openai(request: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +131,9 @@ class OpenAITransport:
             raise LLMError("policy.kind = openai needs policy.base_url (e.g. http://127.0.0.1:8000/v1)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        """Nothing held open: one connection per request."""
 
     def send(self, request: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
