@@ -50,11 +50,13 @@ class SoakReport:
     moments: list[str] = field(default_factory=list)
 
 
-def _cli(*args: str) -> list[str]:
+def cli(*args: str) -> list[str]:
+    """Argv running the evoagent CLI from this checkout with this interpreter."""
     return [sys.executable, "-m", "evoagent.cli", *args]
 
 
-def _env() -> dict[str, str]:
+def cli_env() -> dict[str, str]:
+    """The environment for it: this checkout first on the import path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -95,10 +97,10 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
     cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
     t_ref = time.monotonic()
-    subprocess.run(_cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=_env())
+    subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
     t_ref = time.monotonic() - t_ref
     t_start = time.monotonic()  # a resume with nothing left to do: the start-up cost
-    subprocess.run(_cli("resume", str(ref)), check=True, capture_output=True, env=_env())
+    subprocess.run(cli("resume", str(ref)), check=True, capture_output=True, env=cli_env())
     t_start = time.monotonic() - t_start
     work = max(t_ref - t_start, 0.5)
     # Delays from inside start-up to a little past it, so that `kills` kills fit in the work.
@@ -109,8 +111,8 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
     moments: list[str] = []
     while True:
         started, _ = _state(crashed)
-        cmd = _cli("resume", str(crashed)) if started else _cli("run", str(cfg), "--store", str(crashed))
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+        cmd = cli("resume", str(crashed)) if started else cli("run", str(cfg), "--store", str(crashed))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
         runs += 1
         if n_kills < kills:
             try:

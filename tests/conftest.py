@@ -1,7 +1,6 @@
 """Shared fixtures: a small campaign on real InterCode-SQL tasks with the replay policy."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -33,12 +32,5 @@ def campaign_file(tmp_path: Path) -> Path:
     return path
 
 
-def cli(*args: str) -> list[str]:
-    """Argv running the installed CLI with this interpreter."""
-    return [sys.executable, "-m", "evoagent.cli", *args]
-
-
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+sys.path.insert(0, str(ROOT / "experiments"))
+from crash_soak import cli, cli_env  # noqa: E402,F401 - one definition, shared with the soak script

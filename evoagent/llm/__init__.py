@@ -30,10 +30,7 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
     from operators.advisor import Advisor
 
     kind, model = c.get("policy.kind"), c.get("policy.model")
-    if kind == "openai" and model not in ("local",):
-        model_for_price = "local"
-    else:
-        model_for_price = model
+    model_for_price = "local" if kind == "openai" else model  # local servers cost nothing
     timeout = c.get("policy.timeout_s")
     if kind == "anthropic":
         transport: Any = AnthropicTransport(c.get("policy.base_url") or None, timeout)

@@ -146,9 +146,10 @@ class LLMClient:
             self._account(hit["cost_usd"], hit["usage"])
             return Reply(hit["response"]["content"], hit["usage"], hit["cost_usd"], True, key)
         retry_directly = hit is not None
-        est_tokens = estimate_tokens(request) + int(request.get("max_tokens", 0))
+        est_input = estimate_tokens(request)
+        est_tokens = est_input + int(request.get("max_tokens", 0))
         p = price_of(self.s.model)
-        est_usd = (estimate_tokens(request) * max(p.input, p.cache_write)
+        est_usd = (est_input * max(p.input, p.cache_write)
                    + int(request.get("max_tokens", 0)) * p.output) / 1e6
         batched = self.batcher is not None
         self.budget.reserve(est_usd * (0.5 if batched else 1.0), est_tokens)
@@ -162,11 +163,11 @@ class LLMClient:
                     rest = est_usd * 0.5  # which is billed in full: reserve the other half too
                     self.budget.reserve(rest, 0)
                     try:
-                        record = self._call(key, request, meta, valid)
+                        record = self._call(key, request, meta, valid, est_tokens)
                     finally:
                         self.budget.settle(rest, 0, 0.0, 0)
             else:
-                record = self._call(key, request, meta, valid)
+                record = self._call(key, request, meta, valid, est_tokens)
             usd = record.cost_usd
             tokens = sum(record.usage.values())
         finally:
@@ -193,11 +194,11 @@ class LLMClient:
         return min(self.s.retry_cap_s, self.s.retry_base_s * 2 ** attempt) * jitter
 
     def _call(self, key: str, request: dict[str, Any], meta: dict[str, Any],
-              valid: Callable[[dict[str, Any]], bool]) -> CallRecord:
+              valid: Callable[[dict[str, Any]], bool], tokens: int) -> CallRecord:
         errors: list[str] = []
         t0 = time.perf_counter()
         for attempt in range(self.s.max_attempts):
-            self.limiter.acquire(estimate_tokens(request) + int(request.get("max_tokens", 0)))
+            self.limiter.acquire(tokens)
             try:
                 answer = self.transport.send(request)
             except TransientError as exc:
