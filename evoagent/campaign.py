@@ -59,6 +59,8 @@ SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "policy.batch_idle_s": ((int, float), 0.25, _pos, "> 0"),
     "policy.batch_poll_s": ((int, float), 5.0, _pos, "> 0"),
     "policy.max_in_flight": (int, 32, _pos, "> 0"),
+    "policy.processes": ((int, str), "auto", lambda x: x == "auto" or (isinstance(x, int) and x >= 0),
+                         '"auto" or >= 0 (0 = send from the campaign process)'),
     "policy.tokens_per_minute": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
     "policy.max_attempts": (int, 6, _pos, "> 0"),
     "policy.retry_base_s": ((int, float), 0.5, _nonneg, ">= 0"),

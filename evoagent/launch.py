@@ -25,7 +25,8 @@ from stores import DuckDBStore, Store
 
 # Keys that may change on resume: they change how the work runs, never its results.
 RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
-             "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s", "policy.timeout_s")
+             "policy.processes", "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s",
+             "policy.timeout_s")
 
 
 def select_tasks(c: Campaign) -> list[Task]:

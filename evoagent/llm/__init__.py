@@ -6,6 +6,8 @@ shared budget, all over one ledger-backed client.
 """
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from typing import Any
 
@@ -22,20 +24,48 @@ def batch_mode(setting: Any) -> bool:
     return bool(setting)
 
 
+def sender_processes(setting: Any, max_in_flight: int) -> int:
+    """``policy.processes``: "auto" sends from 2+ worker processes past 64 calls in flight.
+
+    One interpreter spends ~2 ms of CPU per SDK call, so it saturates near 400
+    calls/s (see experiments/bench_llm.py); below 64 in flight it keeps up.
+    """
+    if setting == "auto":
+        return 0 if max_in_flight <= 64 else max(2, min(4, os.cpu_count() or 1))
+    return int(setting)
+
+
+def make_transports(kind: str, base_url: str, timeout_s: float, in_flight: int,
+                    processes: int) -> tuple[Any, Any]:
+    """(transport in this process, sender for direct calls): the same object unless
+    ``processes`` > 0, when the sender spreads calls over that many worker processes."""
+    from evoagent.llm.transports import AnthropicTransport, OpenAITransport
+    from evoagent.llm.workers import ProcessTransport
+
+    threads = -(-in_flight // max(processes, 1))
+    if kind == "anthropic":  # a few connections more than callers: batch polling shares the pool
+        factory: Any = functools.partial(AnthropicTransport, base_url or None, timeout_s,
+                                         max_connections=threads + 8)
+    else:
+        factory = functools.partial(OpenAITransport, base_url, timeout_s)
+    transport = factory()  # also checks the key / URL before any worker starts
+    return transport, ProcessTransport(factory, processes, threads) if processes else transport
+
+
 def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
     """(policy, advisor or None, budget, closers) for an LLM campaign."""
     from evoagent.llm.batching import BatchCollector
-    from evoagent.llm.transports import AnthropicTransport, OpenAITransport
     from evoagent.policies.llm import LLMPolicy
     from operators.advisor import Advisor
 
     kind, model = c.get("policy.kind"), c.get("policy.model")
     model_for_price = "local" if kind == "openai" else model  # local servers cost nothing
-    timeout = c.get("policy.timeout_s")
-    if kind == "anthropic":
-        transport: Any = AnthropicTransport(c.get("policy.base_url") or None, timeout)
-    else:
-        transport = OpenAITransport(c.get("policy.base_url"), timeout)
+    in_flight = c.get("policy.max_in_flight")
+    batched = kind == "anthropic" and batch_mode(c.get("policy.batch"))
+    # Batches make few HTTP calls: they send from this process, like low concurrency does.
+    processes = 0 if batched else sender_processes(c.get("policy.processes"), in_flight)
+    transport, sender = make_transports(kind, c.get("policy.base_url"), c.get("policy.timeout_s"),
+                                        in_flight, processes)
     spent = store.query("SELECT coalesce(sum(cost_usd), 0), coalesce(sum(input_tokens + output_tokens + "
                         "cache_write_tokens + cache_read_tokens), 0) FROM raw.llm_calls WHERE status = 'ok'"
                         ).to_pylist()[0]
@@ -44,19 +74,21 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
     ledger = Ledger(store)
     settings = ClientSettings(model_for_price, max_attempts=c.get("policy.max_attempts"),
                               retry_base_s=c.get("policy.retry_base_s"),
-                              max_in_flight=c.get("policy.max_in_flight"),
+                              max_in_flight=in_flight,
                               tokens_per_minute=c.get("policy.tokens_per_minute"))
     batcher = None
-    if kind == "anthropic" and batch_mode(c.get("policy.batch")):
+    if batched:
         batcher = BatchCollector(transport.sdk, ledger, model_for_price, idle_s=c.get("policy.batch_idle_s"),
                                  poll_s=c.get("policy.batch_poll_s"), max_attempts=c.get("policy.max_attempts"),
                                  retry_base_s=c.get("policy.retry_base_s"))
-    client = LLMClient(transport, ledger, settings, budget, batcher, seed=c.get("seed"))
+    client = LLMClient(sender, ledger, settings, budget, batcher, seed=c.get("seed"))
     policy = LLMPolicy(kind, client, model=model, max_tokens=c.get("policy.max_tokens"),
                        temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
                        observation_chars=c.get("policy.observation_chars"))
     advisor = Advisor(client, model=model, max_tokens=c.get("policy.max_tokens")) if c.get("operators.llm") else None
-    return policy, advisor, budget, [transport.close, ledger.close]
+    closers = [sender.close] if sender is not transport else []
+    return policy, advisor, budget, [*closers, transport.close, ledger.close]
 
 
-__all__ = ["Budget", "BudgetExceeded", "LLMClient", "LLMError", "LLM_POLICIES", "Ledger", "build", "call_context"]
+__all__ = ["Budget", "BudgetExceeded", "LLMClient", "LLMError", "LLM_POLICIES", "Ledger", "build", "call_context",
+           "make_transports", "sender_processes"]

@@ -1,0 +1,209 @@
+"""Send LLM requests from worker processes, so the SDK's CPU is not all under one GIL.
+
+The official SDK spends ~2 ms of Python per call building the request and
+reading the answer; past ~400 calls/s one interpreter is saturated. A
+``ProcessTransport`` keeps the same ``send(request) -> answer`` contract but
+hands each request to one of a few worker processes (``python -m
+evoagent.llm.workers``), each with its own transport (e.g. its own SDK
+client) and a pool of threads. The ledger, budget and retries stay in the
+campaign's process: a worker only sends and answers.
+
+Wire: one Unix socket pair per worker, pickled tuples framed by
+``multiprocessing.connection``. Parent to worker: the transport factory
+first, then ``(call_id, request)``, ``None`` to stop. Worker to parent:
+``("ready",)`` or ``("broken", why)``, then ``(call_id, "ok", answer)``,
+``(call_id, "transient", why, retry_after)`` or ``(call_id, "error", why)``.
+A worker exits when its socket closes, so it never outlives the campaign
+(even one killed with SIGKILL). A worker that dies fails its calls in flight
+as transient (the client retries them) and is started again on the next send.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from evoagent.llm.client import LLMError, TransientError
+
+START_TIMEOUT_S = 60.0
+
+
+class _Worker:
+    """One worker process, its socket, and the calls waiting on it."""
+
+    def __init__(self, factory: Callable[[], Any], threads: int):
+        parent, child = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "evoagent.llm.workers", str(child.fileno())],
+            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.send_lock = threading.Lock()
+        self.pending: dict[int, list[Any]] = {}  # call id -> [done lock, result]
+        self.pending_lock = threading.Lock()
+        self.alive = True
+        self.conn.send((factory, threads))
+        if not self.conn.poll(START_TIMEOUT_S):
+            self.stop()
+            raise LLMError(f"LLM worker process did not start within {START_TIMEOUT_S:.0f} s")
+        first = self.conn.recv()
+        if first[0] != "ready":
+            self.stop()
+            raise LLMError(f"LLM worker process could not start its transport: {first[1]}")
+        self.reader = threading.Thread(target=self._read, name="llm-worker-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                msg = self.conn.recv()
+                with self.pending_lock:
+                    slot = self.pending.pop(msg[0], None)
+                if slot is not None:
+                    slot[1] = msg
+                    slot[0].release()
+        except (EOFError, OSError):
+            pass
+        self.alive = False
+        with self.pending_lock:
+            orphans, self.pending = list(self.pending.values()), {}
+        for slot in orphans:
+            slot[1] = (None, "transient", "LLM worker process exited", None)
+            slot[0].release()
+
+    def call(self, call_id: int, request: dict[str, Any]) -> tuple[Any, ...]:
+        done = threading.Lock()
+        done.acquire()
+        slot: list[Any] = [done, None]
+        with self.pending_lock:
+            if not self.alive:
+                return (call_id, "transient", "LLM worker process exited", None)
+            self.pending[call_id] = slot
+        try:
+            with self.send_lock:
+                self.conn.send((call_id, request))
+        except OSError:
+            with self.pending_lock:
+                self.pending.pop(call_id, None)
+            return (call_id, "transient", "LLM worker process exited", None)
+        done.acquire()  # released by the reader thread
+        return slot[1]
+
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def stop(self) -> None:
+        try:
+            with self.send_lock:
+                self.conn.send(None)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+
+
+class ProcessTransport:
+    """``send`` through ``processes`` workers, each running ``factory()`` with ``threads`` threads.
+
+    ``factory`` must be picklable (a class or ``functools.partial`` of one);
+    workers start on the first ``send``, so a campaign answered from the
+    ledger starts none.
+    """
+
+    def __init__(self, factory: Callable[[], Any], processes: int, threads: int):
+        if processes < 1 or threads < 1:
+            raise ValueError("processes and threads must be >= 1")
+        self.factory, self.processes, self.threads = factory, processes, threads
+        self._workers: list[_Worker | None] = [None] * processes
+        self._lock = threading.Lock()
+        self._ids = 0
+        self._closed = False
+
+    def start(self) -> list[int]:
+        """Start any worker not running (``send`` does this too); their process ids."""
+        with self._lock:
+            return [w.proc.pid for w in self._start_locked()]
+
+    def _start_locked(self) -> list[_Worker]:
+        if self._closed:
+            raise LLMError("transport closed")
+        for i, w in enumerate(self._workers):
+            if w is None or not w.alive:
+                if w is not None:
+                    w.stop()
+                self._workers[i] = _Worker(self.factory, self.threads)
+        return [w for w in self._workers if w is not None]
+
+    def _pick(self) -> tuple[int, _Worker]:
+        with self._lock:
+            live = self._start_locked()
+            self._ids += 1
+            return self._ids, min(live, key=_Worker.in_flight)
+
+    def send(self, request: dict[str, Any]) -> dict[str, Any]:
+        call_id, worker = self._pick()
+        msg = worker.call(call_id, request)
+        if msg[1] == "ok":
+            return msg[2]
+        if msg[1] == "transient":
+            raise TransientError(msg[2], msg[3])
+        raise LLMError(msg[2])
+
+    def close(self) -> None:
+        """Stop every worker (each finishes the calls it has in hand first)."""
+        with self._lock:
+            self._closed = True
+            workers, self._workers = self._workers, [None] * self.processes
+        for w in workers:
+            if w is not None:
+                w.stop()
+
+
+def _serve(fd: int) -> None:
+    conn = Connection(fd)
+    factory, threads = conn.recv()
+    try:
+        transport = factory()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("broken", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready",))
+    send_lock = threading.Lock()
+
+    def answer(call_id: int, request: dict[str, Any]) -> None:
+        try:
+            msg: tuple[Any, ...] = (call_id, "ok", transport.send(request))
+        except TransientError as exc:
+            msg = (call_id, "transient", str(exc), exc.retry_after)
+        except Exception as exc:  # noqa: BLE001 - LLMError or a bug: the caller's call fails
+            msg = (call_id, "error", str(exc) if isinstance(exc, LLMError) else f"{type(exc).__name__}: {exc}")
+        try:
+            with send_lock:
+                conn.send(msg)
+        except OSError:
+            os._exit(0)  # the campaign is gone
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="llm-send") as pool:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the campaign is gone: nobody to answer
+            if msg is None:
+                break
+            pool.submit(answer, *msg)
+    getattr(transport, "close", lambda: None)()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
