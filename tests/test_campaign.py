@@ -43,6 +43,13 @@ def test_bad_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("value", ['"many"', "-1", "true"])
+def test_bad_sender_processes_are_refused(campaign_file: Path, value: str) -> None:
+    with pytest.raises(UserError, match="'policy.processes'"):
+        campaign.load(campaign_file, [f"policy.processes={value}"])
+    assert campaign.load(campaign_file, ["policy.processes=2"]).get("policy.processes") == 2
+
+
 def test_misspelt_key_gets_a_suggestion(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="did you mean 'lambda'"):
         campaign.load(write(tmp_path, SMALL.replace("lambda = 4", "lamda = 4")))

@@ -60,6 +60,12 @@ def test_faults_do_not_change_the_result(tmp_path: Path, responder, llm_env) -> 
     assert population(a) == population(b) and population(a)
     assert b.scalar("SELECT max(attempts) FROM llm_calls") > 1
     assert b.scalar("SELECT count(*) FROM work_items WHERE status = 'failed'") == 0
+    # The same through worker processes (what policy.processes = "auto" picks past 64 in flight).
+    with FakeAnthropic(responder, faults={429: 0.10, 529: 0.05, 500: 0.02}, seed=4) as faulty:
+        llm_env(faulty.url)
+        out, c = run(tmp_path, "workers", "policy.batch=false", "policy.max_attempts=10", "policy.processes=2")
+        assert sum(faulty.stats["faults"].values()) > 10
+    assert out.status == "completed" and population(c) == population(a)
 
 
 def test_batch_mode_same_result_at_half_price(tmp_path: Path, responder, llm_env) -> None:

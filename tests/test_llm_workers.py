@@ -1,0 +1,137 @@
+"""Worker-process sending (``policy.processes``): same answers, faults survived, no orphans."""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from evoagent.llm import make_transports, sender_processes
+from evoagent.llm.client import LLMError, TransientError
+from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.llm.transports import OpenAITransport
+from evoagent.llm.workers import ProcessTransport
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUEST = {"model": "claude-haiku-4-5", "max_tokens": 32,
+           "messages": [{"role": "user", "content": "Say something."}]}
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-workers")
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie waiting for a reaper counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_gone(pids: list[int], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(gone(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_auto_setting() -> None:
+    assert sender_processes("auto", 32) == 0 and sender_processes("auto", 64) == 0
+    assert sender_processes("auto", 128) >= 2
+    assert sender_processes(3, 8) == 3 and sender_processes(0, 512) == 0
+
+
+def test_workers_answer_like_the_campaign_process(api_key: None) -> None:
+    with FakeAnthropic() as srv:
+        local, sender = make_transports("anthropic", srv.url, 10.0, in_flight=8, processes=2)
+        try:
+            assert isinstance(sender, ProcessTransport)
+            pids = sender.start()
+            assert len(pids) == 2 and os.getpid() not in pids
+            direct = local.send(REQUEST)
+            answers: list[dict] = []
+            threads = [threading.Thread(target=lambda: answers.append(sender.send(REQUEST))) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sender.close()
+            local.close()
+        assert wait_gone(pids)  # close() stops the workers
+        assert srv.stats["requests"]["POST /v1/messages"] == 17
+    assert len(answers) == 16
+    for a in answers:
+        assert a["content"] == direct["content"] and a["usage"] == direct["usage"]
+
+
+def test_server_faults_come_back_as_transient_with_retry_after(api_key: None) -> None:
+    with FakeAnthropic(faults={429: 1.0}, retry_after_s=0.25) as srv:
+        _, sender = make_transports("anthropic", srv.url, 10.0, in_flight=2, processes=1)
+        try:
+            with pytest.raises(TransientError) as err:
+                sender.send(REQUEST)
+        finally:
+            sender.close()
+    assert "429" in str(err.value) and err.value.retry_after == pytest.approx(0.25)
+
+
+def test_a_killed_worker_fails_its_calls_as_transient_and_is_restarted(api_key: None) -> None:
+    with FakeAnthropic(latency_s=1.0) as srv:
+        _, sender = make_transports("anthropic", srv.url, 10.0, in_flight=4, processes=1)
+        try:
+            [pid] = sender.start()
+            errors: list[BaseException] = []
+
+            def call() -> None:
+                try:
+                    sender.send(REQUEST)
+                except BaseException as exc:  # noqa: BLE001 - inspected below
+                    errors.append(exc)
+            callers = [threading.Thread(target=call) for _ in range(3)]
+            for t in callers:
+                t.start()
+            time.sleep(0.4)  # the calls are in the worker, waiting on the server
+            os.kill(pid, signal.SIGKILL)
+            for t in callers:
+                t.join(10)
+            assert len(errors) == 3 and all(isinstance(e, TransientError) for e in errors)
+            answer = sender.send(REQUEST)  # a new worker takes over
+            assert answer["content"]
+            assert sender.start() != [pid]
+        finally:
+            sender.close()
+
+
+def test_a_worker_that_cannot_build_its_transport_is_a_clear_error() -> None:
+    sender = ProcessTransport(functools.partial(OpenAITransport, ""), processes=1, threads=1)
+    with pytest.raises(LLMError, match="could not start its transport: LLMError: policy.kind = openai needs"):
+        sender.send(REQUEST)
+    sender.close()
+
+
+def test_workers_exit_when_the_campaign_process_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import functools, os, signal, sys\n"
+        "from evoagent.llm.transports import OpenAITransport\n"
+        "from evoagent.llm.workers import ProcessTransport\n"
+        "t = ProcessTransport(functools.partial(OpenAITransport, 'http://127.0.0.1:9/v1'), 2, 2)\n"
+        "print(' '.join(map(str, t.start())), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    assert wait_gone(pids), "worker processes outlived the campaign process"
