@@ -212,6 +212,27 @@ def test_meta_latest_wins(h: Harness) -> None:
     assert r.get_meta("missing") is None
 
 
+def test_ledger_append_matches_columns_by_name(h: Harness) -> None:
+    # All columns in another order (the fast positional path reorders them), a subset of
+    # columns (the rest NULL), and two tables in one transaction.
+    calls = pa.table({"status": ["ok"], "cost_usd": [0.5], "call_key": ["k1"], "model": ["m"]})
+    full_cols = [r["column_name"] for r in rows(h.w, "SELECT column_name FROM information_schema.columns "
+                 "WHERE table_schema = 'raw' AND table_name = 'llm_batches' ORDER BY ordinal_position")]
+    batches = pa.table({"n_requests": [3], "status": ["created"], "batch_id": ["b1"],
+                        "event_at": pa.array([None], pa.timestamp("us"))})
+    assert sorted(batches.column_names) == sorted(full_cols)
+    h.w.append_ledger({"llm_calls": calls})
+    h.w.append_ledger({"llm_batches": batches, "llm_calls": calls.set_column(2, "call_key", pa.array(["k2"]))})
+    with pytest.raises(StoreError, match="not a ledger table"):
+        h.w.append_ledger({"trajectories": calls})
+    r = h.r()
+    assert rows(r, "SELECT call_key, model, status, cost_usd, input_tokens FROM raw.llm_calls ORDER BY 1") == [
+        {"call_key": "k1", "model": "m", "status": "ok", "cost_usd": 0.5, "input_tokens": None},
+        {"call_key": "k2", "model": "m", "status": "ok", "cost_usd": 0.5, "input_tokens": None}]
+    assert rows(r, "SELECT batch_id, status, n_requests FROM raw.llm_batches") == [
+        {"batch_id": "b1", "status": "created", "n_requests": 3}]
+
+
 # -- contract: the campaign journal ---------------------------------------------------
 def test_journal(h: Harness) -> None:
     w = h.w
