@@ -31,7 +31,7 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent.campaign import Campaign
-from evoagent.llm.client import BudgetExceeded
+from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.ledger import call_context
 from evoagent.rollout import Context
 from evoagent.trajectory import Trajectory

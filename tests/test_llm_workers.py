@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from evoagent.llm import make_transports, sender_processes
-from evoagent.llm.client import LLMError, TransientError
+from evoagent.llm.errors import LLMError, TransientError
 from evoagent.llm.fake_server import FakeAnthropic
 from evoagent.llm.transports import OpenAITransport
 from evoagent.llm.workers import ProcessTransport

@@ -2,7 +2,8 @@
 
 ``build(campaign, store)`` assembles what a campaign with ``policy.kind =
 anthropic`` or ``openai`` needs: the policy, the operators' advisor and the
-shared budget, all over one ledger-backed client.
+shared budget, all over one ledger-backed client. Imports stay inside the
+functions, so a sender worker process (``workers.py``) loads only the SDK.
 """
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import functools
 import os
 import sys
 from typing import Any
-
-from evoagent.llm.client import Budget, BudgetExceeded, ClientSettings, LLMClient, LLMError
-from evoagent.llm.ledger import Ledger, call_context
 
 LLM_POLICIES = ("anthropic", "openai")
 
@@ -52,9 +50,11 @@ def make_transports(kind: str, base_url: str, timeout_s: float, in_flight: int,
     return transport, ProcessTransport(factory, processes, threads) if processes else transport
 
 
-def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
+def build(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     """(policy, advisor or None, budget, closers) for an LLM campaign."""
     from evoagent.llm.batching import BatchCollector
+    from evoagent.llm.client import Budget, ClientSettings, LLMClient
+    from evoagent.llm.ledger import Ledger
     from evoagent.policies.llm import LLMPolicy
     from operators.advisor import Advisor
 
@@ -90,5 +90,4 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Budget, list[Any]]:
     return policy, advisor, budget, [*closers, transport.close, ledger.close]
 
 
-__all__ = ["Budget", "BudgetExceeded", "LLMClient", "LLMError", "LLM_POLICIES", "Ledger", "build", "call_context",
-           "make_transports", "sender_processes"]
+__all__ = ["LLM_POLICIES", "batch_mode", "build", "make_transports", "sender_processes"]

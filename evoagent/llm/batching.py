@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from evoagent.llm.client import TransientError
+from evoagent.llm.errors import TransientError
 from evoagent.llm.ledger import CallRecord, Ledger
 from evoagent.llm.pricing import cost_usd
 from evoagent.llm.transports import TRANSIENT, message_to_answer

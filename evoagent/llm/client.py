@@ -18,24 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evoagent.llm.errors import BudgetExceeded, LLMError, TransientError
 from evoagent.llm.ledger import CALL_CONTEXT, CallRecord, Ledger, call_key
 from evoagent.llm.pricing import cost_usd, price_of
 
-
-class LLMError(Exception):
-    """A call that failed for good (after retries, or a permanent error)."""
-
-
-class BudgetExceeded(Exception):
-    """The call would take the campaign past its dollar or token budget."""
-
-
-class TransientError(Exception):
-    """A fault worth retrying; ``retry_after`` in seconds when the server said so."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["Budget", "BudgetExceeded", "ClientSettings", "LLMClient", "LLMError", "RateLimiter", "Reply",
+           "TransientError", "Transport", "estimate_tokens"]
 
 
 class Transport(Protocol):

@@ -20,7 +20,7 @@ import urllib.request
 import anthropic
 import httpx2
 
-from evoagent.llm.client import LLMError, TransientError
+from evoagent.llm.errors import LLMError, TransientError
 
 TRANSIENT = {408, 409, 429, 500, 502, 503, 504, 529}
 

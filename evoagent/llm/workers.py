@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from evoagent.llm.client import LLMError, TransientError
+from evoagent.llm.errors import LLMError, TransientError
 
 START_TIMEOUT_S = 60.0
 
@@ -49,10 +49,16 @@ class _Worker:
         self.pending_lock = threading.Lock()
         self.alive = True
         self.conn.send((factory, threads))
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's transport; then start reading its answers."""
         if not self.conn.poll(START_TIMEOUT_S):
             self.stop()
             raise LLMError(f"LLM worker process did not start within {START_TIMEOUT_S:.0f} s")
-        first = self.conn.recv()
+        try:
+            first = self.conn.recv()
+        except (EOFError, OSError):
+            first = ("broken", f"the process exited with status {self.proc.wait()}")
         if first[0] != "ready":
             self.stop()
             raise LLMError(f"LLM worker process could not start its transport: {first[1]}")
@@ -99,6 +105,8 @@ class _Worker:
         return len(self.pending)
 
     def stop(self) -> None:
+        if self.conn.closed:
+            return
         try:
             with self.send_lock:
                 self.conn.send(None)
@@ -137,11 +145,21 @@ class ProcessTransport:
     def _start_locked(self) -> list[_Worker]:
         if self._closed:
             raise LLMError("transport closed")
+        fresh = []
         for i, w in enumerate(self._workers):
             if w is None or not w.alive:
                 if w is not None:
                     w.stop()
                 self._workers[i] = _Worker(self.factory, self.threads)
+                fresh.append(i)
+        try:
+            for i in fresh:  # they start side by side (~1 s each: importing the SDK)
+                self._workers[i].wait_ready()  # type: ignore[union-attr]
+        except LLMError:
+            for i in fresh:
+                self._workers[i].stop()  # type: ignore[union-attr]
+                self._workers[i] = None
+            raise
         return [w for w in self._workers if w is not None]
 
     def _pick(self) -> tuple[int, _Worker]:
