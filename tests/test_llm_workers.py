@@ -59,6 +59,8 @@ def test_workers_answer_like_the_campaign_process(api_key: None) -> None:
             assert isinstance(sender, ProcessTransport)
             pids = sender.start()
             assert len(pids) == 2 and os.getpid() not in pids
+            for pid in pids:  # Ctrl-C reaches the process group: it is the campaign's to handle
+                os.kill(pid, signal.SIGINT)
             direct = local.send(REQUEST)
             answers: list[dict] = []
             threads = [threading.Thread(target=lambda: answers.append(sender.send(REQUEST))) for _ in range(16)]
@@ -66,6 +68,7 @@ def test_workers_answer_like_the_campaign_process(api_key: None) -> None:
                 t.start()
             for t in threads:
                 t.join()
+            assert sender.start() == pids  # the same workers answered
         finally:
             sender.close()
             local.close()

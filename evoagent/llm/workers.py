@@ -14,12 +14,13 @@ first, then ``(call_id, request)``, ``None`` to stop. Worker to parent:
 ``("ready",)`` or ``("broken", why)``, then ``(call_id, "ok", answer)``,
 ``(call_id, "transient", why, retry_after)`` or ``(call_id, "error", why)``.
 A worker exits when its socket closes, so it never outlives the campaign
-(even one killed with SIGKILL). A worker that dies fails its calls in flight
+(even one killed with SIGKILL); it ignores Ctrl-C, which is the campaign's to handle. A worker that dies fails its calls in flight
 as transient (the client retries them) and is started again on the next send.
 """
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +189,9 @@ class ProcessTransport:
 
 
 def _serve(fd: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the campaign decides what it
+    # means (finish the items in flight, or abort) and ends this worker by closing its socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
     factory, threads = conn.recv()
     try:
