@@ -117,6 +117,7 @@ def synth_batch(
     lineage = pa.table([
         ids.take(pa.array(child)), traj_ids(parent_no), _pick(OPERATORS, op[child]),
         pa.array(gen[child], pa.int32()), pa.array(idx[child] % 100_000, pa.int32()),
+        pa.array(np.concatenate([np.zeros(len(kids)), np.ones(int(two.sum()))]), pa.int32()),
     ], schema=LINEAGE_SCHEMA)
     rewards = pa.table([ids, pa.array(["env"] * n), pa.array(outcome), pa.nulls(n, pa.int32())],
                        schema=REWARD_SCHEMA)

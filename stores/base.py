@@ -166,9 +166,10 @@ class Store(ABC):
             "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
             "FROM steps WHERE list_contains(?, traj_id) ORDER BY traj_id, idx", [ids]
         ).to_pylist()
-        parents = self.query(
-            "SELECT child_id, list(DISTINCT parent_id ORDER BY parent_id) AS ps FROM lineage "
-            "WHERE list_contains(?, child_id) GROUP BY child_id", [ids]
+        parents = self.query(  # in their original order (stores from before v3: by id)
+            "SELECT child_id, list(parent_id ORDER BY idx NULLS LAST, parent_id) AS ps FROM ("
+            "SELECT child_id, parent_id, min(parent_idx) AS idx FROM lineage "
+            "WHERE list_contains(?, child_id) GROUP BY ALL) GROUP BY child_id", [ids]
         ).to_pylist()
         by_traj: dict[str, list[Step]] = {}
         for s in steps:

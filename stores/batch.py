@@ -28,7 +28,7 @@ STEP_SCHEMA = pa.schema([
 ])
 LINEAGE_SCHEMA = pa.schema([
     ("child_id", pa.string()), ("parent_id", pa.string()), ("operator", pa.string()),
-    ("generation", pa.int32()), ("item_id", pa.int32()),
+    ("generation", pa.int32()), ("item_id", pa.int32()), ("parent_idx", pa.int32()),
 ])
 REWARD_SCHEMA = pa.schema([
     ("traj_id", pa.string()), ("reward_source", pa.string()), ("value", pa.float64()),
@@ -88,7 +88,7 @@ class TrajectoryBatch:
             "created_at": [now] * len(trajs),
         }
         s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr = ([] for _ in range(8))
-        l_child, l_parent, l_op, l_gen, l_item = ([] for _ in range(5))
+        l_child, l_parent, l_op, l_gen, l_item, l_idx = ([] for _ in range(6))
         for tid, t, item in zip(ids, trajs, items):
             for s in t.steps:
                 s_id.append(tid)
@@ -99,14 +99,15 @@ class TrajectoryBatch:
                 s_rw.append(s.reward)
                 s_val.append(s.valid)
                 s_pr.append(s.process_reward)
-            for p in t.parents:
+            for k, p in enumerate(t.parents):
+                l_idx.append(k)
                 l_child.append(tid)
                 l_parent.append(p)
                 l_op.append(t.operator)
                 l_gen.append(t.generation)
                 l_item.append(item)
         steps = pa.table([s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr], schema=STEP_SCHEMA)
-        lineage = pa.table([l_child, l_parent, l_op, l_gen, l_item], schema=LINEAGE_SCHEMA)
+        lineage = pa.table([l_child, l_parent, l_op, l_gen, l_item, l_idx], schema=LINEAGE_SCHEMA)
         rewards = pa.table(
             [ids, [reward_source] * len(trajs), tcols["outcome_reward"], [None] * len(trajs)],
             schema=REWARD_SCHEMA,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Raw tables: name -> column DDL. Order matters only for readability.
 RAW_TABLES: dict[str, str] = {
@@ -29,7 +29,9 @@ RAW_TABLES: dict[str, str] = {
         "traj_id VARCHAR, idx INTEGER, thought VARCHAR, action VARCHAR, observation VARCHAR, "
         "reward DOUBLE, valid BOOLEAN, process_reward DOUBLE"
     ),
-    "lineage": "child_id VARCHAR, parent_id VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER",
+    # parent_idx: the parent's place in the child's parent list (NULL in stores from before v3).
+    "lineage": ("child_id VARCHAR, parent_id VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER, "
+                "parent_idx INTEGER"),
     "rewards": "traj_id VARCHAR, reward_source VARCHAR, value DOUBLE, step_idx INTEGER",
     # The campaign journal (see evoagent/loop.py).
     "generation_events": (
@@ -73,7 +75,7 @@ VIEWS: dict[str, str] = {
         "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
         "FROM raw.steps"
     ),
-    "lineage": "SELECT child_id, parent_id, operator, generation, item_id FROM raw.lineage",
+    "lineage": "SELECT child_id, parent_id, operator, generation, item_id, parent_idx FROM raw.lineage",
     "rewards": "SELECT traj_id, reward_source, value, step_idx FROM raw.rewards",
     "work_items": (
         "SELECT p.generation, p.item_id, p.operator, p.task_id, p.parents, p.seed, "
@@ -153,9 +155,15 @@ def _llm_ledger(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
 
 
+def _lineage_order(con: duckdb.DuckDBPyConnection) -> None:
+    # Recombination's parents are ordered (the first is the one the plan builds on); keep it.
+    con.execute("ALTER TABLE raw.lineage ADD COLUMN IF NOT EXISTS parent_idx INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", 1, _initial),
     Migration("0002_llm_ledger", 2, _llm_ledger),
+    Migration("0003_lineage_order", 3, _lineage_order),
 ]
 
 

@@ -27,10 +27,17 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     with DuckDBStore(path) as store:
         names = store.query("SELECT name FROM raw.migrations ORDER BY version").column(0).to_pylist()
-        assert names == ["0001_initial", "0002_llm_ledger"][:SCHEMA_VERSION]
+        assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order"][:SCHEMA_VERSION]
         assert store.scalar("SELECT count(*) FROM population") > 0
         assert store.scalar("SELECT count(*) FROM llm_calls") == 0
         pop = store.query("SELECT * FROM population ORDER BY ALL").to_pylist()
+        # v3: lineage rows from before it have no parent position; parents come back by id.
+        edges = store.scalar("SELECT count(*) FROM lineage")
+        assert edges > 0 and store.scalar("SELECT count(parent_idx) FROM lineage") == 0
+        child = store.scalar("SELECT child_id FROM lineage GROUP BY ALL HAVING count(*) > 1 LIMIT 1")
+        parents = store.load_trajectories([child])[child].parents
+        assert len(parents) > 1 and list(parents) == sorted(parents)
     reader = SnapshotStore(path)
     assert reader.query("SELECT * FROM population ORDER BY ALL").to_pylist() == pop
+    assert reader.scalar("SELECT count(*) FROM lineage WHERE parent_idx IS NULL") == edges
     reader.close()

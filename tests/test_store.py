@@ -38,7 +38,7 @@ VIEW_COLUMNS = {
         "created_at",
     ],
     "steps": ["traj_id", "idx", "thought", "action", "observation", "reward", "valid", "process_reward"],
-    "lineage": ["child_id", "parent_id", "operator", "generation", "item_id"],
+    "lineage": ["child_id", "parent_id", "operator", "generation", "item_id", "parent_idx"],
     "rewards": ["traj_id", "reward_source", "value", "step_idx"],
     "work_items": [
         "generation", "item_id", "operator", "task_id", "parents", "seed", "status", "traj_id",
@@ -69,7 +69,6 @@ def traj(task: str, actions: list[str], source: str = "replay", *, reward: float
 A = traj("t1", ["SELECT 1", "SELECT name FROM singer"], reward=1.0, generation=0, operator="init", seed=1)
 B = traj("t1", ["BAD SQL", "SELECT 2"], reward=0.0, generation=0, operator="init", seed=2)
 C = traj("t2", ["SELECT count(*) FROM concert"], reward=0.5, generation=0, operator="init", seed=3)
-# A child with parents given in sorted order (lineage keeps no parent order; see test below).
 D = traj("t1", ["SELECT 1", "SELECT name FROM singer ORDER BY age"], reward=1.0,
          parents=tuple(sorted((A.traj_id, B.traj_id))), generation=1, operator="recombine", seed=4)
 TASKS = [Task("t1", "intercode_sql", "Names of singers?", db="concert_singer", hardness="easy"),
@@ -192,14 +191,13 @@ def test_load_trajectories_round_trip(h: Harness) -> None:
     assert h.r().load_trajectories([]) == {}
 
 
-def test_load_trajectories_returns_parents_sorted(h: Harness) -> None:
-    # Lineage stores no parent position: parents come back sorted by id (documented limit).
+def test_load_trajectories_keeps_parent_order(h: Harness) -> None:
     p1, p2 = sorted((A.traj_id, B.traj_id))
-    child = dataclasses.replace(D, parents=(p2, p1))
+    child = dataclasses.replace(D, parents=(p2, p1))  # not in id order
     h.w.write(TrajectoryBatch.from_trajectories([child]))
-    got = h.r().load_trajectories([child.traj_id])[child.traj_id]
-    assert got.parents == (p1, p2)
-    assert dataclasses.replace(got, parents=child.parents) == child
+    assert h.r().load_trajectories([child.traj_id])[child.traj_id] == child
+    assert rows(h.r(), "SELECT parent_id, parent_idx FROM lineage ORDER BY parent_idx") == [
+        {"parent_id": p2, "parent_idx": 0}, {"parent_id": p1, "parent_idx": 1}]
 
 
 def test_meta_latest_wins(h: Harness) -> None:
