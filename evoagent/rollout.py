@@ -27,7 +27,7 @@ class Context:
     make_env: Callable[[], Any]
     max_steps: int = 10
     advisor: Any = None  # operators.advisor.Advisor when the policy is an LLM
-    budget: Any = None  # evoagent.llm.Budget shared by every LLM call of the campaign
+    budget: Any = None  # evoagent.llm.client.Budget shared by every LLM call of the campaign
     closers: list[Callable[[], None]] = field(default_factory=list)  # release LLM clients, threads
 
     def close(self) -> None:

@@ -201,6 +201,7 @@ def main() -> int:
     best = {r["n"]: r for r in sorted(rows, key=lambda r: r["ratio"])}  # the best setting per N decides
     for r in rows:
         ok = r["ratio"] >= args.target and r["committed"] == r["completed"]
+        ok_all &= r["committed"] == r["completed"]  # every row must commit every call
         if best[r["n"]] is r:
             ok_all &= ok
         print(f"{r['n']:>5} {r['processes']:>5} {r['calls']:>7} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['ideal']:>12.1f} "

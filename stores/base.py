@@ -166,10 +166,16 @@ class Store(ABC):
             "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
             "FROM steps WHERE list_contains(?, traj_id) ORDER BY traj_id, idx", [ids]
         ).to_pylist()
-        parents = self.query(  # in their original order (stores from before v3: by id)
+        # A trajectory found again by another item has that item's edges too; the record is the
+        # first producer's, so are its parents, in their original order (before v3: by id).
+        parents = self.query(
+            "WITH head AS (SELECT traj_id, generation, item_id FROM trajectories "
+            "WHERE list_contains(?, traj_id) QUALIFY row_number() OVER "
+            "(PARTITION BY traj_id ORDER BY created_at, source) = 1) "
             "SELECT child_id, list(parent_id ORDER BY idx NULLS LAST, parent_id) AS ps FROM ("
-            "SELECT child_id, parent_id, min(parent_idx) AS idx FROM lineage "
-            "WHERE list_contains(?, child_id) GROUP BY ALL) GROUP BY child_id", [ids]
+            "SELECT l.child_id, l.parent_id, min(l.parent_idx) AS idx FROM lineage l JOIN head h "
+            "ON l.child_id = h.traj_id AND l.generation IS NOT DISTINCT FROM h.generation "
+            "AND l.item_id IS NOT DISTINCT FROM h.item_id GROUP BY ALL) GROUP BY child_id", [ids]
         ).to_pylist()
         by_traj: dict[str, list[Step]] = {}
         for s in steps:

@@ -292,14 +292,14 @@ class DuckDBStore(Store):
             finally:
                 self._con.unregister("_ledger")
 
-        if len(filled) == 1:  # one statement is its own transaction
-            with self._lock:
-                try:
+        try:
+            if len(filled) == 1:  # one statement is its own transaction
+                with self._lock:
                     insert(*next(iter(filled.items())))
-                except duckdb.Error as exc:
-                    raise StoreError(f"ledger append failed: {str(exc).splitlines()[0]}") from None
-        elif filled:
-            self._transaction(lambda: [insert(n, t) for n, t in filled.items()])
+            elif filled:
+                self._transaction(lambda: [insert(n, t) for n, t in filled.items()])
+        except duckdb.Error as exc:
+            raise StoreError(f"ledger append failed: {str(exc).splitlines()[0]}") from None
         self._maybe_snapshot()
 
     def _columns(self, table: str) -> list[str]:

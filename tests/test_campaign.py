@@ -43,7 +43,7 @@ def test_bad_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("value", ['"many"', "-1", "true"])
+@pytest.mark.parametrize("value", ['"many"', "-1", "true", "33"])
 def test_bad_sender_processes_are_refused(campaign_file: Path, value: str) -> None:
     with pytest.raises(UserError, match="'policy.processes'"):
         campaign.load(campaign_file, [f"policy.processes={value}"])

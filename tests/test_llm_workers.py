@@ -138,3 +138,68 @@ def test_workers_exit_when_the_campaign_process_is_killed(tmp_path: Path) -> Non
     pids = [int(p) for p in proc.stdout.split()]
     assert len(pids) == 2
     assert wait_gone(pids), "worker processes outlived the campaign process"
+
+
+def test_a_failed_start_leaves_no_half_started_worker(api_key: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evoagent.llm.workers as workers
+
+    real_popen, started = subprocess.Popen, []
+
+    def second_fails(*args, **kwargs):  # the OS refusing a second process (EAGAIN, EMFILE)
+        if started:
+            raise OSError(11, "Resource temporarily unavailable")
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    with FakeAnthropic() as srv:
+        _, sender = make_transports("anthropic", srv.url, 10.0, in_flight=4, processes=2)
+        try:
+            monkeypatch.setattr(workers.subprocess, "Popen", second_fails)
+            with pytest.raises(OSError):
+                sender.start()
+            assert wait_gone([started[0].pid])  # the first one was stopped, not left without a reader
+            monkeypatch.setattr(workers.subprocess, "Popen", real_popen)
+            answer: list[dict] = []
+            t = threading.Thread(target=lambda: answer.append(sender.send(REQUEST)), daemon=True)
+            t.start()
+            t.join(60)
+            assert answer and answer[0]["content"]  # answered, not hung
+            # A restart that fails later is transient: the client retries it.
+            [pid, _] = sender.start()
+            started.clear()
+            started.append(None)
+            monkeypatch.setattr(workers.subprocess, "Popen", second_fails)
+            os.kill(pid, signal.SIGKILL)
+            assert wait_gone([pid])
+            time.sleep(0.2)  # the reader sees the socket end
+            with pytest.raises(TransientError, match="restart failed"):
+                sender.send(REQUEST)
+            monkeypatch.setattr(workers.subprocess, "Popen", real_popen)
+        finally:
+            sender.close()
+
+
+def test_close_abandons_calls_in_flight_at_once(api_key: None) -> None:
+    with FakeAnthropic(latency_s=30.0) as srv:
+        _, sender = make_transports("anthropic", srv.url, 60.0, in_flight=4, processes=2)
+        pids = sender.start()
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                sender.send(REQUEST)
+            except BaseException as exc:  # noqa: BLE001 - inspected below
+                errors.append(exc)
+        callers = [threading.Thread(target=call) for _ in range(2)]
+        for t in callers:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        sender.close()  # an abort: the calls are not waited for
+        assert time.monotonic() - t0 < 5
+        for t in callers:
+            t.join(10)
+        assert len(errors) == 2 and all(isinstance(e, TransientError) for e in errors)
+        assert wait_gone(pids)
+        with pytest.raises(LLMError, match="closed"):
+            sender.send(REQUEST)

@@ -200,6 +200,15 @@ def test_load_trajectories_keeps_parent_order(h: Harness) -> None:
         {"parent_id": p2, "parent_idx": 0}, {"parent_id": p1, "parent_idx": 1}]
 
 
+def test_a_trajectory_found_twice_keeps_its_first_producers_parents(h: Harness) -> None:
+    first = dataclasses.replace(D, parents=(B.traj_id, A.traj_id))
+    again = dataclasses.replace(D, parents=(C.traj_id, B.traj_id))  # same actions: same traj_id
+    h.w.write(TrajectoryBatch.from_trajectories([first], item_ids=[1]))
+    h.w.write(TrajectoryBatch.from_trajectories([again], item_ids=[2]))
+    assert count(h.r(), "lineage") == 4  # both items' edges are facts
+    assert h.r().load_trajectories([D.traj_id])[D.traj_id].parents == (B.traj_id, A.traj_id)
+
+
 def test_meta_latest_wins(h: Harness) -> None:
     for i in range(20):
         h.w.put_meta("campaign", f"v{i}")

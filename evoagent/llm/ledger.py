@@ -112,6 +112,7 @@ class Ledger:
         # Jobs for the writer: [records, tables, done, error]. ``done`` is a plain lock held by
         # the caller until the writer releases it (cheaper than an Event: no Condition).
         self._queue: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
+        self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
 
@@ -146,16 +147,21 @@ class Ledger:
         done = threading.Lock()
         done.acquire()
         job: list[Any] = [records, tables, done, None]
-        self._queue.put(job)
+        with self._lock:
+            if self._closed:  # no writer left to release the caller
+                raise RuntimeError("the call ledger is closed")
+            self._queue.put(job)
         done.acquire()  # released by the writer once the group is committed (or failed)
         if job[3] is not None:
             raise job[3]
 
     def close(self) -> None:
         """Stop the writer thread once it has committed what it was given."""
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join()
+        with self._lock:
+            self._closed = True
+            if self._writer.is_alive():
+                self._queue.put(None)
+        self._writer.join()
 
     def _write_loop(self) -> None:
         while True:

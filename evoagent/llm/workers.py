@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -40,16 +41,28 @@ class _Worker:
 
     def __init__(self, factory: Callable[[], Any], threads: int):
         parent, child = socket.socketpair()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "evoagent.llm.workers", str(child.fileno())],
-            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        child.close()
+        try:
+            # Its own process group: Ctrl-C in a terminal goes to the campaign, which decides.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "evoagent.llm.workers", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                process_group=0)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         self.conn = Connection(parent.detach())
         self.send_lock = threading.Lock()
         self.pending: dict[int, list[Any]] = {}  # call id -> [done lock, result]
         self.pending_lock = threading.Lock()
-        self.alive = True
-        self.conn.send((factory, threads))
+        self.alive = False  # until its transport is ready and a reader serves it
+        self.reader: threading.Thread | None = None
+        try:
+            self.conn.send((factory, threads))
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ready(self) -> None:
         """Wait for the worker's transport; then start reading its answers."""
@@ -63,6 +76,7 @@ class _Worker:
         if first[0] != "ready":
             self.stop()
             raise LLMError(f"LLM worker process could not start its transport: {first[1]}")
+        self.alive = True
         self.reader = threading.Thread(target=self._read, name="llm-worker-reader", daemon=True)
         self.reader.start()
 
@@ -95,30 +109,40 @@ class _Worker:
         try:
             with self.send_lock:
                 self.conn.send((call_id, request))
-        except OSError:
+        except Exception as exc:  # noqa: BLE001 - a closed socket, or a request pickle refuses
             with self.pending_lock:
                 self.pending.pop(call_id, None)
-            return (call_id, "transient", "LLM worker process exited", None)
+            if isinstance(exc, OSError):
+                return (call_id, "transient", "LLM worker process exited", None)
+            return (call_id, "error", f"cannot send the request to a worker: {type(exc).__name__}: {exc}")
         done.acquire()  # released by the reader thread
         return slot[1]
 
     def in_flight(self) -> int:
         return len(self.pending)
 
-    def stop(self) -> None:
-        if self.conn.closed:
-            return
+    def ask_to_stop(self) -> None:
+        """Ask the worker to finish the calls in hand and exit."""
         try:
             with self.send_lock:
                 self.conn.send(None)
-        except OSError:
+        except (OSError, ValueError):  # gone already, or the socket is closed
             pass
+
+    def stop(self, deadline: float | None = None) -> None:
+        """Stop it by ``deadline`` (monotonic seconds; default: now), killing it if it is late."""
+        if self.conn.closed:
+            return
+        self.ask_to_stop()
         try:
-            self.proc.wait(10)
+            self.proc.wait(max(0.0, (deadline or 0.0) - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.conn.close()
+        if self.reader is not None:
+            self.reader.join(5)  # it reads what the worker sent, then sees the socket end
+        with self.send_lock:
+            self.conn.close()
 
 
 class ProcessTransport:
@@ -136,6 +160,7 @@ class ProcessTransport:
         self._workers: list[_Worker | None] = [None] * processes
         self._lock = threading.Lock()
         self._ids = 0
+        self._started = False
         self._closed = False
 
     def start(self) -> list[int]:
@@ -146,21 +171,28 @@ class ProcessTransport:
     def _start_locked(self) -> list[_Worker]:
         if self._closed:
             raise LLMError("transport closed")
-        fresh = []
-        for i, w in enumerate(self._workers):
-            if w is None or not w.alive:
+        fresh: list[int] = []
+        try:
+            for i, w in enumerate(self._workers):
+                if w is None or not w.alive:
+                    if w is not None:
+                        w.stop()
+                    self._workers[i] = None
+                    self._workers[i] = _Worker(self.factory, self.threads)
+                    fresh.append(i)
+            for i in fresh:  # they start side by side (~1.5 s: importing the SDK)
+                self._workers[i].wait_ready()  # type: ignore[union-attr]
+        except BaseException as exc:
+            for i in fresh:
+                w = self._workers[i]
                 if w is not None:
                     w.stop()
-                self._workers[i] = _Worker(self.factory, self.threads)
-                fresh.append(i)
-        try:
-            for i in fresh:  # they start side by side (~1 s each: importing the SDK)
-                self._workers[i].wait_ready()  # type: ignore[union-attr]
-        except LLMError:
-            for i in fresh:
-                self._workers[i].stop()  # type: ignore[union-attr]
                 self._workers[i] = None
+            if self._started and isinstance(exc, (LLMError, OSError)):
+                # A restart that failed: the call is retried (by then, maybe it works).
+                raise TransientError(f"LLM worker process restart failed: {exc}") from None
             raise
+        self._started = True
         return [w for w in self._workers if w is not None]
 
     def _pick(self) -> tuple[int, _Worker]:
@@ -178,14 +210,19 @@ class ProcessTransport:
             raise TransientError(msg[2], msg[3])
         raise LLMError(msg[2])
 
-    def close(self) -> None:
-        """Stop every worker (each finishes the calls it has in hand first)."""
+    def close(self, grace_s: float = 10.0) -> None:
+        """Stop every worker. With no call in flight (a campaign's end) each exits cleanly
+        within ``grace_s`` in all; calls still in flight (an abort) are abandoned at once."""
         with self._lock:
             self._closed = True
-            workers, self._workers = self._workers, [None] * self.processes
+            workers = [w for w in self._workers if w is not None]
+            self._workers = [None] * self.processes
+        busy = any(w.in_flight() for w in workers)
         for w in workers:
-            if w is not None:
-                w.stop()
+            w.ask_to_stop()
+        deadline = time.monotonic() + (0.0 if busy else grace_s)
+        for w in workers:
+            w.stop(deadline)
 
 
 def _serve(fd: int) -> None:
@@ -193,10 +230,12 @@ def _serve(fd: int) -> None:
     # means (finish the items in flight, or abort) and ends this worker by closing its socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
-    factory, threads = conn.recv()
     try:
+        factory, threads = conn.recv()
         transport = factory()
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+    except (EOFError, OSError):
+        os._exit(0)  # the campaign is gone
+    except Exception as exc:  # noqa: BLE001 - e.g. a factory this process cannot import: told to the parent
         conn.send(("broken", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready",))
