@@ -46,6 +46,21 @@ def wait_gone(pids: list[int], seconds: float = 15.0) -> bool:
     return False
 
 
+def calls_in_background(sender: ProcessTransport, n: int) -> tuple[list[threading.Thread], list[BaseException]]:
+    """``n`` threads each sending REQUEST once; the list fills with what they raise."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            sender.send(REQUEST)
+        except BaseException as exc:  # noqa: BLE001 - inspected by the test
+            errors.append(exc)
+    callers = [threading.Thread(target=call) for _ in range(n)]
+    for t in callers:
+        t.start()
+    return callers, errors
+
+
 def test_auto_setting() -> None:
     assert sender_processes("auto", 32) == 0 and sender_processes("auto", 64) == 0
     assert sender_processes("auto", 128) >= 2
@@ -95,16 +110,7 @@ def test_a_killed_worker_fails_its_calls_as_transient_and_is_restarted(api_key: 
         _, sender = make_transports("anthropic", srv.url, 10.0, in_flight=4, processes=1)
         try:
             [pid] = sender.start()
-            errors: list[BaseException] = []
-
-            def call() -> None:
-                try:
-                    sender.send(REQUEST)
-                except BaseException as exc:  # noqa: BLE001 - inspected below
-                    errors.append(exc)
-            callers = [threading.Thread(target=call) for _ in range(3)]
-            for t in callers:
-                t.start()
+            callers, errors = calls_in_background(sender, 3)
             time.sleep(0.4)  # the calls are in the worker, waiting on the server
             os.kill(pid, signal.SIGKILL)
             for t in callers:
@@ -183,16 +189,7 @@ def test_close_abandons_calls_in_flight_at_once(api_key: None) -> None:
     with FakeAnthropic(latency_s=30.0) as srv:
         _, sender = make_transports("anthropic", srv.url, 60.0, in_flight=4, processes=2)
         pids = sender.start()
-        errors: list[BaseException] = []
-
-        def call() -> None:
-            try:
-                sender.send(REQUEST)
-            except BaseException as exc:  # noqa: BLE001 - inspected below
-                errors.append(exc)
-        callers = [threading.Thread(target=call) for _ in range(2)]
-        for t in callers:
-            t.start()
+        callers, errors = calls_in_background(sender, 2)
         time.sleep(0.5)
         t0 = time.monotonic()
         sender.close()  # an abort: the calls are not waited for
