@@ -15,7 +15,8 @@ import duckdb
 
 SCHEMA_VERSION = 3
 
-# Raw tables: name -> column DDL. Order matters only for readability.
+# Raw tables: name -> column DDL. Batch inserts are positional: keep the order of the Arrow
+# schemas in stores/batch.py (new columns go last, as ALTER TABLE ... ADD COLUMN puts them).
 RAW_TABLES: dict[str, str] = {
     "meta": "key VARCHAR, value VARCHAR, written_at TIMESTAMP DEFAULT current_timestamp",
     "migrations": "name VARCHAR, version INTEGER, applied_at TIMESTAMP DEFAULT current_timestamp",

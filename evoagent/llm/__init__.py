@@ -25,8 +25,8 @@ def batch_mode(setting: Any) -> bool:
 def sender_processes(setting: Any, max_in_flight: int) -> int:
     """``policy.processes``: "auto" sends from 2+ worker processes past 64 calls in flight.
 
-    One interpreter spends ~2 ms of CPU per SDK call, so it saturates near 400
-    calls/s (see experiments/bench_llm.py); below 64 in flight it keeps up.
+    One interpreter spends ~2.3 ms of CPU per SDK call, so it saturates near 450
+    calls/s (see experiments/bench_llm.py); up to 64 in flight it keeps up.
     """
     if setting == "auto":
         return 0 if max_in_flight <= 64 else max(2, min(4, os.cpu_count() or 1))

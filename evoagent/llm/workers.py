@@ -1,7 +1,7 @@
 """Send LLM requests from worker processes, so the SDK's CPU is not all under one GIL.
 
-The official SDK spends ~2 ms of Python per call building the request and
-reading the answer; past ~400 calls/s one interpreter is saturated. A
+The official SDK spends ~2.3 ms of Python per call building the request and
+reading the answer; near 450 calls/s one interpreter is saturated. A
 ``ProcessTransport`` keeps the same ``send(request) -> answer`` contract but
 hands each request to one of a few worker processes (``python -m
 evoagent.llm.workers``), each with its own transport (e.g. its own SDK
@@ -14,8 +14,10 @@ first, then ``(call_id, request)``, ``None`` to stop. Worker to parent:
 ``("ready",)`` or ``("broken", why)``, then ``(call_id, "ok", answer)``,
 ``(call_id, "transient", why, retry_after)`` or ``(call_id, "error", why)``.
 A worker exits when its socket closes, so it never outlives the campaign
-(even one killed with SIGKILL); it ignores Ctrl-C, which is the campaign's to handle. A worker that dies fails its calls in flight
-as transient (the client retries them) and is started again on the next send.
+(even one killed with SIGKILL); it runs in its own process group and ignores
+Ctrl-C, which is the campaign's to handle. A worker that dies fails its calls
+in flight as transient (the client retries them) and is started again on the
+next send. The API key reaches workers only through the inherited environment.
 """
 from __future__ import annotations
 
