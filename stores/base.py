@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from evoagent.errors import UserError
-from evoagent.trajectory import Task, Trajectory
+from evoagent.trajectory import Step, Task, Trajectory
 
 
 class StoreError(UserError):
@@ -151,14 +151,12 @@ class Store(ABC):
 
     def load_trajectories(self, traj_ids: Sequence[str]) -> dict[str, Trajectory]:
         """Rebuild frozen records (with steps) for the given ids; unknown ids are absent."""
-        from evoagent.trajectory import Step
-
         if not traj_ids:
             return {}
         ids = list(dict.fromkeys(traj_ids))
         head = self.query(
             "SELECT traj_id, task_id, source, generation, operator, seed, outcome_reward, "
-            "cost_usd, input_tokens, output_tokens FROM trajectories "
+            "cost_usd, input_tokens, output_tokens, item_id FROM trajectories "
             "WHERE list_contains(?, traj_id) QUALIFY row_number() OVER "
             "(PARTITION BY traj_id ORDER BY created_at, source) = 1", [ids]
         ).to_pylist()
@@ -166,26 +164,22 @@ class Store(ABC):
             "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
             "FROM steps WHERE list_contains(?, traj_id) ORDER BY traj_id, idx", [ids]
         ).to_pylist()
-        # A trajectory found again by another item has that item's edges too; the record is the
-        # first producer's, so are its parents, in their original order (before v3: by id).
-        parents = self.query(
-            "WITH head AS (SELECT traj_id, generation, item_id FROM trajectories "
-            "WHERE list_contains(?, traj_id) QUALIFY row_number() OVER "
-            "(PARTITION BY traj_id ORDER BY created_at, source) = 1) "
-            "SELECT child_id, list(parent_id ORDER BY idx NULLS LAST, parent_id) AS ps FROM ("
-            "SELECT l.child_id, l.parent_id, min(l.parent_idx) AS idx FROM lineage l JOIN head h "
-            "ON l.child_id = h.traj_id AND l.generation IS NOT DISTINCT FROM h.generation "
-            "AND l.item_id IS NOT DISTINCT FROM h.item_id GROUP BY ALL) GROUP BY child_id", [ids]
+        # In their original order (before v3: by id); by the (generation, item) of the record,
+        # since a trajectory found again by another item has that item's edges too.
+        edges = self.query(
+            "SELECT child_id, generation, item_id, list(parent_id ORDER BY parent_idx NULLS LAST, "
+            "parent_id) AS ps FROM lineage WHERE list_contains(?, child_id) GROUP BY ALL", [ids]
         ).to_pylist()
         by_traj: dict[str, list[Step]] = {}
         for s in steps:
             tid = s.pop("traj_id")
             by_traj.setdefault(tid, []).append(Step(**s))
-        par = {p["child_id"]: tuple(p["ps"]) for p in parents}
+        par = {(e["child_id"], e["generation"], e["item_id"]): tuple(e["ps"]) for e in edges}
         out = {}
         for h in head:
-            tid = h.pop("traj_id")
-            out[tid] = Trajectory(steps=tuple(by_traj.get(tid, ())), parents=par.get(tid, ()), **h)
+            tid, item = h.pop("traj_id"), h.pop("item_id")
+            out[tid] = Trajectory(steps=tuple(by_traj.get(tid, ())),
+                                  parents=par.get((tid, h["generation"], item), ()), **h)
         return out
 
     def export(self, name: str, out_dir: str, partition_by: Sequence[str] = ("campaign", "generation")) -> str:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,17 @@ class DuckDBStore(Store):
                 raise
             return out
 
+    @contextmanager
+    def _registered(self, **tables: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection with Arrow tables registered as views under the given names."""
+        for name, table in tables.items():
+            self._con.register(name, table)
+        try:
+            yield self._con
+        finally:
+            for name in tables:
+                self._con.unregister(name)
+
     def put_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._con.execute("INSERT INTO raw.meta (key, value) VALUES (?, ?)", [key, value])
@@ -108,24 +120,17 @@ class DuckDBStore(Store):
         })
 
         def run() -> int:
-            self._con.register("_new_tasks", table)
-            try:
-                return self._con.execute(
-                    "INSERT INTO raw.tasks SELECT DISTINCT ON (n.task_id) n.* FROM _new_tasks n "
+            with self._registered(_new_tasks=table) as con:
+                return con.execute(
+                    "INSERT INTO raw.tasks BY NAME SELECT DISTINCT ON (n.task_id) n.* FROM _new_tasks n "
                     "ANTI JOIN raw.tasks t USING (task_id)"
                 ).fetchall()[0][0]
-            finally:
-                self._con.unregister("_new_tasks")
         return self._transaction(run)
 
     def _append(self, batch: TrajectoryBatch) -> int:
         """Insert a batch inside the caller's transaction; dedupe on (traj_id, source)."""
-        con = self._con
-        con.register("_b_traj", batch.trajectories)
-        con.register("_b_steps", batch.steps)
-        con.register("_b_lineage", batch.lineage)
-        con.register("_b_rewards", batch.rewards)
-        try:
+        with self._registered(_b_traj=batch.trajectories, _b_steps=batch.steps,
+                              _b_lineage=batch.lineage, _b_rewards=batch.rewards) as con:
             n_ids = batch.trajectories.num_rows
             if n_ids and pc.count_distinct(batch.trajectories.column("traj_id")).as_py() == n_ids and not (
                 con.execute(
@@ -138,7 +143,7 @@ class DuckDBStore(Store):
                 for table, view in (("trajectories", "_b_traj"), ("steps", "_b_steps"),
                                     ("lineage", "_b_lineage"), ("rewards", "_b_rewards")):
                     if getattr(batch, table).num_rows:
-                        con.execute(f"INSERT INTO raw.{table} SELECT * FROM {view}")
+                        con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM {view}")
                 return n_ids
             # Trajectories whose steps are not stored yet (steps are shared by all sources).
             con.execute(
@@ -146,20 +151,20 @@ class DuckDBStore(Store):
                 "ANTI JOIN raw.trajectories t USING (traj_id)"
             )
             n = con.execute(
-                "INSERT INTO raw.trajectories SELECT b.* FROM "
+                "INSERT INTO raw.trajectories BY NAME SELECT b.* FROM "
                 "(SELECT * FROM _b_traj QUALIFY row_number() OVER "
                 "(PARTITION BY traj_id, source ORDER BY item_id NULLS LAST) = 1) b "
                 "ANTI JOIN raw.trajectories t USING (traj_id, source)"
             ).fetchall()[0][0]
             con.execute(
-                "INSERT INTO raw.steps SELECT s.* FROM _b_steps s SEMI JOIN _fresh f USING (traj_id) "
+                "INSERT INTO raw.steps BY NAME SELECT s.* FROM _b_steps s SEMI JOIN _fresh f USING (traj_id) "
                 "QUALIFY row_number() OVER (PARTITION BY s.traj_id, s.idx) = 1"
             )
             if batch.lineage.num_rows:
                 # Idempotent: an edge already stored (same child, parent, operator,
                 # generation, item) is not stored again, nor twice from one batch.
                 con.execute(
-                    "INSERT INTO raw.lineage SELECT l.* FROM (SELECT DISTINCT * FROM _b_lineage) l "
+                    "INSERT INTO raw.lineage BY NAME SELECT l.* FROM (SELECT DISTINCT * FROM _b_lineage) l "
                     "ANTI JOIN raw.lineage o ON l.child_id = o.child_id AND l.parent_id = o.parent_id "
                     "AND l.operator IS NOT DISTINCT FROM o.operator "
                     "AND l.generation IS NOT DISTINCT FROM o.generation "
@@ -167,14 +172,11 @@ class DuckDBStore(Store):
                 )
             if batch.rewards.num_rows:
                 con.execute(
-                    "INSERT INTO raw.rewards SELECT r.* FROM (SELECT * FROM _b_rewards QUALIFY "
+                    "INSERT INTO raw.rewards BY NAME SELECT r.* FROM (SELECT * FROM _b_rewards QUALIFY "
                     "row_number() OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) r "
                     "ANTI JOIN raw.rewards o USING (traj_id, reward_source)"
                 )
             return int(n)
-        finally:
-            for name in ("_b_traj", "_b_steps", "_b_lineage", "_b_rewards"):
-                con.unregister(name)
 
     def write(self, batch: TrajectoryBatch) -> int:
         n = self._transaction(self._append, batch)
@@ -197,11 +199,8 @@ class DuckDBStore(Store):
                 "INSERT INTO raw.generation_events (generation, status, event_at, n_items) "
                 "VALUES (?, 'planned', current_timestamp, ?)", [generation, len(items)]
             )
-            self._con.register("_plan", plan)
-            try:
-                self._con.execute("INSERT INTO raw.work_plan SELECT * FROM _plan")
-            finally:
-                self._con.unregister("_plan")
+            with self._registered(_plan=plan) as con:
+                con.execute("INSERT INTO raw.work_plan BY NAME SELECT * FROM _plan")
         self._transaction(run)
         self._maybe_snapshot()
 
@@ -223,18 +222,15 @@ class DuckDBStore(Store):
         }, schema=_RESULT_SCHEMA)
 
         def run() -> int:
-            self._con.register("_res", res)
-            try:
-                dup = self._con.execute(
+            with self._registered(_res=res) as con:
+                dup = con.execute(
                     "SELECT count(*) FROM _res SEMI JOIN raw.work_results USING (generation, item_id)"
                 ).fetchall()[0][0]
                 if dup:
                     raise StoreError(f"{dup} work item(s) already committed; refusing to commit twice")
-                self._con.execute(
-                    "INSERT INTO raw.work_results SELECT *, current_timestamp FROM _res"
+                con.execute(
+                    "INSERT INTO raw.work_results BY NAME SELECT *, current_timestamp AS finished_at FROM _res"
                 )
-            finally:
-                self._con.unregister("_res")
             return self._append(batch)
         n = self._transaction(run)
         self._maybe_snapshot()
@@ -255,11 +251,8 @@ class DuckDBStore(Store):
                 [generation],
             ).fetchall()[0][0]:
                 raise StoreError(f"generation {generation} is already committed")
-            self._con.register("_pop", pop)
-            try:
-                self._con.execute("INSERT INTO raw.population SELECT * FROM _pop")
-            finally:
-                self._con.unregister("_pop")
+            with self._registered(_pop=pop) as con:
+                con.execute("INSERT INTO raw.population BY NAME SELECT * FROM _pop")
             self._con.execute(
                 "INSERT INTO raw.generation_events (generation, status, event_at, n_items, stats) "
                 "VALUES (?, 'committed', current_timestamp, NULL, ?)",
@@ -285,12 +278,8 @@ class DuckDBStore(Store):
                 # wait for their rows to be committed). ~40% less CPU than INSERT ... SELECT.
                 self._con.from_arrow(table.select(order)).insert_into(f"raw.{name}")
                 return
-            self._con.register("_ledger", table)
-            try:
-                cols = ", ".join(table.column_names)
-                self._con.execute(f"INSERT INTO raw.{name} ({cols}) SELECT {cols} FROM _ledger")
-            finally:
-                self._con.unregister("_ledger")
+            with self._registered(_ledger=table) as con:
+                con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM _ledger")
 
         try:
             if len(filled) == 1:  # one statement is its own transaction

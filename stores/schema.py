@@ -15,9 +15,11 @@ import duckdb
 
 SCHEMA_VERSION = 3
 
-# Raw tables: name -> column DDL. Batch inserts are positional: keep the order of the Arrow
-# schemas in stores/batch.py (new columns go last, as ALTER TABLE ... ADD COLUMN puts them).
-RAW_TABLES: dict[str, str] = {
+# Raw tables: name -> column DDL, as the current version has them. Writes insert by column
+# name, so the order is for reading. Migrations create tables from these with IF NOT EXISTS
+# and add later columns with ADD COLUMN IF NOT EXISTS, so a new file, which runs them all
+# over the current DDL, ends in the same shape as an upgraded one.
+CORE_TABLES: dict[str, str] = {
     "meta": "key VARCHAR, value VARCHAR, written_at TIMESTAMP DEFAULT current_timestamp",
     "migrations": "name VARCHAR, version INTEGER, applied_at TIMESTAMP DEFAULT current_timestamp",
     "tasks": "task_id VARCHAR, env VARCHAR, db VARCHAR, hardness VARCHAR, question VARCHAR",
@@ -61,7 +63,7 @@ LLM_TABLES: dict[str, str] = {
     "llm_batches": "batch_id VARCHAR, status VARCHAR, n_requests INTEGER, event_at TIMESTAMP",
     "llm_batch_items": "batch_id VARCHAR, custom_id VARCHAR, call_key VARCHAR, request VARCHAR, meta VARCHAR",
 }
-RAW_TABLES.update(LLM_TABLES)
+RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES}
 
 # Stable views. Each is written against raw.<table>, so the same text serves a
 # live DuckDB file and a Parquet snapshot (where raw.<table> is a view over files).
@@ -146,9 +148,8 @@ class Migration:
 
 def _initial(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    for name, cols in RAW_TABLES.items():
-        if name not in LLM_TABLES:
-            con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+    for name, cols in CORE_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
 
 
 def _llm_ledger(con: duckdb.DuckDBPyConnection) -> None:

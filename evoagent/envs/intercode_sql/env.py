@@ -31,6 +31,7 @@ ERROR_PREFIX = "Error executing query: "
 _SYNTAX = ("You have an error in your SQL syntax; check the manual that corresponds to your "
            "MySQL server version for the right syntax to use")
 
+_RANDOM = re.compile(r"\brand(om)?\s*\(", re.I)  # MySQL RAND(), DuckDB RANDOM()
 _lock = threading.Lock()
 _shared: dict[str, Any] = {}
 _gold_cache: dict[tuple[str, str, str], list[str] | None] = {}
@@ -100,6 +101,7 @@ def shared_connection(collation: str = "nocase") -> duckdb.DuckDBPyConnection:
                 for db, tbl, *col in rows:
                     catalog.setdefault(db, {}).setdefault(tbl, []).append(tuple(col))
                 _shared["catalog"] = catalog
+                _shared["db_names"] = {d.lower(): d for d in catalog}  # MySQL names: case-insensitive
                 _shared["watchdog"] = _Watchdog()
         return con
 
@@ -133,16 +135,18 @@ class InterCodeSQLEnv:
         self._cursor = shared_connection(collation).cursor()
         self._cursor.execute(_dialect.NUMERIC_MACRO)
         self._catalog: dict[str, dict[str, list[tuple]]] = _shared["catalog"]
+        self._db_names: dict[str, str] = _shared["db_names"]
         self._watchdog: _Watchdog = _shared["watchdog"]
         self.task: Task | None = None
         self.db = ""
         self.done = True
         self._last: list[str] | None = None
+        self._reward: float | None = None  # of ``_last``, scored when it was produced
 
     # -- episode protocol -------------------------------------------------
     def reset(self, task: Task) -> str:
         """Start an episode on ``task``; returns the question."""
-        self.task, self.done, self._last = task, False, None
+        self.task, self.done, self._last, self._reward = task, False, None, None
         self._use(task.db)
         return task.question
 
@@ -154,10 +158,12 @@ class InterCodeSQLEnv:
             return ERROR_PREFIX + "the episode is over; call reset()", 0.0, True, {"valid": False}
         if action.strip().lower() == "submit":
             self.done = True
-            return "submitted", self.reward(), True, {"valid": True, "submitted": True}
+            reward = self.reward() if self._reward is None else self._reward
+            return "submitted", reward, True, {"valid": True, "submitted": True}
         obs, rows, info = self.execute(action)
         self._last = rows
-        return obs, self.reward(), False, info
+        self._reward = self.reward()
+        return obs, self._reward, False, info
 
     def reward(self) -> float:
         """InterCode reward of the last result against the gold result."""
@@ -178,20 +184,19 @@ class InterCodeSQLEnv:
         hit = _gold_cache.get(key, _gold_cache)
         if hit is not _gold_cache:
             return hit  # type: ignore[return-value]
-        with _gold_lock:
-            if key not in _gold_cache:
-                saved_db, saved_dialect = self.db, self.dialect
-                self.dialect = "mysql"
-                self._use(task.db)
-                _, rows, _ = self.execute(task.gold)
-                rows = [] if rows is None else rows  # InterCode scored a failing gold as []
-                self._use(saved_db)
-                self.dialect = saved_dialect
-                _gold_cache[key] = rows
-            return _gold_cache[key]
+        # Outside the lock: threads meeting new tasks do not queue behind each other's gold
+        # query; two computing the same gold get the same rows and keep the first.
+        saved_db, saved_dialect = self.db, self.dialect
+        self.dialect = "mysql"
+        self._use(task.db)
+        _, rows, _ = self.execute(task.gold)
+        self._use(saved_db)
+        self.dialect = saved_dialect
+        with _gold_lock:  # InterCode scored a failing gold as []
+            return _gold_cache.setdefault(key, [] if rows is None else rows)
 
     def _use(self, db: str) -> bool:
-        real = {d.lower(): d for d in self._catalog}.get(db.lower())
+        real = self._db_names.get(db.lower())
         if real is None:
             return False
         self._cursor.execute(f'USE "{real}"')
@@ -213,10 +218,10 @@ class InterCodeSQLEnv:
         except duckdb.Error as err:
             msg = _mysql_error(str(err), self.db, p.arg)
             return ERROR_PREFIX + msg, None, {"valid": False, "error": msg}
-        obs = str(rows)
+        obs, strs = _render(rows)
         if len(obs) > self.max_observation_chars:
             obs = obs[: self.max_observation_chars] + " ... (output truncated)"
-        return obs, [str(r) for r in rows], {"valid": True, "rows": len(rows), "truncated": truncated}
+        return obs, strs, {"valid": True, "rows": len(rows), "truncated": truncated}
 
     def _run_sql(self, sql: str) -> tuple[list[tuple], bool]:
         cur = self._cursor
@@ -228,7 +233,7 @@ class InterCodeSQLEnv:
             raise _Refused("exactly one SQL statement per action is allowed" if stmts else "Query was empty")
         if stmts[0].type != duckdb.StatementType.SELECT:
             raise _Refused(f"only read-only queries are allowed here (got {stmts[0].type.name})")
-        if "rand" in sql.lower():
+        if _RANDOM.search(sql):
             # RAND()/RANDOM() in agent SQL: a fixed seed per statement keeps episodes reproducible
             # (a resumed or re-run campaign must see the same observations).
             cur.execute("SELECT setseed(0.5)").fetchall()
@@ -264,8 +269,7 @@ class InterCodeSQLEnv:
         raise duckdb.BinderException(msg.split(": ", 1)[-1] if "Conversion" in msg else msg)
 
     def _admin(self, p: _dialect.Plan) -> tuple[str, list[str] | None, dict]:
-        db_of = {d.lower(): d for d in self._catalog}
-        db = db_of.get((p.db or self.db).lower()) if (p.db or self.db) else None
+        db = self._db_names.get((p.db or self.db).lower()) if (p.db or self.db) else None
         if p.kind == "use":
             if not self._use(p.arg):
                 return self._fail(f"Unknown database '{p.arg}'")
@@ -289,12 +293,18 @@ class InterCodeSQLEnv:
                 rows = [tuple(c) for c in cols]
             else:
                 rows = [(tbl, _create_table(tbl, cols))]
-        obs = str(rows)
-        return obs, [str(r) for r in rows], {"valid": True, "rows": len(rows)}
+        obs, strs = _render(rows)
+        return obs, strs, {"valid": True, "rows": len(rows)}
 
     @staticmethod
     def _fail(msg: str) -> tuple[str, None, dict]:
         return ERROR_PREFIX + msg, None, {"valid": False, "error": msg}
+
+
+def _render(rows: list[tuple]) -> tuple[str, list[str]]:
+    """(observation, stringified rows): the observation is ``str(rows)``, from the rows' strings."""
+    strs = [str(r) for r in rows]  # a tuple's str is its repr, as inside str(list)
+    return "[" + ", ".join(strs) + "]", strs
 
 
 _catalog_fns: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from evoagent.envs.intercode_sql.data import load_recorded, load_tasks, split_joined_rows
 from evoagent.envs.intercode_sql.env import ERROR_PREFIX, InterCodeSQLEnv
+from evoagent.envs.intercode_sql.reward import intercode_reward
 from evoagent.errors import UserError
 
 TOLERANCE = 0.005
@@ -142,9 +143,8 @@ def replay_file(path: str | Path, **env_kwargs: object) -> ReplayReport:
                 else:
                     report.executed += 1
                     if step.action.strip().lower() == "submit":
-                        obs, _, info = env.execute(step.action)  # InterCode ran it as SQL
-                        env._last = _rows_of(obs)
-                        ours = env.reward()
+                        obs, rows, _ = env.execute(step.action)  # InterCode ran it as SQL
+                        ours = intercode_reward(rows, env.gold_rows(task))
                     else:
                         obs, ours, _, _ = env.step(step.action)
                 if abs(ours - step.reward) <= TOLERANCE:
