@@ -58,6 +58,8 @@ def write_result(table: pa.Table, fmt: str, out: str | None) -> None:
 
 def print_status(store: Store) -> None:
     """Generation, items done/pending, rewards and budget used, from a snapshot."""
+    from evoagent.llm.ledger import spent
+
     c = json.loads(store.get_meta("campaign") or "{}")
     con = _console()
     if not c:
@@ -73,10 +75,9 @@ def print_status(store: Store) -> None:
         "GROUP BY generation ORDER BY generation DESC LIMIT 1"
     ).to_pylist()
     steps = store.scalar("SELECT coalesce(sum(env_steps), 0) FROM work_items") or 0
-    usd = store.scalar("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE status = 'ok'") or 0.0
-    calls = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched, "
-                        "coalesce(sum(input_tokens + output_tokens + cache_write_tokens + cache_read_tokens), 0) "
-                        "AS tokens FROM llm_calls WHERE status = 'ok'").to_pylist()[0]
+    usd, tokens = spent(store)
+    calls = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched "
+                        "FROM llm_calls WHERE status = 'ok'").to_pylist()[0]
     if c:
         con.print(f"campaign {c.get('name')!r}: {store.path}")
         limit = c.get("budget.generations")
@@ -88,7 +89,7 @@ def print_status(store: Store) -> None:
     con.print(f"budget used: {steps} env steps" + (f" of {c['budget.env_steps']}" if c.get("budget.env_steps") else "")
               + f", ${usd:.4f}" + (f" of ${c['budget.usd']}" if c.get("budget.usd") else ""))
     if calls["n"]:
-        con.print(f"LLM: {calls['n']} calls ({calls['batched']} batched), {calls['tokens']} tokens, ${usd:.4f}")
+        con.print(f"LLM: {calls['n']} calls ({calls['batched']} batched), {tokens} tokens, ${usd:.4f}")
         done = store.scalar("SELECT count(DISTINCT generation) FROM generations WHERE status = 'committed'") or 0
         total = (c.get("budget.generations") or 0) + 1
         if done and total > done:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evoagent.policies.base import SUBMIT, Guidance, Policy, masked
@@ -64,6 +64,7 @@ def rollout(
     """Run ``prefix`` in a fresh episode, let the policy continue, then submit."""
     env = ctx.env()
     env.reset(task)
+    shown = replace(task, gold="")  # the task as a policy may see it: no gold answer
     steps: list[Step] = []
     seen: list[Step] = []  # the same steps with rewards masked, built once each
     cost = 0.0
@@ -83,7 +84,7 @@ def rollout(
             break
     if not guidance.stop_after_prefix:
         while not done and len(steps) < ctx.max_steps:
-            action = ctx.policy.next_action(task, tuple(seen), guidance, rng)
+            action = ctx.policy.next_action(shown, tuple(seen), guidance, rng)
             cost += action.cost_usd
             tokens_in += action.input_tokens
             tokens_out += action.output_tokens

@@ -96,7 +96,7 @@ def proc_cpu(pid: int) -> float:
 
 
 def run_phase(client: LLMClient, store: DuckDBStore, n: int, warmup: float, seconds: float,
-              tag: str, server_pid: int, worker_pids: list[int]) -> dict:
+              tag: str, server_pid: int, worker_pids: list[int], latency: float) -> dict:
     before = ok_rows(store)
     stop = threading.Event()
     t_start = time.perf_counter()
@@ -135,7 +135,7 @@ def run_phase(client: LLMClient, store: DuckDBStore, n: int, warmup: float, seco
         raise RuntimeError(f"{len(failures)} callers failed; first: {failures[0]!r}")
     committed = ok_rows(store) - before
     calls = sum(windowed)
-    ideal = n / 0.2
+    ideal = n / latency
     return {"n": n, "calls": calls, "seconds": seconds, "rate": calls / seconds, "ideal": ideal,
             "ratio": calls / seconds / ideal, "completed": sum(total), "committed": committed,
             "client_ms": (cpu1 - cpu0) * 1e3 / max(1, done1 - done0),
@@ -172,7 +172,7 @@ def main() -> int:
             client = LLMClient(sender, ledger, ClientSettings(model=MODEL, max_in_flight=n), Budget())
             try:
                 rows.append(run_phase(client, store, n, args.warmup, args.seconds, f"{tag}-{phase}",
-                                      proc.pid, worker_pids) | {"processes": processes})
+                                      proc.pid, worker_pids, args.latency) | {"processes": processes})
             finally:
                 for t in {id(sender): sender, id(transport): transport}.values():
                     t.close()
@@ -193,7 +193,7 @@ def main() -> int:
           f"latency; {cores} cores ({platform.processor() or platform.machine()}), Python "
           f"{platform.python_version()}; {args.warmup:g} s warm-up + {args.seconds:g} s measured per N; "
           f"policy.processes in {args.processes}")
-    head = f"{'N':>5} {'procs':>5} {'calls':>7} {'seconds':>8} {'calls/s':>9} {'ideal N/0.2':>12} {'ratio':>7} " \
+    head = f"{'N':>5} {'procs':>5} {'calls':>7} {'seconds':>8} {'calls/s':>9} {f'ideal N/{args.latency:g}':>12} {'ratio':>7} " \
            f"{'completed':>10} {'committed':>10} {'cpu ms/call: main + workers + server':>36}  verdict"
     print(head)
     print("-" * len(head))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from evoagent.envs.intercode_sql.build import parse_values, split_statements
 from evoagent.envs.intercode_sql.reward import intercode_reward, kendall_tau_b
 
@@ -30,12 +32,15 @@ def test_duplicates_count_as_multiset():
 
 def test_partial_overlap_is_rounded():
     assert intercode_reward(["(1,)", "(2,)", "(4,)"], ["(1,)", "(2,)", "(3,)"]) == 0.5
+    assert intercode_reward(["(1,)", "(2,)"], ["(1,)", "(2,)", "(3,)"]) == 0.67
+    assert intercode_reward(["(2,)", "(1,)", "(3,)"], ["(1,)", "(2,)", "(3,)"]) == 0.33
 
 
 def test_tau_b_with_ties_and_undefined():
     assert math.isnan(kendall_tau_b(["a"], ["a"]))
     assert math.isnan(kendall_tau_b(["a", "a"], ["a", "b"]))
-    assert abs(kendall_tau_b(["a", "b", "b", "c"], ["a", "c", "b", "b"]) - 0.0) < 1e-9 or True
+    # tau-b with ties: (C - D) / sqrt((n0 - n1)(n0 - n2)) = (3 - 1) / sqrt(5 * 5)
+    assert kendall_tau_b(["a", "b", "b", "c"], ["a", "c", "b", "b"]) == pytest.approx(0.4)
 
 
 def test_dump_tokenizer_escapes():

@@ -87,8 +87,9 @@ def ctx():
     return launch.build_context(c, launch.select_tasks(c))
 
 
-def test_policy_never_sees_rewards(ctx) -> None:
+def test_policy_never_sees_rewards_or_the_gold_answer(ctx) -> None:
     seen: list[Step] = []
+    tasks_seen: list = []
     inner = ctx.policy
 
     class Spy:
@@ -96,12 +97,14 @@ def test_policy_never_sees_rewards(ctx) -> None:
 
         def next_action(self, task, history, guidance, rng):
             seen.extend(history)
+            tasks_seen.append(task)
             return inner.next_action(task, history, guidance, rng)
 
     ctx2 = type(ctx)(tasks=ctx.tasks, policy=Spy(), make_env=ctx.make_env, max_steps=4)
+    assert ctx.tasks["sql/0"].gold
     rollout(ctx2, ctx.tasks["sql/0"], random.Random(1))
     assert seen and all(math.isnan(s.reward) for s in seen)
-    assert "gold" not in repr(seen)
+    assert tasks_seen and all(t.gold == "" and t.task_id == "sql/0" for t in tasks_seen)
 
 
 def test_revise_keeps_prefix_and_avoids_the_failure(ctx) -> None:

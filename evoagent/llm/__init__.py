@@ -54,7 +54,7 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     """(policy, advisor or None, budget, closers) for an LLM campaign."""
     from evoagent.llm.batching import BatchCollector
     from evoagent.llm.client import Budget, ClientSettings, LLMClient
-    from evoagent.llm.ledger import Ledger
+    from evoagent.llm.ledger import Ledger, spent
     from evoagent.policies.llm import LLMPolicy
     from operators.advisor import Advisor
 
@@ -66,11 +66,7 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     processes = 0 if batched else sender_processes(c.get("policy.processes"), in_flight)
     transport, sender = make_transports(kind, c.get("policy.base_url"), c.get("policy.timeout_s"),
                                         in_flight, processes)
-    spent = store.query("SELECT coalesce(sum(cost_usd), 0), coalesce(sum(input_tokens + output_tokens + "
-                        "cache_write_tokens + cache_read_tokens), 0) FROM raw.llm_calls WHERE status = 'ok'"
-                        ).to_pylist()[0]
-    usd, tokens = list(spent.values())
-    budget = Budget(c.get("budget.usd"), c.get("budget.tokens"), float(usd), int(tokens))
+    budget = Budget(c.get("budget.usd"), c.get("budget.tokens"), *spent(store))
     ledger = Ledger(store)
     settings = ClientSettings(model_for_price, max_attempts=c.get("policy.max_attempts"),
                               retry_base_s=c.get("policy.retry_base_s"),

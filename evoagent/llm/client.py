@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from evoagent.llm.errors import BudgetExceeded, LLMError, TransientError
 from evoagent.llm.ledger import CALL_CONTEXT, CallRecord, Ledger, call_key
-from evoagent.llm.pricing import cost_usd, price_of
+from evoagent.llm.pricing import BATCH_DISCOUNT, cost_usd, price_of
 
 __all__ = ["Budget", "BudgetExceeded", "ClientSettings", "LLMClient", "LLMError", "RateLimiter", "Reply",
            "TransientError", "Transport", "estimate_tokens"]
@@ -100,6 +100,11 @@ def estimate_tokens(request: dict[str, Any]) -> int:
     return len(text) // 4 + 1
 
 
+def _add_usage(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    """Token counts of two answers together."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}} if a else dict(b)
+
+
 @dataclass
 class ClientSettings:
     model: str
@@ -139,27 +144,26 @@ class LLMClient:
         p = price_of(self.s.model)
         est_usd = (est_input * max(p.input, p.cache_write)
                    + int(request.get("max_tokens", 0)) * p.output) / 1e6
-        batched = self.batcher is not None
-        self.budget.reserve(est_usd * (0.5 if batched else 1.0), est_tokens)
+        via_batch = self.batcher is not None and not retry_directly
+        reserved = est_usd * (BATCH_DISCOUNT if via_batch else 1.0)
+        self.budget.reserve(reserved, est_tokens)
         usd = tokens = 0
         try:
             meta = {"template": template, "template_hash": template_hash,
                     "context": {k: v for k, v in CALL_CONTEXT.get({}).items() if k != "spend"}}
-            if batched and not retry_directly:
+            if via_batch:
                 record = self.batcher.submit(key, request, meta, valid)
-                if record.status != "ok":  # failed or malformed in the batch: retry it directly,
-                    rest = est_usd * 0.5  # which is billed in full: reserve the other half too
-                    self.budget.reserve(rest, 0)
-                    try:
-                        record = self._call(key, request, meta, valid, est_tokens)
-                    finally:
-                        self.budget.settle(rest, 0, 0.0, 0)
+                if record.status != "ok":  # failed or malformed in the batch: paid for what it
+                    usd, tokens = record.cost_usd, sum(record.usage.values())  # got, then retried
+                    self.budget.reserve(est_usd - reserved, 0)  # directly, at the full price
+                    reserved = est_usd
+                    record = self._call(key, request, meta, valid, est_tokens)
             else:
                 record = self._call(key, request, meta, valid, est_tokens)
-            usd = record.cost_usd
-            tokens = sum(record.usage.values())
+            usd += record.cost_usd
+            tokens += sum(record.usage.values())
         finally:
-            self.budget.settle(est_usd * (0.5 if batched else 1.0), est_tokens, usd, tokens)
+            self.budget.settle(reserved, est_tokens, usd, tokens)
         if record.status != "ok" or record.response is None:
             raise LLMError(f"LLM call failed after {record.attempts} attempts: {'; '.join(record.errors[-3:])}")
         self._account(record.cost_usd, record.usage)
@@ -184,6 +188,7 @@ class LLMClient:
     def _call(self, key: str, request: dict[str, Any], meta: dict[str, Any],
               valid: Callable[[dict[str, Any]], bool], tokens: int) -> CallRecord:
         errors: list[str] = []
+        paid: dict[str, int] = {}  # usage of answers rejected as malformed: billed all the same
         t0 = time.perf_counter()
         for attempt in range(self.s.max_attempts):
             self.limiter.acquire(tokens)
@@ -196,20 +201,20 @@ class LLMClient:
                 errors.append(str(exc))
                 break
             else:
+                usage = _add_usage(paid, answer.get("usage", {}))
                 if valid(answer):
-                    usage = answer.get("usage", {})
                     record = CallRecord(key, self.s.model, request, answer, usage,
                                         cost_usd(self.s.model, usage), time.perf_counter() - t0,
                                         attempt + 1, errors, **meta)
                     self.ledger.record([record])
                     return record
                 errors.append("malformed answer: " + json.dumps(answer.get("content"))[:200])
-                retry_after = None
+                paid, retry_after = usage, None
             finally:
                 self.limiter.release()
             if attempt + 1 < self.s.max_attempts:
                 time.sleep(self._delay(attempt, retry_after))
-        record = CallRecord(key, self.s.model, request, None, {}, 0.0, time.perf_counter() - t0,
-                            len(errors), errors, status="failed", **meta)
+        record = CallRecord(key, self.s.model, request, None, paid, cost_usd(self.s.model, paid) if paid else 0.0,
+                            time.perf_counter() - t0, len(errors), errors, status="failed", **meta)
         self.ledger.record([record])
         return record

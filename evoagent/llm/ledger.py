@@ -45,6 +45,14 @@ def call_key(request: dict[str, Any], template_hash: str, nonce: str) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def spent(store: Store) -> tuple[float, int]:
+    """Dollars and tokens paid so far: every stored call, answered or not (a failed call's row
+    carries what its rejected answers cost)."""
+    row = store.query("SELECT coalesce(sum(cost_usd), 0) AS usd, coalesce(sum(input_tokens + output_tokens "
+                      "+ cache_write_tokens + cache_read_tokens), 0) AS tokens FROM llm_calls").to_pylist()[0]
+    return float(row["usd"]), int(row["tokens"])
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """One answered (or failed) call, as committed to ``raw.llm_calls``."""
