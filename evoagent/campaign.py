@@ -6,10 +6,13 @@ a.b=value`` overrides any key (the value is read as TOML, else as a string).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
+import math
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,65 +28,70 @@ OBJECTIVES = ("reward", "steps", "cost")
 REQUIRED = object()  # a default that must be replaced by the file or --set
 
 
-def _pos(x: Any) -> bool:
-    return x > 0
+def _upto(hi: float, lo: float = 1, *, open_low: bool = False) -> Any:
+    """A range check: every number gets an upper bound, so no key can ask for unbounded work."""
+    return lambda x: (lo < x if open_low else lo <= x) and x <= hi
 
 
-def _nonneg(x: Any) -> bool:
-    return x >= 0
+SECONDS = 3600.0  # the longest wait any single timeout or poll may ask for
+MAX_ITEMS_PER_GENERATION = 200_000  # tasks x max(mu, lambda): planned, held and journaled at once
 
 
 # path -> (type(s), default, check or None, what the check means)
 SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "name": (str, REQUIRED, bool, "a non-empty name"),
-    "seed": (int, 0, None, ""),
-    "mu": (int, REQUIRED, _pos, "> 0"),
-    "lambda": (int, REQUIRED, _pos, "> 0"),
-    "concurrency": (int, 4, _pos, "> 0"),
+    "seed": (int, 0, lambda x: -(2**63) <= x < 2**63, "a 64-bit integer"),
+    "mu": (int, REQUIRED, _upto(10_000), "within 1..10000"),
+    "lambda": (int, REQUIRED, _upto(10_000), "within 1..10000"),
+    "concurrency": (int, 4, _upto(1024), "within 1..1024"),
     "env.kind": (str, REQUIRED, None, ""),
     "env.dialect": (str, "mysql", lambda x: x in ("mysql", "duckdb"), "mysql or duckdb"),
-    "env.timeout_s": ((int, float), 5.0, _pos, "> 0"),
-    "env.max_steps": (int, 10, _pos, "> 0"),
+    "env.timeout_s": ((int, float), 5.0, _upto(SECONDS, 0, open_low=True), "> 0 and <= 3600"),
+    "env.max_steps": (int, 10, _upto(1000), "within 1..1000"),
+    "env.tasks": (str, "", None, ""),  # PATH_KEYS: an InterCode task file ("" = the bundled tasks)
+    "env.dump": (str, "", None, ""),  # a MySQL dump of the tasks' databases ("" = the bundled one)
     "tasks.hardness": (list, [], lambda x: all(h in HARDNESS for h in x), f"a list of {HARDNESS}"),
     "tasks.dbs": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "tasks.ids": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of task ids"),
-    "tasks.sample": (int, 0, _nonneg, ">= 0 (0 = all)"),
+    "tasks.sample": (int, 0, _upto(10**6, 0), "within 0..1000000 (0 = all)"),
     "policy.kind": (str, REQUIRED, None, ""),
     "policy.sources": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "policy.explore": ((int, float), 0.1, lambda x: 0 <= x <= 1, "within [0, 1]"),
     "policy.model": (str, "claude-haiku-4-5", bool, "a model name"),
     "policy.base_url": (str, "", None, ""),
-    "policy.max_tokens": (int, 512, _pos, "> 0"),
+    "policy.max_tokens": (int, 512, _upto(200_000), "within 1..200000"),
     "policy.temperature": ((int, float), 1.0, lambda x: 0 <= x <= 2, "within [0, 2]"),
-    "policy.batch": ((bool, str), "auto", lambda x: x in (True, False, "auto"), 'true, false or "auto"'),
-    "policy.batch_idle_s": ((int, float), 0.25, _pos, "> 0"),
-    "policy.batch_poll_s": ((int, float), 5.0, _pos, "> 0"),
-    "policy.max_in_flight": (int, 32, _pos, "> 0"),
+    "policy.batch": ((bool, str), False, lambda x: isinstance(x, bool),
+                     'true or false ("auto" is gone: batching is never switched on implicitly)'),
+    "policy.batch_idle_s": ((int, float), 0.25, _upto(SECONDS, 0, open_low=True), "> 0 and <= 3600"),
+    "policy.batch_poll_s": ((int, float), 5.0, _upto(SECONDS, 0, open_low=True), "> 0 and <= 3600"),
+    "policy.max_in_flight": (int, 32, _upto(10_000), "within 1..10000"),
     "policy.processes": ((int, str), "auto", lambda x: x == "auto" or (isinstance(x, int) and 0 <= x <= 32),
                          '"auto" or 0..32 (0 = send from the campaign process)'),
-    "policy.tokens_per_minute": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
-    "policy.max_attempts": (int, 6, _pos, "> 0"),
-    "policy.retry_base_s": ((int, float), 0.5, _nonneg, ">= 0"),
-    "policy.timeout_s": ((int, float), 60.0, _pos, "> 0"),
-    "policy.observation_chars": (int, 2000, _pos, "> 0"),
+    "policy.tokens_per_minute": (int, 0, _upto(10**12, 0), "within 0..10^12 (0 = no limit)"),
+    "policy.max_attempts": (int, 6, _upto(100), "within 1..100"),
+    "policy.retry_base_s": ((int, float), 0.5, _upto(600, 0), "within 0..600"),
+    "policy.timeout_s": ((int, float), 60.0, _upto(SECONDS, 0, open_low=True), "> 0 and <= 3600"),
+    "policy.observation_chars": (int, 2000, _upto(10**6), "within 1..1000000"),
     "operators.llm": (bool, True, None, ""),
-    "operators.sample.rate": ((int, float), 0.1, _nonneg, ">= 0"),
-    "operators.revise.rate": ((int, float), 0.4, _nonneg, ">= 0"),
-    "operators.recombine.rate": ((int, float), 0.3, _nonneg, ">= 0"),
-    "operators.recombine.n_parents": (int, 2, lambda x: x >= 2, ">= 2"),
-    "operators.refine.rate": ((int, float), 0.2, _nonneg, ">= 0"),
+    "operators.sample.rate": ((int, float), 0.1, _upto(10**6, 0), "within 0..1000000"),
+    "operators.revise.rate": ((int, float), 0.4, _upto(10**6, 0), "within 0..1000000"),
+    "operators.recombine.rate": ((int, float), 0.3, _upto(10**6, 0), "within 0..1000000"),
+    "operators.recombine.n_parents": (int, 2, _upto(100, 2), "within 2..100"),
+    "operators.refine.rate": ((int, float), 0.2, _upto(10**6, 0), "within 0..1000000"),
     "selection.kind": (str, "tournament", lambda x: x in SELECTIONS, f"one of {SELECTIONS}"),
-    "selection.tournsize": (int, 3, lambda x: x >= 2, ">= 2"),
+    "selection.tournsize": (int, 3, _upto(1000, 2), "within 2..1000"),
     "selection.objectives": (list, ["reward", "steps"],
                              lambda x: bool(x) and all(o in OBJECTIVES for o in x),
                              f"a non-empty list of {OBJECTIVES}"),
     "replacement.kind": (str, "plus", lambda x: x in REPLACEMENTS, f"one of {REPLACEMENTS}"),
-    "replacement.elitism": (int, 1, _nonneg, ">= 0"),
-    "budget.generations": (int, REQUIRED, _nonneg, ">= 0"),
-    "budget.env_steps": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
-    "budget.wall_time_s": ((int, float), 0, _nonneg, ">= 0 (0 = no limit)"),
-    "budget.usd": ((int, float), 0, _nonneg, ">= 0 (0 = no limit)"),
-    "budget.tokens": (int, 0, _nonneg, ">= 0 (0 = no limit)"),
+    "replacement.elitism": (int, 1, _upto(10_000, 0), "within 0..mu"),
+    "replacement.fill": (bool, True, None, ""),
+    "budget.generations": (int, REQUIRED, _upto(100_000, 0), "within 0..100000"),
+    "budget.env_steps": (int, 0, _upto(10**15, 0), "within 0..10^15 (0 = no limit)"),
+    "budget.wall_time_s": ((int, float), 0, _upto(10**9, 0), "within 0..10^9 (0 = no limit)"),
+    "budget.usd": ((int, float), 0, _upto(10**9, 0), "within 0..10^9 (0 = no limit)"),
+    "budget.tokens": (int, 0, _upto(10**15, 0), "within 0..10^15 (0 = no limit)"),
 }
 _SECTIONS = {p.rsplit(".", 1)[0] for p in SPEC if "." in p} | {
     p.rsplit(".", 2)[0] for p in SPEC if p.count(".") == 2
@@ -140,9 +148,34 @@ def _check(path: str, val: Any) -> Any:
     if not ok_type:
         want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
         raise UserError(f"key {path!r}: expected {want}, got {type(val).__name__} {val!r}")
+    if isinstance(val, float) and not math.isfinite(val):
+        raise UserError(f"key {path!r}: must be a finite number, got {val!r}")
     if check is not None and not check(val):
         raise UserError(f"key {path!r}: must be {meaning}, got {val!r}")
     return val
+
+
+PATH_KEYS = ("env.tasks", "env.dump")  # relative to the campaign file's folder (to the cwd for --set)
+
+
+def _home(source: str) -> Path:
+    """The folder a campaign file's relative paths start from (stored campaigns hold absolute ones)."""
+    p = Path(source)
+    return p.resolve().parent if source and p.is_file() else Path.cwd()
+
+
+def _resolve_path(key: str, value: str, base: Path) -> str:
+    """An absolute path to an existing file, so the stored campaign resumes from anywhere."""
+    if not value:
+        return ""
+    try:
+        path = (base / Path(value).expanduser()).resolve()
+        found = path.is_file()
+    except (OSError, ValueError, RuntimeError):  # e.g. a NUL byte, an unknown ~user, a symlink loop
+        raise UserError(f"key {key!r}: not a usable path {value!r}") from None
+    if not found:
+        raise UserError(f"key {key!r}: no such file {str(path)!r}")
+    return str(path)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -158,31 +191,66 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "") -> Campaign:
-    """Validate a parsed document plus overrides into a Campaign (all checks first)."""
+    """Validate a parsed document plus overrides into a Campaign (all checks first).
+
+    Each error names where the wrong value came from: ``source`` (the campaign
+    file) or ``--set``, so a typo on the command line is not blamed on the file.
+    """
     values = {p: spec[1] if spec[1] is REQUIRED else copy.deepcopy(spec[1]) for p, spec in SPEC.items()}
-    given = _flatten(doc)
+    from_set: set[str] = set()
+
+    def blame(*paths: str) -> str:
+        return "--set" if from_set.intersection(paths) else source
+
+    with _blamed(source):
+        given = _flatten(doc)
     for text in overrides:
-        path, value = parse_override(text)
+        with _blamed("--set"):
+            path, value = parse_override(text)
         given[path] = value
+        from_set.add(path)
     for path, val in given.items():
-        values[path] = _check(path, val)
+        with _blamed(blame(path)):
+            values[path] = _check(path, val)
+    for key in PATH_KEYS:
+        with _blamed(blame(key)):
+            values[key] = _resolve_path(key, values[key], Path.cwd() if key in from_set else _home(source))
     missing = [p for p, v in values.items() if v is REQUIRED]
-    if missing:
-        raise UserError(f"missing key {missing[0]!r}")
+    with _blamed(source):
+        if missing:
+            raise UserError(f"missing key {missing[0]!r}")
     from evoagent.envs import ENVIRONMENTS
     from evoagent.policies import POLICIES
 
-    if values["env.kind"] not in ENVIRONMENTS:
-        raise UserError(f"key 'env.kind': unknown environment {values['env.kind']!r} "
-                        f"(have {', '.join(ENVIRONMENTS)})")
-    if values["policy.kind"] not in POLICIES:
-        raise UserError(f"key 'policy.kind': unknown policy {values['policy.kind']!r} "
-                        f"(have {', '.join(POLICIES)})")
-    if sum(float(values[f"operators.{o}.rate"]) for o in ("sample", "revise", "recombine", "refine")) <= 0:
-        raise UserError("key 'operators': at least one operator needs a rate > 0")
-    if values["replacement.kind"] == "comma" and values["lambda"] < values["mu"]:
-        raise UserError("key 'lambda': (mu, lambda) replacement needs lambda >= mu")
+    with _blamed(blame("env.kind")):
+        if values["env.kind"] not in ENVIRONMENTS:
+            raise UserError(f"key 'env.kind': unknown environment {values['env.kind']!r} "
+                            f"(have {', '.join(ENVIRONMENTS)})")
+    with _blamed(blame("policy.kind")):
+        if values["policy.kind"] not in POLICIES:
+            raise UserError(f"key 'policy.kind': unknown policy {values['policy.kind']!r} "
+                            f"(have {', '.join(POLICIES)})")
+    rates = [f"operators.{o}.rate" for o in ("sample", "revise", "recombine", "refine")]
+    with _blamed(blame(*rates)):
+        if sum(float(values[r]) for r in rates) <= 0:
+            raise UserError("key 'operators': at least one operator needs a rate > 0")
+    with _blamed(blame("replacement.kind", "lambda", "mu")):
+        if values["replacement.kind"] == "comma" and values["lambda"] < values["mu"]:
+            raise UserError("key 'lambda': (mu, lambda) replacement needs lambda >= mu")
+    with _blamed(blame("replacement.elitism", "mu")):
+        if values["replacement.elitism"] > values["mu"]:
+            raise UserError(f"key 'replacement.elitism': must be within 0..mu ({values['mu']}), "
+                            f"got {values['replacement.elitism']}")
     return Campaign(values, source=source)
+
+
+@contextlib.contextmanager
+def _blamed(where: str) -> Iterator[None]:
+    """Prefix a UserError raised inside with where the value came from (file or ``--set``)."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Campaign:
@@ -196,7 +264,4 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Campa
         raise UserError(f"{p}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise UserError(f"{p}: not a text file") from None
-    try:
-        return build(doc, overrides, source=str(p))
-    except UserError as exc:
-        raise UserError(f"{p}: {exc}") from None
+    return build(doc, overrides, source=str(p))

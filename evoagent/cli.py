@@ -35,14 +35,63 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+class _OneLineUsage(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class OneLineGroup(click.Group):
+    """Usage mistakes (a missing option, a path that is not there) are one line and exit 2 too,
+    not click's usage block: every subcommand is parsed inside this group's calls."""
+
+    @staticmethod
+    def _one_line(exc: click.UsageError) -> click.ClickException:
+        where = exc.ctx.command_path if exc.ctx is not None else "evoagent"
+        return _OneLineUsage(f"{' '.join(exc.format_message().split())} (see: {where} --help)")
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
+
+
+def _not_a_store(path: str, *, must_exist: bool) -> None:
+    """One line instead of a DuckDB error or a wrong hint when PATH is not a store file (e.g. README.md)."""
+    p = Path(path)
+    if not p.exists():
+        if must_exist:
+            raise UserError(f"no store at {path}")
+        return
+    if p.is_dir():
+        raise UserError(f"{path} is a folder, not a store file")
+    with p.open("rb") as fh:
+        if fh.read(12)[8:12] != b"DUCK":
+            raise UserError(f"{path} is not an evoagent store (not a DuckDB file)")
+
+
+@click.group(cls=OneLineGroup, epilog=EXAMPLE + "  evoagent run experiments/intercode_sql.toml --store runs/main.duckdb\n"
+             "  evoagent status runs/main.duckdb\n"
+             "  evoagent sql runs/main.duckdb \"SELECT generation, success_rate FROM generations\"")
 @click.version_option(package_name="evoagent")
 def main() -> None:
     """Evolve populations of LLM-agent trajectories; the population is a DuckDB store you query with SQL."""
 
 
 # -- data in ---------------------------------------------------------------
-@main.group(name="import")
+@main.group(name="import", epilog=EXAMPLE + "  evoagent import intercode --bundled --store runs/recorded.duckdb")
 def import_() -> None:
     """Import recorded agent runs into a store."""
 
@@ -54,22 +103,32 @@ def import_() -> None:
 @click.option("--bundled", is_flag=True, help="Also import the recorded GPT-4, GPT-3.5 and human runs shipped with evoagent.")
 @_one_line_errors
 def import_intercode(files: tuple[str, ...], store_path: str, bundled: bool) -> None:
-    """Import InterCode-SQL trajectory files (InterCode's JSON, optionally gzipped)."""
+    """Import InterCode-SQL trajectory files (InterCode's JSON, optionally gzipped).
+
+    All files are checked before anything is written, then their trajectories are written in one
+    transaction: one bad file stops the import with nothing written (no store is created)."""
     from evoagent.envs.intercode_sql.data import bundled_runs, load_recorded, load_tasks
     from stores import DuckDBStore, TrajectoryBatch
 
     paths = [Path(f) for f in files] + (sorted(bundled_runs().values()) if bundled else [])
     if not paths:
         raise UserError("give one or more FILES, or --bundled")
-    loaded = [(p, load_recorded(p)) for p in paths]  # parse everything before writing anything
+    _not_a_store(store_path, must_exist=False)
+    tasks = load_tasks()
+    loaded = [(p, load_recorded(p, tasks)) for p in paths]
+    batch = TrajectoryBatch.from_trajectories([t for _, ts in loaded for t in ts], campaign="import",
+                                              reward_source="recorded")
     with DuckDBStore(store_path) as store:
-        store.add_tasks(load_tasks())
-        for p, trajs in loaded:
-            n = store.write(TrajectoryBatch.from_trajectories(trajs, campaign="import", reward_source="recorded"))
-            click.echo(f"{p.name}: {len(trajs)} trajectories ({n} new), {sum(t.n_steps for t in trajs)} steps")
+        store.add_tasks(tasks)
+        n = store.write(batch)
+    for p, trajs in loaded:
+        blocked = sum(s.observation is None for t in trajs for s in t.steps)
+        click.echo(f"{p.name}: {len(trajs)} trajectories, {sum(t.n_steps for t in trajs)} steps"
+                   + (f" ({blocked} never executed: 'blocked', stored with no observation)" if blocked else ""))
+    click.echo(f"{store_path}: {n} new trajectories")
 
 
-@main.group()
+@main.group(epilog=EXAMPLE + "  evoagent replay intercode --bundled gpt-4")
 def replay() -> None:
     """Re-execute recorded runs in our environment and compare rewards."""
 
@@ -80,7 +139,9 @@ def replay() -> None:
 @click.option("--bundled", "bundled", help="Name of a shipped recording instead of FILE (gpt-4, gpt-3.5, human).")
 @_one_line_errors
 def replay_intercode(file: str | None, bundled: str | None) -> None:
-    """Replay every recorded action; the last line is `agreement: A/N actions (P%)`."""
+    """Replay every executed recorded action; the last line is `agreement: A/N executed actions (P%)`.
+
+    Actions the recorder never executed (format retries, `blocked`) are skipped and counted."""
     from evoagent.envs.intercode_sql.data import bundled_runs
     from evoagent.envs.intercode_sql.replay import replay_file
 
@@ -105,16 +166,21 @@ def replay_intercode(file: str | None, bundled: str | None) -> None:
 def sql(store_path: str, query: str, fmt: str, out: str | None) -> None:
     """Run one read-only SQL query over a store's views, even while a campaign writes to it.
 
-    Reads the latest committed Parquet snapshot; never writes, never waits."""
+    Reads the store file when no campaign holds it, else its latest Parquet snapshot; never
+    waits, and its connection can write no file (--out is written by evoagent itself)."""
     from evoagent.render import write_result
-    from stores import SnapshotStore
+    from stores import open_reader
+    from stores.readonly import refuse_store_paths
 
-    store = SnapshotStore(store_path)
+    if fmt == "parquet" and not out:
+        raise UserError("--format parquet needs --out FILE")
+    if out:
+        refuse_store_paths(store_path, out)
+    store = open_reader(store_path)
     try:
-        table = store.query(query)
+        write_result(store.relation(query), fmt, out)
     finally:
         store.close()
-    write_result(table, fmt, out)
 
 
 @main.command(epilog=EXAMPLE + "  evoagent export runs/main.duckdb --out exports/\n"
@@ -125,13 +191,15 @@ def sql(store_path: str, query: str, fmt: str, out: str | None) -> None:
 @_one_line_errors
 def export(store_path: str, tables: tuple[str, ...], out: str) -> None:
     """Export views as Parquet (partitioned by campaign/generation where set), readable by Polars/PyArrow."""
-    from stores import VIEWS, SnapshotStore
+    from stores import VIEWS, open_reader
+    from stores.readonly import refuse_store_paths
 
     names = list(tables) or list(VIEWS)
     bad = [t for t in names if t not in VIEWS]
     if bad:
         raise UserError(f"unknown view {bad[0]!r} (have {', '.join(VIEWS)})")
-    store = SnapshotStore(store_path)
+    refuse_store_paths(store_path, out, replaced=False)
+    store = open_reader(store_path)
     try:
         for name in names:
             click.echo(store.export(name, out))
@@ -145,9 +213,10 @@ def export(store_path: str, tables: tuple[str, ...], out: str) -> None:
 def status(store_path: str) -> None:
     """Where a campaign stands: generation, items done/pending, rewards, budget used."""
     from evoagent.render import print_status
-    from stores import SnapshotStore
+    from stores import open_reader
 
-    store = SnapshotStore(store_path)
+    _not_a_store(store_path, must_exist=False)
+    store = open_reader(store_path)
     try:
         print_status(store)
     finally:
@@ -155,12 +224,13 @@ def status(store_path: str) -> None:
 
 
 @main.command(epilog=EXAMPLE + "  evoagent migrate runs/old.duckdb")
-@click.argument("store_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("store_path")
 @_one_line_errors
 def migrate(store_path: str) -> None:
     """Upgrade a store to this version's schema (forward migrations, one transaction each)."""
     from stores import DuckDBStore
 
+    _not_a_store(store_path, must_exist=True)
     DuckDBStore(store_path, upgrade=True).close()
     click.echo(f"{store_path}: schema up to date")
 
@@ -168,7 +238,8 @@ def migrate(store_path: str) -> None:
 # -- campaigns -----------------------------------------------------------------
 def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None:
     """Run with a progress bar; the first Ctrl-C stops after the items in flight, a second aborts."""
-    from evoagent.render import progress_printer, print_outcome
+    from evoagent.progress import progress_printer
+    from evoagent.render import print_outcome
 
     stop = threading.Event()
 
@@ -176,7 +247,8 @@ def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        click.echo("\nstopping after the items in flight (Ctrl-C again to abort)...", err=True)
+        newline = "\n" if sys.stderr.isatty() else ""  # ends the terminal's ^C echo; no blank line in logs
+        click.echo(f"{newline}stopping after the items in flight (Ctrl-C again to abort)...", err=True)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     resume_hint = f"Resume with: evoagent resume {store_path}"
@@ -194,6 +266,9 @@ def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None
     if outcome.status == "stopped: interrupted":
         click.echo(f"interrupted; finished work is committed. {resume_hint}", err=True)
         sys.exit(130)
+    if outcome.status.startswith("stopped: budget."):
+        key = outcome.status.split(": ", 1)[1]
+        click.echo(f"{key} reached; go on with: evoagent resume {store_path} --set {key}=MORE", err=True)
 
 
 @main.command(epilog=EXAMPLE + "  evoagent run experiments/intercode_sql.toml --store runs/main.duckdb\n"
@@ -221,10 +296,11 @@ def resume(store_path: str, overrides: tuple[str, ...]) -> None:
     """Continue the campaign stored at STORE_PATH, whenever it was interrupted."""
     from evoagent import launch
 
-    if not Path(store_path).exists():
-        raise UserError(f"no store at {store_path}")
+    _not_a_store(store_path, must_exist=True)
     _run_campaign(launch.resume, store_path, store_path, overrides)
 
+
+from evoagent import cli_views  # noqa: E402,F401 - registers report, show and lineage on `main`
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,6 +10,9 @@ One sub-population per task (each task is a niche). Toolbox aliases used:
         commit the plan (items: operator, parents, task, seed)   -- journal
         run the items not yet committed, concurrently; commit each as it finishes
         population = replace(previous population, offspring)    -- per task
+        while a task has fewer than mu distinct members (identical children are
+        stored once; failed items leave none): plan, journal and run more items
+        for it, at most mu more per task and generation      -- fill-up
         commit population + Logbook statistics
 
 Every choice is drawn from a seed derived from (campaign seed, generation,
@@ -24,6 +27,7 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -49,8 +53,9 @@ class Outcome:
     last_generation: int | None
     logbook: Any
     seconds: float
-    env_steps: int
+    env_steps: int  # executed by this run, committed or not
     hall_of_fame: Any = None
+    env_steps_total: int | None = None  # everything the store holds, this run included
 
 
 class Engine:
@@ -119,14 +124,46 @@ class Engine:
             rng = random.Random(evo.derive_seed(self.seed, generation, task_id, "plan"))
             n = self.c.get("mu") if generation == 0 else self.c.get("lambda")
             for _ in range(n):
-                op = "sample" if generation == 0 or not members else rng.choices(ops, weights)[0]
-                parents = self._parents(op, members, rng)
-                if parents is None:  # too few distinct members to recombine
-                    op, parents = "revise", self._parents("revise", members, rng)
-                items.append(WorkItem(generation, len(items), op, task_id,
-                                      tuple(m.traj_id for m in parents or ()),
-                                      evo.derive_seed(self.seed, generation, len(items))))
+                items.append(self._item(generation, len(items), task_id, members, rng, ops, weights))
         return items
+
+    def _item(self, generation: int, item_id: int, task_id: str, members: list[evo.Member],
+              rng: random.Random, ops: list[str], weights: list[float]) -> WorkItem:
+        op = "sample" if generation == 0 or not members else rng.choices(ops, weights)[0]
+        parents = self._parents(op, members, rng)
+        if parents is None:  # too few distinct members to recombine
+            op, parents = "revise", self._parents("revise", members, rng)
+        return WorkItem(generation, item_id, op, task_id, tuple(m.traj_id for m in parents or ()),
+                        evo.derive_seed(self.seed, generation, item_id))
+
+    def fill_plan(self, generation: int, prev: dict[str, list[evo.Member]],
+                  pop: dict[str, list[evo.Member]], items: list[WorkItem]) -> list[WorkItem]:
+        """More items for the tasks whose population is below mu, planned like the others.
+
+        Identical children share one id and failed items leave none, so a
+        population can come out smaller than mu. Each round asks for the
+        missing number, at most mu extra items per task and generation (a task
+        whose policy can only produce one trajectory stays small). Seeds come
+        from the items planned so far, so a resume plans exactly the same.
+        """
+        if not self.c.get("replacement.fill"):
+            return []
+        mu = self.c.get("mu")
+        cap = mu + (mu if generation == 0 else self.c.get("lambda"))
+        rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
+        planned = Counter(i.task_id for i in items)
+        extra: list[WorkItem] = []
+        next_id = max((i.item_id for i in items), default=-1) + 1
+        for task_id in self.task_ids:
+            want = min(mu - len(pop.get(task_id, [])), cap - planned[task_id])
+            if want <= 0:
+                continue
+            rng = random.Random(evo.derive_seed(self.seed, generation, task_id, "fill", planned[task_id]))
+            for _ in range(want):
+                extra.append(self._item(generation, next_id, task_id, prev.get(task_id, []), rng,
+                                        list(rates), list(rates.values())))
+                next_id += 1
+        return extra
 
     def _parents(self, op: str, members: list[evo.Member], rng: random.Random) -> list[evo.Member] | None:
         arity = ARITY[op]
@@ -210,6 +247,7 @@ class Engine:
             return True
         parents = self.members(sorted({p for i in todo for p in i.parents}))
         total, finished = len(items), len(done)
+        running = self._running_rewards(generation)  # [children, solved, reward sum], items of earlier runs too
         self.stop_reason = self.stop_reason or self._budget_exceeded()
         if self.stop_reason:
             return False
@@ -226,7 +264,15 @@ class Engine:
                     if r.trajectory is not None:
                         self._known.setdefault(r.trajectory.traj_id, evo.Member(r.trajectory, self.objectives))
                 finished += len(results)
-                self.on_progress({"generation": generation, "done": finished, "total": total})
+                for r in results:
+                    if r.trajectory is not None:
+                        running[0] += 1
+                        running[1] += r.trajectory.solved
+                        running[2] += r.trajectory.outcome_reward
+                self.on_progress({"event": "items", "generation": generation,
+                                  "last_generation": self.c.get("budget.generations"), "done": finished,
+                                  "total": total, "children": running[0], "solved": running[1],
+                                  "reward_sum": running[2]})
 
         try:
             while pending:
@@ -245,15 +291,42 @@ class Engine:
         ex.shutdown(wait=True)
         return finished == total  # a stop that came after the last item still commits the generation
 
+    def _running_rewards(self, generation: int) -> list[float]:
+        """[children, solved, reward sum] of the generation's items committed so far (for progress)."""
+        row = self.store.query(
+            "WITH r AS (SELECT traj_id FROM raw.work_results WHERE generation = ? AND status = 'done') "
+            "SELECT count(*), count(*) FILTER (WHERE t.solved), coalesce(sum(t.outcome_reward), 0) FROM r "
+            "JOIN (SELECT traj_id, any_value(solved) AS solved, any_value(outcome_reward) AS outcome_reward "
+            "FROM trajectories WHERE traj_id IN (SELECT traj_id FROM r) GROUP BY traj_id) t USING (traj_id)",
+            [generation]).to_pylist()[0]
+        return [float(v) for v in row.values()]
+
     # -- the generation ------------------------------------------------------
     def advance(self, generation: int, prev: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]] | None:
-        """Plan (or re-read), execute and commit one generation; None if stopped."""
+        """Plan (or re-read), execute, fill up and commit one generation; None if stopped."""
         items = self.planned(generation)
         if not items:
             items = self.plan(generation, prev)
             self.store.plan_generation(generation, items)
-        if not self.execute(generation, items):
-            return None
+        while True:
+            if not self.execute(generation, items):
+                return None
+            pop, n_results = self.survivors(generation, prev)
+            extra = self.fill_plan(generation, prev, pop, items)
+            if not extra:
+                break
+            self.store.plan_generation(generation, extra)  # journaled before it runs, like any plan
+            items = items + extra
+        stats = self.generation_stats(generation, pop, n_results)
+        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
+        self.store.commit_generation(generation, rows, stats)
+        self.on_progress({"event": "generation", "generation": generation,
+                          "last_generation": self.c.get("budget.generations"), "stats": stats,
+                          "seconds": time.monotonic() - self._started})
+        return pop
+
+    def survivors(self, generation: int, prev: dict[str, list[evo.Member]]) -> tuple[dict[str, list[evo.Member]], int]:
+        """Each task's population after replacement, and how many items produced a child."""
         results = self.store.query(
             "SELECT r.item_id, p.task_id, r.traj_id FROM raw.work_results r JOIN raw.work_plan p "
             "USING (generation, item_id) WHERE generation = ? AND r.status = 'done' ORDER BY item_id",
@@ -269,10 +342,7 @@ class Engine:
                 selection=self.c.get("selection.kind"),
                 seed=evo.derive_seed(self.seed, generation, task_id, "replace"),
             )
-        stats = self.generation_stats(generation, pop, len(results))
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        self.store.commit_generation(generation, rows, stats)
-        return pop
+        return pop, len(results)
 
     def generation_stats(self, generation: int, pop: dict[str, list[evo.Member]], nevals: int) -> dict[str, Any]:
         everyone = [m for ms in pop.values() for m in ms]
@@ -283,6 +353,7 @@ class Engine:
             success_rate=solved / max(len(self.task_ids), 1), solved=solved,
             members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
             tasks=len(self.task_ids), members=len(everyone),
+            tasks_below_mu=sum(len(ms) < self.c.get("mu") for ms in pop.values()),
         )
         bound = self.store.get_meta("upper_bound")
         if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
@@ -314,6 +385,6 @@ class Engine:
             book.record(**json.loads(self.store.query(
                 "SELECT stats FROM generations WHERE generation = ?", [gen]).column(0)[0].as_py()))
             gen += 1
+        total = self.env_steps_used()
         return Outcome(status, self.store.last_committed_generation(), book,
-                       time.monotonic() - self._started, self.env_steps_used() - self._steps_at_start,
-                       self.hof)
+                       time.monotonic() - self._started, total - self._steps_at_start, self.hof, total)

@@ -1,59 +1,141 @@
-"""Terminal output for the CLI: result tables, status, progress and campaign summaries."""
+"""Terminal output for the CLI: result tables, status and campaign summaries (progress: ``progress.py``)."""
 from __future__ import annotations
 
-import contextlib
 import io
 import json
+import os
+import re
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
+
+import duckdb
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from evoagent.errors import UserError
 from stores.base import Store
+from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
 
 
 def _console() -> Console:
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_NONFINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+_NESTED = {"list", "struct", "map", "union", "array"}
+_CSV_NATIVE = {"boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
+               "uinteger", "ubigint", "float", "double", "decimal", "varchar"}
+_BATCH_ROWS = 65_536
+
+
+def _cell(value: Any) -> Text:
+    """A value as literal text: no rich markup or emoji codes, control characters escaped
+    (so a cell can neither crash the table, e.g. ``[/]``, nor drive the terminal)."""
+    if value is None:
+        return Text("NULL", style="dim")
+    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+
+
 def rich_table(table: pa.Table, title: str | None = None) -> Table:
     t = Table(title=title)
     for name in table.column_names:
-        t.add_column(name, overflow="fold")
+        t.add_column(_cell(name), overflow="fold")
     for row in table.to_pylist():
-        t.add_row(*("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row.values()))
+        t.add_row(*(Text("") if v is None else _cell(f"{v:.4g}" if isinstance(v, float) else v)
+                    for v in row.values()))
     return t
 
 
-def write_result(table: pa.Table, fmt: str, out: str | None) -> None:
-    """Print or write a query result in the asked format."""
-    if fmt == "parquet":
-        if not out:
-            raise UserError("--format parquet needs --out FILE")
-        pq.write_table(table, out)
-        return
+def _as_text(rel: duckdb.DuckDBPyRelation, for_csv: bool) -> duckdb.DuckDBPyRelation:
+    """Columns as DuckDB's own text for their values, whatever the type (intervals, blobs,
+    infinite dates, nanosecond timestamps, time zones...). For CSV, numbers, booleans and
+    strings stay as they are (the CSV writer prints them exactly) and nested values are JSON."""
+    exprs = []
+    for i, (name, typ) in enumerate(zip(rel.columns, rel.types)):
+        value = f"#{i + 1}"
+        if not (for_csv and typ.id in _CSV_NATIVE):
+            value = f"CAST({'to_json(' + value + ')' if for_csv and typ.id in _NESTED else value} AS VARCHAR)"
+        exprs.append(f"{value} AS {sql_name(name)}")
+    return rel.project(", ".join(exprs)) if exprs else rel
+
+
+def _json_lines(rel: duckdb.DuckDBPyRelation) -> Iterator[str]:
+    """One JSON object per row, each value as DuckDB writes it in JSON (exact numbers, nested
+    values as arrays/objects); NaN and infinities, which JSON lacks, as strings."""
+    names = [json.dumps(n) for n in rel.columns]
+    values = rel.project(", ".join(f"CAST(to_json(#{i + 1}) AS VARCHAR)" for i in range(len(names))))
+    for batch in values.to_arrow_reader(_BATCH_ROWS):
+        for row in zip(*(c.to_pylist() for c in batch.columns)):
+            yield "{" + ", ".join(f"{n}: {_finite(v)}" for n, v in zip(names, row)) + "}\n"
+
+
+def _finite(fragment: str | None) -> str:
+    if fragment is None:
+        return "null"
+    if "NaN" not in fragment and "Infinity" not in fragment:
+        return fragment
+    return _NONFINITE.sub(lambda m: f'"{m.group(1)}"' if m.group(1) else m.group(0), fragment)
+
+
+def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | None) -> None:
     if fmt == "table":
-        text = None
-        _console().print(rich_table(table))
+        text = _as_text(rel, for_csv=False)
+        t = Table()
+        for name in text.columns:
+            t.add_column(_cell(name), overflow="fold")
+        for row in text.fetchall():
+            t.add_row(*map(_cell, row))
+        Console(file=fh, soft_wrap=False, width=width, highlight=False).print(t)
     elif fmt == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf)
-        text = buf.getvalue().decode()
+        reader = _as_text(rel, for_csv=True).to_arrow_reader(_BATCH_ROWS)
+        header = True
+        for batch in reader:
+            buf = io.BytesIO()
+            pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=header))
+            fh.write(buf.getvalue().decode())
+            header = False
+        if header:  # no rows: the header alone
+            buf = io.BytesIO()
+            pacsv.write_csv(reader.schema.empty_table(), buf)
+            fh.write(buf.getvalue().decode())
     else:
-        text = "\n".join(json.dumps(r, default=str) for r in table.to_pylist()) + "\n"
-    if text is not None:
-        if out:
-            with open(out, "w") as fh:
-                fh.write(text)
-        else:
-            sys.stdout.write(text)
+        for line in _json_lines(rel):
+            fh.write(line)
+
+
+def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None) -> None:
+    """Print, or write to ``out`` (whole or not at all), one query result in the asked format.
+
+    Values are rendered by DuckDB from its own types, so every value comes out as DuckDB
+    would print it, whatever its type; Parquet keeps types except those Parquet lacks."""
+    if fmt == "parquet" and not out:
+        raise UserError("--format parquet needs --out FILE")
+    try:
+        if not out:
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(errors="backslashreplace")
+            _render(rel, fmt, sys.stdout, None if sys.stdout.isatty() else 160)
+            return
+        tmp = f"{out}.partial-{os.getpid()}"
+        try:
+            if fmt == "parquet":
+                write_parquet_file(parquet_safe(rel).to_arrow_reader(_BATCH_ROWS), tmp)
+            else:
+                with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                    _render(rel, fmt, fh, 160)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except duckdb.Error as exc:
+        raise query_error(exc) from None
 
 
 def print_status(store: Store) -> None:
@@ -62,11 +144,21 @@ def print_status(store: Store) -> None:
 
     c = json.loads(store.get_meta("campaign") or "{}")
     con = _console()
+
+    def say(text: str) -> None:  # names and paths are the user's text, never rich markup; one line each
+        con.print(text, markup=False, highlight=False, soft_wrap=True)
+
     if not c:
-        con.print(f"{store.path}: no campaign (imported data only)")
+        say(f"{store.path}: no campaign (imported data only)")
+    mu = int(c.get("mu") or 0)
+    n_tasks = store.scalar("SELECT count(DISTINCT task_id) FROM work_items WHERE generation = 0") or 0
     gens = store.query(
-        "SELECT generation, status, n_items, best_reward, mean_reward, success_rate, env_steps, "
-        "committed_at FROM generations ORDER BY generation"
+        "WITH per AS (SELECT generation, task_id, count(*) AS n FROM population GROUP BY ALL), "
+        "sizes AS (SELECT generation, sum(n)::BIGINT AS members, "
+        "(count(*) FILTER (WHERE n < ?) + ? - count(*))::BIGINT AS tasks_below_mu FROM per GROUP BY generation) "
+        "SELECT g.generation, g.status, g.n_items, s.members, s.tasks_below_mu, g.best_reward, g.mean_reward, "
+        "g.success_rate, g.env_steps, g.committed_at FROM generations g LEFT JOIN sizes s USING (generation) "
+        "ORDER BY g.generation", [mu, n_tasks]
     )
     items = store.query(
         "SELECT generation, count(*) FILTER (WHERE status = 'done') AS done, "
@@ -79,47 +171,31 @@ def print_status(store: Store) -> None:
     calls = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched "
                         "FROM llm_calls WHERE status = 'ok'").to_pylist()[0]
     if c:
-        con.print(f"campaign {c.get('name')!r}: {store.path}")
-        limit = c.get("budget.generations")
+        say(f"campaign {c.get('name')!r}: {store.path}")
+        planned = int(c.get("budget.generations") or 0) + 1  # generation 0 plus budget.generations
+        done = store.scalar("SELECT count(*) FROM generations WHERE status = 'committed'") or 0
         last = store.last_committed_generation()
-        con.print(f"generations committed: {'none' if last is None else last} of {limit}")
+        say(f"generations committed: {done} of {planned}"
+            + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
+        if last is not None:
+            row = gens.filter(pc.equal(gens["generation"], last)).to_pylist()[0]
+            say(f"population of generation {last}: {row['members'] or 0:,} members for {n_tasks:,} tasks "
+                f"(mu = {mu}); " + (f"{row['tasks_below_mu']:,} tasks below mu after the bounded fill-up"
+                                    if row["tasks_below_mu"] else "every task at mu"))
     if items:
         i = items[0]
-        con.print(f"generation {i['generation']}: {i['done']} items done, {i['failed']} failed, {i['pending']} pending")
-    con.print(f"budget used: {steps} env steps" + (f" of {c['budget.env_steps']}" if c.get("budget.env_steps") else "")
-              + f", ${usd:.4f}" + (f" of ${c['budget.usd']}" if c.get("budget.usd") else ""))
+        say(f"generation {i['generation']}: {i['done']} items done, {i['failed']} failed, {i['pending']} pending")
+    say(f"budget used: {steps:,} env steps" + (f" of {c['budget.env_steps']:,}" if c.get("budget.env_steps") else "")
+        + f", ${usd:.4f}" + (f" of ${c['budget.usd']}" if c.get("budget.usd") else ""))
     if calls["n"]:
-        con.print(f"LLM: {calls['n']} calls ({calls['batched']} batched), {tokens} tokens, ${usd:.4f}")
+        say(f"LLM: {calls['n']} calls ({calls['batched']} batched), {tokens} tokens, ${usd:.4f}")
         done = store.scalar("SELECT count(DISTINCT generation) FROM generations WHERE status = 'committed'") or 0
         total = (c.get("budget.generations") or 0) + 1
         if done and total > done:
-            con.print(f"projection: ${usd / done * total:.4f} for all {total} generations "
-                      f"at this run's ${usd / done:.4f} per generation")
+            say(f"projection: ${usd / done * total:.4f} for all {total} generations "
+                f"at this run's ${usd / done:.4f} per generation")
     if gens.num_rows:
         con.print(rich_table(gens, title="generations"))
-
-
-@contextlib.contextmanager
-def progress_printer() -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A rich progress bar fed by the engine's ``on_progress`` callback."""
-    progress = Progress(
-        TextColumn("gen {task.fields[gen]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("items"), TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-        console=Console(stderr=True),
-    )
-    bars: dict[int, Any] = {}
-
-    def update(info: dict[str, Any]) -> None:
-        g = info["generation"]
-        if g not in bars:
-            for old in bars.values():
-                progress.remove_task(old)
-            bars.clear()
-            bars[g] = progress.add_task("", total=info["total"], gen=g)
-        progress.update(bars[g], completed=info["done"], total=info["total"])
-
-    with progress:
-        yield update
 
 
 def print_outcome(outcome: Any, store_path: str) -> None:
@@ -127,15 +203,17 @@ def print_outcome(outcome: Any, store_path: str) -> None:
     con = _console()
     book = outcome.logbook
     if not len(book):
-        con.print(f"{outcome.status}; nothing committed yet. Resume with: evoagent resume {store_path}")
+        con.print(f"{outcome.status}: no generation committed yet.", markup=False, highlight=False)
         return
     curve = Table(title="per generation")
-    for col in ("gen", "items", "success", "of bound", "members solved", "mean reward", "env steps"):
+    for col in ("gen", "items", "success", "of bound", "members solved", "mean reward", "env steps",
+                "tasks < mu"):
         curve.add_column(col, justify="right")
     for r in book:
         curve.add_row(str(r["gen"]), str(r["nevals"]), f"{100 * r['success_rate']:.1f}%",
                       f"{100 * r['of_bound']:.1f}%" if r.get("of_bound") is not None else "-",
-                      f"{100 * r.get('members_solved', 0):.1f}%", f"{r['avg']:.3f}", str(r["env_steps"]))
+                      f"{100 * r.get('members_solved', 0):.1f}%", f"{r['avg']:.3f}", str(r["env_steps"]),
+                      str(r["tasks_below_mu"]) if "tasks_below_mu" in r else "-")
     con.print(curve)
     first, last = book[0], book[-1]
     summary = Table(title="campaign")
@@ -148,5 +226,7 @@ def print_outcome(outcome: Any, store_path: str) -> None:
                     f"{100 * last.get('members_solved', 0):.1f}%")
     summary.add_row("mean reward", f"{first['avg']:.3f}", f"{last['avg']:.3f}")
     con.print(summary)
-    con.print(f"{outcome.status}: {last['env_steps']} environment executions in total, "
-              f"{outcome.env_steps} this run, {outcome.seconds:.1f}s. Store: {store_path}")
+    total = outcome.env_steps_total if outcome.env_steps_total is not None else last["env_steps"]
+    con.print(f"{outcome.status}: {outcome.env_steps:,} environment executions this run in "
+              f"{outcome.seconds:.1f}s, {total:,} in the store. Store: {store_path}",
+              markup=False, highlight=False, soft_wrap=True)

@@ -5,6 +5,7 @@ Run: python experiments/bench_env.py [--threads 8]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from evoagent.envs.intercode_sql import dialect
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv, shared_connection
+from evoagent.envs.intercode_sql.sandbox import pool_pids
 
 
 def _time_env(tasks, env):
@@ -38,6 +40,19 @@ def _time_bare(tasks, sqls, cur):
     return out
 
 
+def _workers_cpu() -> float:
+    """CPU seconds used so far by this process's live SQL worker processes (Linux /proc)."""
+    total = 0.0
+    for pid in pool_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=8)
@@ -54,9 +69,14 @@ def main() -> None:
     for t in tasks:  # the SQL the env finally ran (after MySQL rewrites), translated once
         sqls.append(dialect.plan(t.gold).arg)
     env_t, bare_t = [], []
+    env_cpu = bare_cpu = 0.0
     for _ in range(args.rounds):
+        c0, w0 = time.process_time(), _workers_cpu()
         env_t += _time_env(tasks, env)
+        c1, w1 = time.process_time(), _workers_cpu()
         bare_t += _time_bare(tasks, sqls, cur)
+        env_cpu += (c1 - c0) + (w1 - w0)
+        bare_cpu += time.process_time() - c1
     p50e, p50b = statistics.median(env_t), statistics.median(bare_t)
     me, mb = statistics.fmean(env_t), statistics.fmean(bare_t)
     print(f"{'':24}{'p50 (us)':>12}{'mean (us)':>12}")
@@ -64,6 +84,8 @@ def main() -> None:
     print(f"{'bare DuckDB cursor':24}{p50b * 1e6:12.1f}{mb * 1e6:12.1f}")
     print(f"{'overhead (us)':24}{(p50e - p50b) * 1e6:12.1f}{(me - mb) * 1e6:12.1f}")
     print(f"{'ratio env/bare':24}{p50e / p50b:12.2f}{me / mb:12.2f}")
+    n = len(env_t)  # CPU (this process and the env's SQL workers): what a loaded machine pays
+    print(f"CPU per step: env {env_cpu / n * 1e6:.1f} us (with its SQL worker), bare {bare_cpu / n * 1e6:.1f} us")
 
     def worker(chunk):
         e = InterCodeSQLEnv()

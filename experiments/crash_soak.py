@@ -1,12 +1,17 @@
-"""Crash soak: SIGKILL a campaign at random moments, resume each time, compare.
+"""Crash soak: SIGKILL a campaign at many points of its progress, resume each time, compare.
 
 Runs the campaign once uninterrupted, then again as separate `evoagent`
-processes killed with SIGKILL after random delays (during start-up, planning,
-item execution, commits and snapshots alike) and resumed, until the campaign
-completes. Prints a table and checks that the final `population` equals the
-uninterrupted run's and that no work item was committed twice.
+processes killed with SIGKILL and resumed, until the campaign completes. Kill
+points are points of the campaign's own progress, never delays measured on
+this machine, so a seed gives the same soak on an idle or a loaded machine:
+most runs are killed a few commits (seen as changes of the store's
+write-ahead log) after the store first shows readers new work of that run,
+i.e. in planning, item execution and generation commits; every fourth or so
+during start-up, after its first one or two commits. Prints a table and
+checks that the final `population` equals the uninterrupted run's and that no
+work item was committed twice.
 
-    python experiments/crash_soak.py --kills 50 --generations 12
+    python experiments/crash_soak.py --kills 50 --generations 80
 """
 from __future__ import annotations
 
@@ -40,16 +45,6 @@ generations = {generations}
 """
 
 
-@dataclass
-class SoakReport:
-    kills: int
-    runs: int
-    seconds: float
-    identical: bool
-    double_commits: int
-    moments: list[str] = field(default_factory=list)
-
-
 def cli(*args: str) -> list[str]:
     """Argv running the evoagent CLI from this checkout with this interpreter."""
     return [sys.executable, "-m", "evoagent.cli", *args]
@@ -62,24 +57,49 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def _state(store: Path) -> tuple[bool, str]:
-    """(has a campaign, where it stands) — read with the writer dead, so open the file."""
+_PROGRESS = ("SELECT (SELECT count(*) FROM work_items) + (SELECT count(*) FROM work_items WHERE status <> 'pending')"
+             " + (SELECT count(*) FROM generations WHERE status = 'committed')")
+
+
+def _state(store: Path) -> tuple[bool, int, int, str]:
+    """(has a campaign, last committed generation or -1, progress, where it stands), writer dead.
+
+    Progress counts planned items, finished items and committed generations: it grows
+    with every commit of the campaign's journal."""
     from stores import DuckDBStore
 
     if not store.exists():
-        return False, "before the store existed"
+        return False, -1, -1, "before the store existed"
     with DuckDBStore(store) as s:
+        progress = int(s.scalar(_PROGRESS))
         if s.get_meta("campaign") is None:
-            return False, "before the campaign was recorded"
+            return False, -1, progress, "before the campaign was recorded"
         last = s.last_committed_generation()
+        last = -1 if last is None else int(last)
         planned = s.scalar("SELECT max(generation) FROM raw.work_plan")
-        done = s.scalar("SELECT count(*) FROM raw.work_results WHERE generation = ?", [planned]) if planned is not None else 0
-        total = s.scalar("SELECT count(*) FROM raw.work_plan WHERE generation = ?", [planned]) if planned is not None else 0
         if planned is None:
-            return True, "before the first plan"
+            return True, last, progress, "before the first plan"
         if last == planned:
-            return True, f"after generation {last} committed"
-        return True, f"mid-generation {planned} ({done}/{total} items)"
+            return True, last, progress, f"after generation {last} committed"
+        done = s.scalar("SELECT count(*) FROM raw.work_results WHERE generation = ?", [planned])
+        total = s.scalar("SELECT count(*) FROM raw.work_plan WHERE generation = ?", [planned])
+        return True, last, progress, f"mid-generation {planned} ({done}/{total} items)"
+
+
+def _shown(store: Path) -> int:
+    """The progress a reader of the store sees now (while the writer runs: its snapshot)."""
+    from stores import open_store
+
+    try:
+        reader = open_store(store, read_only=True)
+    except Exception:  # noqa: BLE001 - no snapshot yet, or one being replaced: nothing shown
+        return -1
+    try:
+        return int(reader.scalar(_PROGRESS))
+    except Exception:  # noqa: BLE001
+        return -1
+    finally:
+        reader.close()
 
 
 def _population(store: Path) -> list[tuple]:
@@ -90,42 +110,107 @@ def _population(store: Path) -> list[tuple]:
             "SELECT generation, task_id, traj_id, rank FROM population ORDER BY ALL").to_pylist()]
 
 
+def _stat(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Where to kill one run: ``commits`` changes of the write-ahead log after its start
+    (``startup``) or after the store first shows readers more progress than ``shown``;
+    then ``linger_s`` more, so that kills also land between commits."""
+
+    commits: int
+    startup: bool
+    shown: int = -1
+    linger_s: float = 0.0
+
+
+@dataclass
+class SoakReport:
+    kills: int
+    runs: int
+    seconds: float
+    identical: bool
+    double_commits: int
+    moments: list[str] = field(default_factory=list)  # where the campaign stood after each kill
+    points: list[KillPoint] = field(default_factory=list)  # where each kill was aimed
+    progress: list[int] = field(default_factory=list)  # the journal's progress after each kill
+
+
+def kill_at(proc: subprocess.Popen, store: Path, point: KillPoint, *, poll_s: float = 0.002) -> bool:
+    """SIGKILL ``proc`` at ``point``; False if it exited first.
+
+    DuckDB appends every commit (and start-up's replay and checkpoint) to ``PATH.wal``; a
+    poll can merge two quick commits, and the kill then comes a commit later. The store
+    shows progress when the writer publishes its snapshot (``PATH.snapshot/``), which it
+    does at its first commit with new rows.
+    """
+    wal, snap = f"{store}.wal", f"{store}.snapshot"
+    seen_wal, seen_snap = _stat(wal), _stat(snap)
+    counting, changes = point.startup, 0
+    while proc.poll() is None:
+        now_wal, now_snap = _stat(wal), _stat(snap)
+        if now_snap != seen_snap:
+            seen_snap = now_snap
+            counting = counting or _shown(store) > point.shown
+        if now_wal != seen_wal:
+            seen_wal = now_wal
+            if counting:
+                changes += 1
+        if counting and changes >= point.commits:
+            time.sleep(point.linger_s)
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(poll_s)
+    return False
+
+
 def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 10,
-         seed: int = 0, max_delay: float = 5.0) -> SoakReport:
-    """Run the soak in ``workdir``; see the module docstring."""
+         seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02) -> SoakReport:
+    """Run the soak in ``workdir``; see the module docstring.
+
+    A run killed after progress was shown has done at most ``max_commits`` + 1 commits of
+    work (a generation takes 3); fewer as the generations left approach the kills left, and
+    none (a start-up kill) at the end, so every one of the ``kills`` kills is delivered.
+    """
     cfg = workdir / "soak.toml"
     cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
-    t_ref = time.monotonic()
     subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
-    t_ref = time.monotonic() - t_ref
-    t_start = time.monotonic()  # a resume with nothing left to do: the start-up cost
-    subprocess.run(cli("resume", str(ref)), check=True, capture_output=True, env=cli_env())
-    t_start = time.monotonic() - t_start
-    work = max(t_ref - t_start, 0.5)
-    # Delays from inside start-up to a little past it, so that `kills` kills fit in the work.
-    lo, hi = 0.3 * t_start, min(max_delay, t_start + 2 * work / kills)
     rng = random.Random(seed)
     t0 = time.monotonic()
-    n_kills = runs = 0
-    moments: list[str] = []
+    runs = 0
+    report = SoakReport(0, 0, 0.0, False, 0)
+    state = _state(crashed)
     while True:
-        started, _ = _state(crashed)
+        started, last, progress, _ = state
+        n_kills = len(report.points)
         cmd = cli("resume", str(crashed)) if started else cli("run", str(cfg), "--store", str(crashed))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
         runs += 1
         if n_kills < kills:
-            try:
-                proc.wait(timeout=rng.uniform(lo, hi))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                n_kills += 1
-                moments.append(_state(crashed)[1])
+            work = min(max_commits, 3 * (generations - last) // (kills - n_kills + 1) - 1)
+            linger = rng.uniform(0, max_linger_s)
+            if work < 0 or rng.random() < 0.25:
+                point = KillPoint(rng.randint(1, 2), startup=True, linger_s=linger)
+            else:
+                point = KillPoint(rng.randint(0, work), startup=False, shown=progress, linger_s=linger)
+            if kill_at(proc, crashed, point):
+                proc.communicate()  # close the pipe
+                state = _state(crashed)
+                report.points.append(point)
+                report.progress.append(state[2])
+                report.moments.append(state[3])
                 continue
-        else:
-            proc.wait()
-        err = proc.stderr.read().decode() if proc.stderr else ""
+        err = proc.communicate()[1].decode()
         if proc.returncode != 0:
             raise RuntimeError(f"run {runs} failed with {proc.returncode}: {err[-2000:]}")
         break
@@ -136,29 +221,34 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
                            "GROUP BY ALL HAVING count(*) > 1)")
         plans = s.scalar("SELECT count(*) FROM (SELECT generation, item_id FROM raw.work_plan "
                          "GROUP BY ALL HAVING count(*) > 1)")
-    return SoakReport(n_kills, runs, time.monotonic() - t0, _population(crashed) == _population(ref),
-                      int(doubles) + int(plans), moments)
+    report.kills, report.runs, report.seconds = len(report.points), runs, time.monotonic() - t0
+    report.identical = _population(crashed) == _population(ref)
+    report.double_commits = int(doubles) + int(plans)
+    return report
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=50)
-    ap.add_argument("--tasks", type=int, default=12)
-    ap.add_argument("--generations", type=int, default=12)
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--generations", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed)
     print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15}")
     print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15}")
-    print("\nkill moments:")
+    print(f"\nkill points: {sum(p.startup for p in r.points)} in start-up, "
+          f"{sum(not p.startup for p in r.points)} 0-{max((p.commits for p in r.points), default=0)} commits "
+          "after the store showed the run's first new work")
+    print("kill moments:")
     kinds: dict[str, int] = {}
     for m in r.moments:
         key = "mid-generation" if m.startswith("mid") else ("between generations" if m.startswith("after") else m)
         kinds[key] = kinds.get(key, 0) + 1
     for k, v in sorted(kinds.items()):
         print(f"  {v:>4}  {k}")
-    sys.exit(0 if r.identical and not r.double_commits else 1)
+    sys.exit(0 if r.identical and not r.double_commits and r.kills == args.kills else 1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ Rules every implementation keeps:
   campaign journal are only ever inserted; a trajectory already present under
   the same ``(traj_id, source)`` is not inserted again, and a work item result
   is committed at most once.
+* Lineage is a DAG: the edges of each trajectory's first production (the first
+  write of its id) to parents stored before it, never to itself. Producing an
+  id again adds no edge (that would make self-edges and cycles); it is recorded
+  in ``rediscoveries`` with the parents it had.
 * Each write method is one transaction: after a crash, either all of it is in
   the file or none of it is.
 * Returned records are frozen and never change under later writes.
@@ -90,7 +94,8 @@ class Store(ABC):
 
     @abstractmethod
     def plan_generation(self, generation: int, items: Sequence[WorkItem]) -> None:
-        """Journal a generation's whole plan before any of it runs."""
+        """Journal a generation's plan before any of it runs; until the generation is
+        committed, a later call may add items with new, higher ids (population fill-up)."""
 
     @abstractmethod
     def commit_items(self, results: Sequence[ItemResult], campaign: str) -> int:
@@ -158,14 +163,14 @@ class Store(ABC):
             "SELECT traj_id, task_id, source, generation, operator, seed, outcome_reward, "
             "cost_usd, input_tokens, output_tokens, item_id FROM trajectories "
             "WHERE list_contains(?, traj_id) QUALIFY row_number() OVER "
-            "(PARTITION BY traj_id ORDER BY created_at, source) = 1", [ids]
+            "(PARTITION BY traj_id ORDER BY created_at, item_id NULLS LAST, source) = 1", [ids]
         ).to_pylist()
         steps = self.query(
             "SELECT traj_id, idx, thought, action, observation, reward, valid, process_reward "
             "FROM steps WHERE list_contains(?, traj_id) ORDER BY traj_id, idx", [ids]
         ).to_pylist()
-        # In their original order (before v3: by id); by the (generation, item) of the record,
-        # since a trajectory found again by another item has that item's edges too.
+        # In their original order (before v3: by id). The record read is the trajectory's first
+        # production (ordered as the store picks it), the only one lineage has edges for.
         edges = self.query(
             "SELECT child_id, generation, item_id, list(parent_id ORDER BY parent_idx NULLS LAST, "
             "parent_id) AS ps FROM lineage WHERE list_contains(?, child_id) GROUP BY ALL", [ids]

@@ -15,7 +15,9 @@ import pyarrow.compute as pc
 from evoagent.trajectory import Task
 from stores.base import ItemResult, Store, StoreError, WorkItem
 from stores.batch import TrajectoryBatch
-from stores.schema import LLM_TABLES, SCHEMA_VERSION, create_views, current_version, migrate
+from stores.schema import (
+    LLM_TABLES, SCHEMA_VERSION, create_views, current_version, migrate, same_production,
+)
 from stores.snapshot import SnapshotWriter, snapshot_dir
 
 _PLAN_SCHEMA = pa.schema([
@@ -76,6 +78,7 @@ class DuckDBStore(Store):
             None if self.path == ":memory:"
             else SnapshotWriter(snapshot_dir(self.path), every_s=snapshot_every_s)
         )
+        self.snapshot()  # a new (or damaged) snapshot is published at once: readers always find one
 
     # -- reads --------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
@@ -128,48 +131,54 @@ class DuckDBStore(Store):
         return self._transaction(run)
 
     def _append(self, batch: TrajectoryBatch) -> int:
-        """Insert a batch inside the caller's transaction; dedupe on (traj_id, source)."""
-        with self._registered(_b_traj=batch.trajectories, _b_steps=batch.steps,
+        """Insert a batch inside the caller's transaction; dedupe on (traj_id, source).
+
+        Lineage is the DAG of first productions: edges are written only for a trajectory id new
+        to the store (its first row in the batch by item, source, position), never to itself, and
+        only to parents stored before it or earlier in the batch. Every other production of a
+        stored id goes to ``rediscoveries`` with its parents (once per traj, source, generation,
+        item), so re-finding a trajectory can never add edges to it: no self-edges, no cycles.
+        """
+        traj = batch.trajectories
+        traj = traj.append_column("_pos", pa.array(range(traj.num_rows), pa.int64()))
+        with self._registered(_b_traj=traj, _b_steps=batch.steps,
                               _b_lineage=batch.lineage, _b_rewards=batch.rewards) as con:
-            n_ids = batch.trajectories.num_rows
-            if n_ids and pc.count_distinct(batch.trajectories.column("traj_id")).as_py() == n_ids and not (
-                con.execute(
-                    "SELECT count(*) FROM _b_traj SEMI JOIN raw.trajectories USING (traj_id)"
-                ).fetchall()[0][0]
-            ):
-                # Fast path (bulk loads, fresh results): every traj_id is new and appears
-                # once, so nothing of it is stored yet (steps, lineage and rewards are only
-                # written with their trajectory) and plain appends keep every key unique.
-                for table, view in (("trajectories", "_b_traj"), ("steps", "_b_steps"),
-                                    ("lineage", "_b_lineage"), ("rewards", "_b_rewards")):
+            n_ids = traj.num_rows
+            # The batch's ids and parents already stored: the one scan of raw.trajectories.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _known AS SELECT DISTINCT t.traj_id FROM raw.trajectories t "
+                "SEMI JOIN (SELECT traj_id FROM _b_traj UNION ALL SELECT parent_id FROM _b_lineage) k "
+                "ON k.traj_id = t.traj_id"
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _first AS SELECT b.traj_id, b.source, b.generation, b.item_id, "
+                "b._pos FROM _b_traj b ANTI JOIN _known k USING (traj_id) QUALIFY row_number() "
+                "OVER (PARTITION BY b.traj_id ORDER BY b.item_id NULLS LAST, b.source, b._pos) = 1"
+            )
+            n_first = con.execute("SELECT count(*) FROM _first").fetchall()[0][0]
+            if n_ids and n_first == n_ids:
+                # Fast path (bulk loads, fresh results): every traj_id is new and appears once,
+                # so nothing of it is stored yet (steps, lineage and rewards are only written
+                # with their trajectory), nothing is a re-discovery, and plain appends keep
+                # every key unique.
+                con.execute("INSERT INTO raw.trajectories BY NAME SELECT * EXCLUDE (_pos) FROM _b_traj")
+                for table, view in (("steps", "_b_steps"), ("rewards", "_b_rewards")):
                     if getattr(batch, table).num_rows:
                         con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM {view}")
+                self._append_lineage(con, batch)
                 return n_ids
-            # Trajectories whose steps are not stored yet (steps are shared by all sources).
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _fresh AS SELECT DISTINCT b.traj_id FROM _b_traj b "
-                "ANTI JOIN raw.trajectories t USING (traj_id)"
-            )
+            self._append_rediscoveries(con)  # before the trajectories: it compares with the stored ones
             n = con.execute(
-                "INSERT INTO raw.trajectories BY NAME SELECT b.* FROM "
+                "INSERT INTO raw.trajectories BY NAME SELECT b.* EXCLUDE (_pos) FROM "
                 "(SELECT * FROM _b_traj QUALIFY row_number() OVER "
-                "(PARTITION BY traj_id, source ORDER BY item_id NULLS LAST) = 1) b "
-                "ANTI JOIN raw.trajectories t USING (traj_id, source)"
+                "(PARTITION BY traj_id, source ORDER BY item_id NULLS LAST, _pos) = 1) b "
+                "ANTI JOIN raw.trajectories t USING (traj_id, source) ORDER BY b._pos"
             ).fetchall()[0][0]
             con.execute(
-                "INSERT INTO raw.steps BY NAME SELECT s.* FROM _b_steps s SEMI JOIN _fresh f USING (traj_id) "
+                "INSERT INTO raw.steps BY NAME SELECT s.* FROM _b_steps s SEMI JOIN _first f USING (traj_id) "
                 "QUALIFY row_number() OVER (PARTITION BY s.traj_id, s.idx) = 1"
             )
-            if batch.lineage.num_rows:
-                # Idempotent: an edge already stored (same child, parent, operator,
-                # generation, item) is not stored again, nor twice from one batch.
-                con.execute(
-                    "INSERT INTO raw.lineage BY NAME SELECT l.* FROM (SELECT DISTINCT * FROM _b_lineage) l "
-                    "ANTI JOIN raw.lineage o ON l.child_id = o.child_id AND l.parent_id = o.parent_id "
-                    "AND l.operator IS NOT DISTINCT FROM o.operator "
-                    "AND l.generation IS NOT DISTINCT FROM o.generation "
-                    "AND l.item_id IS NOT DISTINCT FROM o.item_id"
-                )
+            self._append_lineage(con, batch)
             if batch.rewards.num_rows:
                 con.execute(
                     "INSERT INTO raw.rewards BY NAME SELECT r.* FROM (SELECT * FROM _b_rewards QUALIFY "
@@ -177,6 +186,40 @@ class DuckDBStore(Store):
                     "ANTI JOIN raw.rewards o USING (traj_id, reward_source)"
                 )
             return int(n)
+
+    @staticmethod
+    def _append_rediscoveries(con: duckdb.DuckDBPyConnection) -> None:
+        """Productions in the batch that are not a trajectory's first, with their parents in order;
+        each (traj_id, source, generation, item) once, so writing a batch again adds nothing."""
+        def same(a: str) -> str:
+            return (f"{a}.traj_id = b.traj_id AND {a}.source IS NOT DISTINCT FROM b.source "
+                    f"AND {same_production(a, 'b')}")
+
+        con.execute(
+            "INSERT INTO raw.rediscoveries BY NAME SELECT b.traj_id, b.source, b.operator, b.generation, "
+            "b.item_id, coalesce(e.parents, []::VARCHAR[]) AS parents, b.created_at "
+            "FROM (SELECT * FROM _b_traj QUALIFY row_number() OVER "
+            "(PARTITION BY traj_id, source, generation, item_id ORDER BY _pos) = 1) b "
+            "LEFT JOIN (SELECT child_id, generation, item_id, list(parent_id ORDER BY parent_idx NULLS LAST, "
+            "parent_id) AS parents FROM _b_lineage GROUP BY ALL) e "
+            f"ON e.child_id = b.traj_id AND {same_production('e', 'b')} "
+            f"ANTI JOIN _first f ON {same('f')} ANTI JOIN raw.trajectories t ON {same('t')} "
+            f"ANTI JOIN raw.rediscoveries d ON {same('d')} ORDER BY b._pos"
+        )
+
+    @staticmethod
+    def _append_lineage(con: duckdb.DuckDBPyConnection, batch: TrajectoryBatch) -> None:
+        """The first productions' edges (see :meth:`_append`); needs ``_known``, ``_first`` and the
+        batch views."""
+        if not batch.lineage.num_rows:
+            return
+        con.execute(
+            "INSERT INTO raw.lineage BY NAME SELECT DISTINCT l.* FROM _b_lineage l "
+            f"JOIN _first c ON c.traj_id = l.child_id AND {same_production('c', 'l')} "
+            "LEFT JOIN _first p ON p.traj_id = l.parent_id "
+            "WHERE l.parent_id <> l.child_id AND CASE WHEN p.traj_id IS NULL "
+            "THEN l.parent_id IN (SELECT traj_id FROM _known) ELSE p._pos < c._pos END"
+        )
 
     def write(self, batch: TrajectoryBatch) -> int:
         n = self._transaction(self._append, batch)
@@ -191,13 +234,18 @@ class DuckDBStore(Store):
         }, schema=_PLAN_SCHEMA)
 
         def run() -> None:
-            if self._con.execute(
-                "SELECT count(*) FROM raw.work_plan WHERE generation = ?", [generation]
-            ).fetchall()[0][0]:
+            # A planned generation may gain items with new ids (population fill-up) until committed.
+            n, last = self._con.execute(
+                "SELECT count(*), max(item_id) FROM raw.work_plan WHERE generation = ?", [generation]
+            ).fetchall()[0]
+            if n and (not items or min(i.item_id for i in items) <= last or self._con.execute(
+                "SELECT count(*) FROM raw.generation_events WHERE generation = ? AND status = 'committed'",
+                [generation],
+            ).fetchall()[0][0]):
                 raise StoreError(f"generation {generation} is already planned")
             self._con.execute(
                 "INSERT INTO raw.generation_events (generation, status, event_at, n_items) "
-                "VALUES (?, 'planned', current_timestamp, ?)", [generation, len(items)]
+                "VALUES (?, 'planned', current_timestamp, ?)", [generation, n + len(items)]
             )
             with self._registered(_plan=plan) as con:
                 con.execute("INSERT INTO raw.work_plan BY NAME SELECT * FROM _plan")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Raw tables: name -> column DDL, as the current version has them. Writes insert by column
 # name, so the order is for reading. Migrations create tables from these with IF NOT EXISTS
@@ -32,6 +32,8 @@ CORE_TABLES: dict[str, str] = {
         "traj_id VARCHAR, idx INTEGER, thought VARCHAR, action VARCHAR, observation VARCHAR, "
         "reward DOUBLE, valid BOOLEAN, process_reward DOUBLE"
     ),
+    # The DAG of first productions: a trajectory's edges to its parents, written only when its
+    # id is new to the store, and only to parents stored before it (see _lineage_dag below).
     # parent_idx: the parent's place in the child's parent list (NULL in stores from before v3).
     "lineage": ("child_id VARCHAR, parent_id VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER, "
                 "parent_idx INTEGER"),
@@ -63,7 +65,22 @@ LLM_TABLES: dict[str, str] = {
     "llm_batches": "batch_id VARCHAR, status VARCHAR, n_requests INTEGER, event_at TIMESTAMP",
     "llm_batch_items": "batch_id VARCHAR, custom_id VARCHAR, call_key VARCHAR, request VARCHAR, meta VARCHAR",
 }
-RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES}
+# Added by migration 0004: every production of a trajectory after its first (an operator that
+# found an id already stored), with the parents it had; lineage keeps only first productions.
+DAG_TABLES: dict[str, str] = {
+    "rediscoveries": (
+        "traj_id VARCHAR, source VARCHAR, operator VARCHAR, generation INTEGER, item_id INTEGER, "
+        "parents VARCHAR[], created_at TIMESTAMP"
+    ),
+}
+RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES, **DAG_TABLES}
+
+# Every production's edges: the first (lineage) and the later ones (rediscoveries), for views
+# about what operators did rather than where a trajectory came from.
+_PRODUCTION_EDGES = (
+    "(SELECT child_id, parent_id, operator, generation, item_id FROM raw.lineage UNION ALL "
+    "SELECT traj_id, unnest(parents), operator, generation, item_id FROM raw.rediscoveries)"
+)
 
 # Stable views. Each is written against raw.<table>, so the same text serves a
 # live DuckDB file and a Parquet snapshot (where raw.<table> is a view over files).
@@ -79,6 +96,9 @@ VIEWS: dict[str, str] = {
         "FROM raw.steps"
     ),
     "lineage": "SELECT child_id, parent_id, operator, generation, item_id, parent_idx FROM raw.lineage",
+    "rediscoveries": (
+        "SELECT traj_id, source, operator, generation, item_id, parents, created_at FROM raw.rediscoveries"
+    ),
     "rewards": "SELECT traj_id, reward_source, value, step_idx FROM raw.rewards",
     "work_items": (
         "SELECT p.generation, p.item_id, p.operator, p.task_id, p.parents, p.seed, "
@@ -119,7 +139,7 @@ VIEWS: dict[str, str] = {
     # Dollars per unit of reward an operator's children gained over their best parent.
     "operator_costs": (
         "WITH gain AS (SELECT l.operator, l.generation, l.item_id, "
-        "max(c.outcome_reward) - max(p.outcome_reward) AS gain FROM raw.lineage l "
+        "max(c.outcome_reward) - max(p.outcome_reward) AS gain FROM " + _PRODUCTION_EDGES + " l "
         "JOIN trajectories c ON c.traj_id = l.child_id JOIN trajectories p ON p.traj_id = l.parent_id "
         "GROUP BY ALL), spend AS (SELECT operator, generation, item_id, sum(cost_usd) AS usd "
         "FROM raw.llm_calls WHERE status = 'ok' GROUP BY ALL) "
@@ -162,10 +182,81 @@ def _lineage_order(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE raw.lineage ADD COLUMN IF NOT EXISTS parent_idx INTEGER")
 
 
+# A trajectory's first production: its earliest stored row (the one load_trajectories reads),
+# numbered in the order of writing, which is a topological order of the lineage DAG.
+FIRST_PRODUCTION = (
+    "SELECT traj_id, source, generation, item_id, created_at, "
+    "row_number() OVER (ORDER BY created_at, rid) AS ord FROM "
+    "(SELECT *, rowid AS rid FROM raw.trajectories QUALIFY row_number() OVER "
+    "(PARTITION BY traj_id ORDER BY created_at, item_id NULLS LAST, source, rowid) = 1)"
+)
+
+
+def same_production(a: str, b: str) -> str:
+    """SQL: rows aliased ``a`` and ``b`` come from the same production (generation and item)."""
+    return (f"{a}.generation IS NOT DISTINCT FROM {b}.generation "
+            f"AND {a}.item_id IS NOT DISTINCT FROM {b}.item_id")
+
+
+def _lineage_dag(con: duckdb.DuckDBPyConnection) -> None:
+    """Make lineage a DAG: keep only the edges of each trajectory's first production to parents
+    produced before it, and move every later production to ``raw.rediscoveries``.
+
+    Stores before v4 also wrote the edges of a trajectory found again (a revision that changed
+    nothing is a self-edge; a later re-find points back at younger parents: cycles).
+    """
+    for name, cols in DAG_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _first AS {FIRST_PRODUCTION}")
+    first_of_l = same_production("f", "l")
+    first_of_r = same_production("f", "r")
+    before = con.execute("SELECT count(*) FROM raw.lineage").fetchall()[0][0]
+    # Later productions: from the journal (every finished work item, with its parents in plan
+    # order, even a `sample` that has none), then edge groups no work item explains.
+    con.execute(
+        "INSERT INTO raw.rediscoveries BY NAME SELECT r.traj_id, coalesce(t.source, f.source) AS source, "
+        "p.operator, r.generation, r.item_id, p.parents, r.finished_at AS created_at "
+        "FROM raw.work_results r JOIN raw.work_plan p USING (generation, item_id) "
+        "JOIN _first f ON f.traj_id = r.traj_id LEFT JOIN raw.trajectories t ON t.traj_id = r.traj_id "
+        f"AND {same_production('t', 'r')} "
+        f"WHERE r.status = 'done' AND NOT ({first_of_r}) ORDER BY r.generation, r.item_id"
+    )
+    con.execute(
+        "INSERT INTO raw.rediscoveries BY NAME SELECT l.child_id AS traj_id, "
+        "any_value(coalesce(t.source, f.source)) AS source, any_value(l.operator) AS operator, "
+        "l.generation, l.item_id, list(l.parent_id ORDER BY l.parent_idx NULLS LAST, l.parent_id) AS parents "
+        "FROM raw.lineage l JOIN _first f ON f.traj_id = l.child_id "
+        f"LEFT JOIN raw.trajectories t ON t.traj_id = l.child_id AND {same_production('t', 'l')} "
+        f"WHERE NOT ({first_of_l}) AND NOT EXISTS (SELECT 1 FROM raw.rediscoveries d "
+        f"WHERE d.traj_id = l.child_id AND {same_production('d', 'l')}) "
+        "GROUP BY l.child_id, l.generation, l.item_id ORDER BY l.generation, l.item_id, l.child_id"
+    )
+    # Rebuilt rather than deleted from, so that rowids stay dense and in writing order (the
+    # snapshot is incremental by rowid; it is republished whole after a migration).
+    con.execute(f"CREATE TABLE raw.lineage_dag ({CORE_TABLES['lineage']})")
+    con.execute(
+        "INSERT INTO raw.lineage_dag BY NAME SELECT l.child_id, l.parent_id, l.operator, l.generation, "
+        "l.item_id, l.parent_idx FROM (SELECT *, rowid AS rid FROM raw.lineage) l "
+        f"JOIN _first f ON f.traj_id = l.child_id AND {first_of_l} "
+        "JOIN _first p ON p.traj_id = l.parent_id WHERE p.ord < f.ord "
+        "QUALIFY row_number() OVER (PARTITION BY l.child_id, l.parent_id, l.parent_idx ORDER BY l.rid) = 1 "
+        "ORDER BY l.rid"
+    )
+    kept = con.execute("SELECT count(*) FROM raw.lineage_dag").fetchall()[0][0]
+    con.execute("DROP TABLE raw.lineage")
+    con.execute("ALTER TABLE raw.lineage_dag RENAME TO lineage")
+    con.execute("DROP TABLE _first")
+    con.execute(
+        "INSERT INTO raw.meta (key, value) VALUES ('migration_0004_lineage_dag', ?)",
+        [f'{{"edges_before": {before}, "edges_kept": {kept}}}'],
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", 1, _initial),
     Migration("0002_llm_ledger", 2, _llm_ledger),
     Migration("0003_lineage_order", 3, _lineage_order),
+    Migration("0004_lineage_dag", 4, _lineage_dag),
 ]
 
 

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from evoagent.llm.fake_intercode import intercode_responder
 from evoagent.llm.fake_server import FakeAnthropic, request_key
 from stores import DuckDBStore
@@ -19,6 +21,7 @@ SETTINGS = ['policy.kind="anthropic"', "policy.batch=true", "policy.batch_poll_s
             'tasks.ids=["sql/0", "sql/7", "sql/42", "sql/100"]']
 
 
+@pytest.mark.slow  # a soak: ten kills and resumes (~1 minute); `pytest -m slow`
 def test_kill_during_batches_then_resume(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(SMALL)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,23 @@ def gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def wait_gone(pids: list[int], seconds: float = 15.0) -> bool:
+def wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if all(gone(p) for p in pids):
+        if condition():
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_gone(pids: list[int], seconds: float = 15.0) -> bool:
+    return wait_until(lambda: all(gone(p) for p in pids), seconds)
+
+
+def received(srv: FakeAnthropic) -> int:
+    """Messages requests the server has received (answered or still waiting on its latency)."""
+    return srv.stats["requests"].get("POST /v1/messages", 0)
 
 
 def calls_in_background(sender: ProcessTransport, n: int) -> tuple[list[threading.Thread], list[BaseException]]:
@@ -111,7 +122,7 @@ def test_a_killed_worker_fails_its_calls_as_transient_and_is_restarted(api_key: 
         try:
             [pid] = sender.start()
             callers, errors = calls_in_background(sender, 3)
-            time.sleep(0.4)  # the calls are in the worker, waiting on the server
+            assert wait_until(lambda: received(srv) == 3)  # the calls are in the worker, waiting on the server
             os.kill(pid, signal.SIGKILL)
             for t in callers:
                 t.join(10)
@@ -190,7 +201,7 @@ def test_close_abandons_calls_in_flight_at_once(api_key: None) -> None:
         _, sender = make_transports("anthropic", srv.url, 60.0, in_flight=4, processes=2)
         pids = sender.start()
         callers, errors = calls_in_background(sender, 2)
-        time.sleep(0.5)
+        assert wait_until(lambda: received(srv) == 2)  # in flight: the server holds them for 30 s
         t0 = time.monotonic()
         sender.close()  # an abort: the calls are not waited for
         assert time.monotonic() - t0 < 5

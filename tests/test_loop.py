@@ -35,17 +35,22 @@ def test_campaign_journal_and_views(tmp_path: Path, campaign_file: Path) -> None
     s = SnapshotStore(store)
     gens = s.frame("SELECT * FROM generations ORDER BY generation")
     assert gens["status"].to_list() == ["committed"] * 4
-    assert gens["n_items"].to_list() == [6 * 3, 6 * 4, 6 * 4, 6 * 4]
+    # mu (then lambda) items per task, plus the fill-up items of tasks left below mu
+    planned = s.frame("SELECT generation, count(*) AS n FROM work_items GROUP BY ALL ORDER BY ALL")
+    assert gens["n_items"].to_list() == planned["n"].to_list()
+    assert [n - base for n, base in zip(planned["n"], [6 * 3, 6 * 4, 6 * 4, 6 * 4])] == [1, 0, 0, 0]
     # mu members per task in every generation, each a stored trajectory
     per = s.frame("SELECT generation, task_id, count(*) AS n FROM population GROUP BY ALL")
     assert set(per["n"].to_list()) <= {1, 2, 3} and per.height == 4 * 6
     assert s.scalar("SELECT count(*) FROM population p ANTI JOIN trajectories t USING (traj_id)") == 0
     assert s.scalar("SELECT count(*) FROM work_items WHERE status <> 'done'") == 0
     # every campaign trajectory knows its generation and operator; every child has lineage
+    # (its first production) or was a re-discovery of a stored trajectory
     assert s.scalar("SELECT count(*) FROM trajectories WHERE generation IS NULL OR operator IS NULL") == 0
     orphans = s.scalar(
         "SELECT count(*) FROM work_items w WHERE len(w.parents) > 0 AND NOT EXISTS "
-        "(SELECT 1 FROM lineage l WHERE l.generation = w.generation AND l.item_id = w.item_id)")
+        "(SELECT 1 FROM lineage l WHERE l.generation = w.generation AND l.item_id = w.item_id) AND NOT EXISTS "
+        "(SELECT 1 FROM rediscoveries r WHERE r.generation = w.generation AND r.item_id = w.item_id)")
     assert orphans == 0
     # (mu + lambda) keeps the best: the success rate never drops
     rates = gens["success_rate"].to_list()

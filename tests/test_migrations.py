@@ -27,7 +27,7 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     with DuckDBStore(path) as store:
         names = store.query("SELECT name FROM raw.migrations ORDER BY version").column(0).to_pylist()
-        assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order"][:SCHEMA_VERSION]
+        assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order", "0004_lineage_dag"]
         assert store.scalar("SELECT count(*) FROM population") > 0
         assert store.scalar("SELECT count(*) FROM llm_calls") == 0
         pop = store.query("SELECT * FROM population ORDER BY ALL").to_pylist()
@@ -40,4 +40,46 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     reader = SnapshotStore(path)
     assert reader.query("SELECT * FROM population ORDER BY ALL").to_pylist() == pop
     assert reader.scalar("SELECT count(*) FROM lineage WHERE parent_idx IS NULL") == edges
+    reader.close()
+
+
+def test_v4_makes_an_old_stores_lineage_a_dag(tmp_path: Path) -> None:
+    """The v1 file has what every pre-v4 store has: self-edges (183) and parents from later
+    generations (48), from trajectories found again. After the migration only the first
+    productions' edges remain, and every later production is a re-discovery."""
+    import duckdb
+
+    from test_lineage import assert_dag, edges
+
+    path = tmp_path / "old.duckdb"
+    shutil.copy(V1, path)
+    con = duckdb.connect(str(path), read_only=True)
+    old = con.execute("SELECT child_id, parent_id, generation, item_id FROM raw.lineage").fetchall()
+    first = {r[0]: (r[1], r[2]) for r in con.execute(
+        "SELECT traj_id, generation, item_id FROM raw.trajectories").fetchall()}
+    gen = {t: g for t, (g, _) in first.items()}
+    done = con.execute("SELECT traj_id, generation, item_id FROM raw.work_results WHERE status = 'done'").fetchall()
+    con.close()
+    assert sum(c == p for c, p, _, _ in old) > 0 and sum(gen[p] > gen[c] for c, p, _, _ in old) > 0
+    # What v4 keeps, computed here from the definition: the first production's edges, to a
+    # parent produced earlier (in a campaign: an earlier generation).
+    want = sorted({(c, p) for c, p, g, i in old if first[c] == (g, i) and gen[p] < gen[c]})
+    later = {(t, g, i) for t, g, i in done if first[t] != (g, i)}
+
+    assert CliRunner().invoke(main, ["migrate", str(path)]).exit_code == 0
+    with DuckDBStore(path) as store:
+        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 4
+        assert sorted(edges(store)) == want and len(want) < len(old)
+        assert_dag(edges(store))
+        got = store.query("SELECT traj_id, generation, item_id, parents FROM rediscoveries").to_pylist()
+        assert {(r["traj_id"], r["generation"], r["item_id"]) for r in got} == later and len(got) == len(later)
+        # each with its work item's parents, in plan order
+        plan = {(r["traj_id"], r["generation"], r["item_id"]): r["parents"] for r in store.query(
+            "SELECT traj_id, generation, item_id, parents FROM work_items WHERE status = 'done'").to_pylist()}
+        assert all(r["parents"] == plan[(r["traj_id"], r["generation"], r["item_id"])] for r in got)
+        n_edges = len(want)
+    # The snapshot is republished whole, in the new shape.
+    reader = SnapshotStore(path)
+    assert reader.scalar("SELECT count(*) FROM lineage") == n_edges
+    assert reader.scalar("SELECT count(*) FROM rediscoveries") == len(later)
     reader.close()

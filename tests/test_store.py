@@ -176,8 +176,10 @@ def test_dedupe_on_traj_id_and_source(h: Harness) -> None:
     # Steps are shared by all sources of the same actions: one set per traj_id.
     assert rows(r, "SELECT traj_id, count(*) AS n FROM steps GROUP BY traj_id ORDER BY traj_id") == sorted(
         [{"traj_id": t.traj_id, "n": t.n_steps} for t in (A, C, D)], key=lambda x: x["traj_id"])
-    # Lineage and rewards are not duplicated by re-writing.
-    assert count(r, "lineage") == 2
+    # Lineage and rewards are not duplicated by re-writing. Lineage holds D's edge to A (B was
+    # never stored, so no edge to it); A under a new source is a re-discovery, not an edge.
+    assert rows(r, "SELECT child_id, parent_id FROM lineage") == [{"child_id": D.traj_id, "parent_id": A.traj_id}]
+    assert rows(r, "SELECT traj_id, source FROM rediscoveries") == [{"traj_id": A.traj_id, "source": "claude-haiku"}]
     assert rows(r, "SELECT traj_id, count(*) AS n FROM rewards GROUP BY ALL HAVING n > 1") == []
 
 
@@ -194,7 +196,7 @@ def test_load_trajectories_round_trip(h: Harness) -> None:
 def test_load_trajectories_keeps_parent_order(h: Harness) -> None:
     p1, p2 = sorted((A.traj_id, B.traj_id))
     child = dataclasses.replace(D, parents=(p2, p1))  # not in id order
-    h.w.write(TrajectoryBatch.from_trajectories([child]))
+    h.w.write(TrajectoryBatch.from_trajectories([A, B, child]))
     assert h.r().load_trajectories([child.traj_id])[child.traj_id] == child
     assert rows(h.r(), "SELECT parent_id, parent_idx FROM lineage ORDER BY parent_idx") == [
         {"parent_id": p2, "parent_idx": 0}, {"parent_id": p1, "parent_idx": 1}]
@@ -203,9 +205,12 @@ def test_load_trajectories_keeps_parent_order(h: Harness) -> None:
 def test_a_trajectory_found_twice_keeps_its_first_producers_parents(h: Harness) -> None:
     first = dataclasses.replace(D, parents=(B.traj_id, A.traj_id))
     again = dataclasses.replace(D, parents=(C.traj_id, B.traj_id))  # same actions: same traj_id
+    h.w.write(TrajectoryBatch.from_trajectories([A, B, C]))
     h.w.write(TrajectoryBatch.from_trajectories([first], item_ids=[1]))
     h.w.write(TrajectoryBatch.from_trajectories([again], item_ids=[2]))
-    assert count(h.r(), "lineage") == 4  # both items' edges are facts
+    assert count(h.r(), "lineage") == 2  # the first production's edges; the second is a re-discovery
+    assert rows(h.r(), "SELECT traj_id, item_id, parents FROM rediscoveries") == [
+        {"traj_id": D.traj_id, "item_id": 2, "parents": [C.traj_id, B.traj_id]}]
     assert h.r().load_trajectories([D.traj_id])[D.traj_id].parents == (B.traj_id, A.traj_id)
 
 
@@ -449,8 +454,7 @@ def test_crash_between_parts_and_manifest(tmp_path: Path) -> None:
 def test_reader_while_writer_holds_file_same_process(tmp_path: Path) -> None:
     path = str(tmp_path / "live.duckdb")
     w = DuckDBStore(path, snapshot_every_s=1e9)
-    with pytest.raises(StoreError, match="no snapshot yet"):
-        SnapshotStore(path)
+    assert count(SnapshotStore(path), "trajectories") == 0  # published empty at creation
     w.write(TrajectoryBatch.from_trajectories([A, B]))
     w.snapshot()
     r = SnapshotStore(path)

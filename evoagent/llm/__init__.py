@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from typing import Any
 
 LLM_POLICIES = ("anthropic", "openai")
 
 
 def batch_mode(setting: Any) -> bool:
-    """``policy.batch``: true, false, or "auto" (batches when not run from a terminal)."""
-    if setting == "auto":
-        return not sys.stdin.isatty()
-    return bool(setting)
+    """``policy.batch``: Message Batches only when set to ``true``.
+
+    Never inferred from the terminal: batches at low concurrency are much slower
+    (each round waits for its batch), so that trade is the user's explicit choice.
+    A store written when ``"auto"`` existed resumes with direct calls.
+    """
+    return setting is True
 
 
 def sender_processes(setting: Any, max_in_flight: int) -> int:

@@ -1,12 +1,13 @@
-"""Turn the bundled MySQL dump of the Spider dev databases into one DuckDB file.
+"""Turn a MySQL dump (the bundled Spider dev databases, or the user's own) into one DuckDB file.
 
 InterCode ran its agents against MySQL 8; we want the same data without a
-server. The dump is parsed by our own small tokenizer (no MySQL needed), each
-database becomes one DuckDB schema, and column metadata (MySQL type, key,
+server. The dump is read by our own parser (``mysqldump``, no MySQL needed),
+each database becomes one DuckDB schema, and column metadata (MySQL type, key,
 default, extra) is kept in ``evoagent_meta.columns`` so that ``DESCRIBE`` can
-answer the way MySQL did. The file is built once into a cache named by a hash
-of the dump and the builder version, written to a temporary name and renamed,
-so concurrent builders never see a half-written database.
+answer the way MySQL did. The file is built once into
+a cache named by a hash of the dump and the builder version, written to a
+temporary name and renamed, so concurrent builders never see a half-written
+database. A dump that cannot be loaded is one ``UserError`` naming the place.
 """
 from __future__ import annotations
 
@@ -18,197 +19,61 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+import zlib
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-BUILDER_VERSION = "3"
+from evoagent.envs.intercode_sql.mysqldump import (  # noqa: F401 - parse_values/split_statements re-exported
+    Column, DumpError, Table, parse_dump, parse_values, split_statements, unescape_mysql)
+from evoagent.errors import UserError
+
+BUILDER_VERSION = "4"
 META_SCHEMA = "evoagent_meta"
 DUMP_PATH = Path(__file__).resolve().parents[2] / "data" / "intercode_sql" / "ic_spider_dbs.sql.gz"
+#: Largest dump we load (decompressed): every row is held in memory while building.
+MAX_DUMP_BYTES = 512 * 2**20
+# Schema names DuckDB itself uses: a MySQL database cannot take them here.
+_RESERVED_DBS = {"main", "information_schema", "pg_catalog", "temp", "system", META_SCHEMA}
 
 #: Seconds the last build in this process took (None: the cache was used).
 last_build_seconds: float | None = None
-
-# One statement-level token: quoted strings, comments, ';', or runs of other text.
-_STMT_TOKEN = re.compile(
-    r"'(?:[^'\\]|\\.|'')*'"
-    r'|"(?:[^"\\]|\\.|"")*"'
-    r"|`(?:[^`]|``)*`"
-    r"|--[^\n]*\n?"
-    r"|/\*.*?\*/"
-    r"|;"
-    r"|[^'\"`;/-]+"
-    r"|.",
-    re.S,
-)
-# One token inside VALUES (...),(...).
-_VALUE_TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^'\\]|\\.|'')*')"
-    r"|(?P<hex>0x[0-9a-fA-F]+)"
-    r"|(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-    r"|(?P<null>NULL)"
-    r"|(?P<punct>[(),]))",
-    re.I,
-)
-_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a", "\\": "\\", "'": "'", '"': '"'}
-_ESCAPE_RE = re.compile(r"\\(.)|''", re.S)
+# (cache, dump path, mtime, size) -> built file: a dump seen unchanged in this process is not hashed again.
+_seen: dict[tuple[str, str, int, int], Path] = {}
 
 
-def unescape_mysql(body: str) -> str:
-    """Decode the inside of a MySQL single-quoted literal (``\\n``, ``\\'``, ``''``...)."""
-    if "\\" not in body and "''" not in body:
-        return body
-    return _ESCAPE_RE.sub(lambda m: "'" if m.group(0) == "''" else _ESCAPES.get(m.group(1), m.group(1)), body)
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The file's bytes, gunzipped if gzip, refusing more than ``limit`` bytes (a small
+    .gz may inflate to gigabytes)."""
+    if not path.is_file():
+        raise UserError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    try:
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            data = (gzip.GzipFile(fileobj=fh) if gz else fh).read(limit + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise UserError(f"{path}: cannot read {what} ({type(err).__name__}: {err})") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: {what} larger than {limit // 2**20} MiB{' once decompressed' if gz else ''} "
+                        f"(the most evoagent reads)")
+    return data
 
 
-def split_statements(text: str) -> list[str]:
-    """Split a SQL script at top-level semicolons, dropping plain comments."""
-    out: list[str] = []
-    cur: list[str] = []
-    for m in _STMT_TOKEN.finditer(text):
-        tok = m.group(0)
-        if tok == ";":
-            stmt = "".join(cur).strip()
-            if stmt:
-                out.append(stmt)
-            cur = []
-        elif tok.startswith("--") or (tok.startswith("/*") and not tok.startswith("/*!")):
-            continue
-        else:
-            cur.append(tok)
-    tail = "".join(cur).strip()
-    if tail:
-        out.append(tail)
-    return out
-
-
-def parse_values(text: str) -> list[list[object]]:
-    """Parse ``(v, ...), (v, ...)`` into rows of Python str/int/float/None."""
-    rows: list[list[object]] = []
-    row: list[object] | None = None
-    pos, n = 0, len(text)
-    while pos < n:
-        m = _VALUE_TOKEN.match(text, pos)
-        if m is None:
-            if text[pos:].strip() == "":
-                break
-            raise ValueError(f"cannot parse VALUES near {text[pos:pos + 40]!r}")
-        pos = m.end()
-        if m.group("punct"):
-            p = m.group("punct")
-            if p == "(":
-                row = []
-            elif p == ")":
-                if row is None:
-                    raise ValueError("unbalanced ')' in VALUES")
-                rows.append(row)
-                row = None
-            continue
-        if row is None:
-            raise ValueError("value outside a row in VALUES")
-        if m.group("str") is not None:
-            row.append(unescape_mysql(m.group("str")[1:-1]))
-        elif m.group("null"):
-            row.append(None)
-        elif m.group("hex"):
-            row.append(int(m.group("hex"), 16))
-        else:
-            num = m.group("num")
-            row.append(int(num) if re.fullmatch(r"[-+]?\d+", num) else float(num))
-    return rows
-
-
-@dataclass
-class Column:
-    name: str
-    mysql_type: str
-    nullable: bool = True
-    default: str | None = None
-    extra: str = ""
-    key: str = ""
-
-
-@dataclass
-class Table:
-    db: str
-    name: str
-    columns: list[Column] = field(default_factory=list)
-    rows: list[list[object]] = field(default_factory=list)
-
-
-_COL_RE = re.compile(r"^`((?:[^`]|``)+)`\s+(\w+(?:\([^)]*\))?(?:\s+unsigned)?)(.*)$", re.I | re.S)
-
-
-def _parse_create(db: str, stmt: str) -> Table:
-    head, _, body = stmt.partition("(")
-    name = re.search(r"`((?:[^`]|``)+)`", head).group(1)  # type: ignore[union-attr]
-    body = body[: body.rfind(")")]
-    table = Table(db, name)
-    keys: dict[str, str] = {}
-    for line in (ln.strip().rstrip(",") for ln in body.split("\n")):
-        if not line:
-            continue
-        m = _COL_RE.match(line)
-        up = line.upper()
-        if m:
-            rest = m.group(3)
-            default = None
-            dm = re.search(r"DEFAULT\s+('(?:[^'\\]|\\.|'')*'|\S+)", rest, re.I)
-            if dm and dm.group(1).upper() != "NULL":
-                d = dm.group(1)
-                default = unescape_mysql(d[1:-1]) if d.startswith("'") else d
-            extra = "auto_increment" if "AUTO_INCREMENT" in rest.upper() else ""
-            if "DEFAULT_GENERATED" in rest.upper() or (default or "").upper() == "CURRENT_TIMESTAMP":
-                extra = extra or "DEFAULT_GENERATED"
-            table.columns.append(Column(m.group(1), m.group(2).lower(), "NOT NULL" not in rest.upper(),
-                                        default, extra))
-        elif up.startswith("PRIMARY KEY"):
-            for c in re.findall(r"`([^`]+)`", line):
-                keys[c] = "PRI"
-        elif up.startswith(("UNIQUE KEY", "KEY")):
-            cols = re.findall(r"`([^`]+)`", line.split("(", 1)[1])
-            first = cols[0] if cols else None
-            if first and first not in keys:
-                keys[first] = "UNI" if up.startswith("UNIQUE") and len(cols) == 1 else "MUL"
-    for c in table.columns:
-        c.key = keys.get(c.name, "")
-    return table
-
-
-def parse_dump(text: str) -> list[Table]:
-    """All tables with their rows, in dump order."""
-    tables: dict[tuple[str, str], Table] = {}
-    db = ""
-    for stmt in split_statements(text):
-        if stmt.startswith("/*!"):
-            continue
-        up = stmt[:40].upper()
-        if up.startswith(("CREATE DATABASE", "USE ")):
-            m = re.search(r"`((?:[^`]|``)+)`", stmt) or re.search(r"USE\s+(\w+)", stmt, re.I)
-            db = m.group(1) if m else db
-        elif up.startswith("CREATE TABLE"):
-            t = _parse_create(db, stmt)
-            tables[(db, t.name.lower())] = t
-        elif up.startswith("INSERT INTO"):
-            name = re.match(r"INSERT INTO\s+`((?:[^`]|``)+)`", stmt, re.I).group(1)  # type: ignore[union-attr]
-            values = stmt[re.search(r"\bVALUES\b", stmt, re.I).end():]  # type: ignore[union-attr]
-            tables[(db, name.lower())].rows.extend(parse_values(values))
-    return list(tables.values())
-
-
+# -- types ----------------------------------------------------------------------------
 def duck_type(mysql_type: str) -> str:
     """The DuckDB type whose Python values print like mysql-connector's."""
     t = mysql_type.lower()
     base = re.match(r"\w+", t).group(0)  # type: ignore[union-attr]
-    if base in ("int", "integer", "mediumint", "smallint", "tinyint"):
+    if base in ("int", "integer", "mediumint", "smallint", "tinyint", "bool", "boolean", "year"):
         return "INTEGER" if "unsigned" not in t else "BIGINT"
-    if base == "bigint":
-        return "BIGINT"
-    if base in ("decimal", "numeric"):
-        m = re.search(r"\((\d+)\s*,\s*(\d+)\)", t)
-        return f"DECIMAL({m.group(1)},{m.group(2)})" if m else "DECIMAL(10,0)"
+    if base in ("bigint", "serial", "bit"):
+        return "HUGEINT" if "unsigned" in t else "BIGINT"
+    if base in ("decimal", "numeric", "dec", "fixed"):
+        m = re.search(r"\((\d+)\s*(?:,\s*(\d+))?\)", t)
+        p, s = (min(int(m.group(1)), 38), int(m.group(2) or 0)) if m else (10, 0)
+        return f"DECIMAL({max(p, 1)},{min(s, max(p, 1))})"
     if base in ("double", "float", "real"):
         return "DOUBLE"
     if base == "date":
@@ -218,19 +83,32 @@ def duck_type(mysql_type: str) -> str:
     return "VARCHAR"
 
 
+_DATE_RE = re.compile(r"\s*(\d{1,4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,6}))?)?\s*$")
+
+
 def _convert(value: object, dtype: str) -> object:
     if value is None:
         return None
-    if dtype in ("INTEGER", "BIGINT"):
-        return int(float(value)) if isinstance(value, str) else int(value)  # type: ignore[arg-type]
+    if dtype in ("INTEGER", "BIGINT", "HUGEINT"):
+        if isinstance(value, int):
+            return value
+        # MySQL rounds a fraction stored in an integer column half away from zero (2.5 -> 3)
+        return int(decimal.Decimal(str(value).strip()).to_integral_value(decimal.ROUND_HALF_UP))
     if dtype == "DOUBLE":
         return float(value)  # type: ignore[arg-type]
-    if dtype.startswith("DECIMAL"):
-        return decimal.Decimal(str(value))
-    if dtype == "DATE":
-        return _dt.date.fromisoformat(str(value)[:10])
-    if dtype == "TIMESTAMP":
-        return _dt.datetime.fromisoformat(str(value))
+    if dtype.startswith("DECIMAL"):  # MySQL rounds extra fraction digits half away from zero
+        scale = int(dtype.rstrip(")").rsplit(",", 1)[1])
+        return decimal.Decimal(str(value).strip()).quantize(decimal.Decimal(1).scaleb(-scale), decimal.ROUND_HALF_UP)
+    if dtype in ("DATE", "TIMESTAMP"):
+        m = _DATE_RE.match(str(value))
+        if m is None:
+            raise ValueError(f"not a date: {value!r}")
+        parts = [int(x) for x in m.groups()[:6] if x is not None]
+        if parts[:3] == [0, 0, 0] or 0 in parts[1:3]:
+            return None  # MySQL's zero date; mysql-connector returns None for it
+        if dtype == "DATE":
+            return _dt.date(*parts[:3])
+        return _dt.datetime(*parts, int((m.group(7) or "0").ljust(6, "0")))
     return str(value)
 
 
@@ -239,6 +117,8 @@ def _arrow_type(dtype: str) -> pa.DataType:
         return pa.int32()
     if dtype == "BIGINT":
         return pa.int64()
+    if dtype == "HUGEINT":
+        return pa.decimal128(38, 0)  # DuckDB casts it to HUGEINT on insert
     if dtype == "DOUBLE":
         return pa.float64()
     if dtype.startswith("DECIMAL"):
@@ -255,49 +135,97 @@ def _qi(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _column_array(t: Table, i: int, dtype: str) -> pa.Array:
+    values = []
+    for r in t.rows:
+        try:
+            values.append(_convert(r[i], dtype))
+        except (ValueError, TypeError, OverflowError, ArithmeticError):
+            raise DumpError(f"table `{t.db}`.`{t.name}`, column `{t.columns[i].name}` "
+                            f"({t.columns[i].mysql_type}): cannot store {str(r[i])[:40]!r}") from None
+    try:
+        return pa.array(values, type=_arrow_type(dtype))
+    except (pa.ArrowException, OverflowError) as err:
+        raise DumpError(f"table `{t.db}`.`{t.name}`, column `{t.columns[i].name}` "
+                        f"({t.columns[i].mysql_type}): {str(err).splitlines()[0][:120]}") from None
+
+
 def load_into(con: duckdb.DuckDBPyConnection, tables: list[Table]) -> None:
     """Create one schema per database and bulk-load every table via Arrow."""
     meta_rows: list[tuple] = []
-    for db in dict.fromkeys(t.db for t in tables):
-        con.execute(f"CREATE SCHEMA {_qi(db)}")
     for t in tables:
-        types = [duck_type(c.mysql_type) for c in t.columns]
-        cols = ", ".join(f"{_qi(c.name)} {ty}" for c, ty in zip(t.columns, types))
-        con.execute(f"CREATE TABLE {_qi(t.db)}.{_qi(t.name)} ({cols})")
-        arrays = []
-        for i, ty in enumerate(types):
-            arrays.append(pa.array([_convert(r[i], ty) for r in t.rows], type=_arrow_type(ty)))
-        batch = pa.table(arrays, names=[f"c{i}" for i in range(len(types))])  # noqa: F841 (used by SQL)
-        con.execute(f"INSERT INTO {_qi(t.db)}.{_qi(t.name)} SELECT * FROM batch")
-        for i, c in enumerate(t.columns):
-            meta_rows.append((t.db, t.name, i, c.name, c.mysql_type, "YES" if c.nullable else "NO",
-                              c.key, c.default, c.extra))
+        if t.db.lower() in _RESERVED_DBS:
+            raise DumpError(f"database name `{t.db}` is reserved in DuckDB; rename it in the dump and the tasks")
+    try:
+        for db in dict.fromkeys(t.db for t in tables):
+            con.execute(f"CREATE SCHEMA {_qi(db)}")
+        for t in tables:
+            types = [duck_type(c.mysql_type) for c in t.columns]
+            cols = ", ".join(f"{_qi(c.name)} {ty}" for c, ty in zip(t.columns, types))
+            con.execute(f"CREATE TABLE {_qi(t.db)}.{_qi(t.name)} ({cols})")
+            arrays = [_column_array(t, i, ty) for i, ty in enumerate(types)]
+            batch = pa.table(arrays, names=[f"c{i}" for i in range(len(types))])  # noqa: F841 (used by SQL)
+            con.execute(f"INSERT INTO {_qi(t.db)}.{_qi(t.name)} SELECT * FROM batch")
+            for i, c in enumerate(t.columns):
+                meta_rows.append((t.db, t.name, i, c.name, c.mysql_type, "YES" if c.nullable else "NO",
+                                  c.key, c.default, c.extra))
+    except duckdb.Error as err:
+        raise DumpError(str(err).splitlines()[0][:200]) from None
     con.execute(f"CREATE SCHEMA {META_SCHEMA}")
     con.execute(f"CREATE TABLE {META_SCHEMA}.columns (db VARCHAR, tbl VARCHAR, ordinal INTEGER, field VARCHAR,"
                 " type VARCHAR, nullable VARCHAR, key VARCHAR, dflt VARCHAR, extra VARCHAR)")
     con.executemany(f"INSERT INTO {META_SCHEMA}.columns VALUES (?,?,?,?,?,?,?,?,?)", meta_rows)
 
 
+# -- the cache ----------------------------------------------------------------------------
 def cache_dir() -> Path:
     """``$EVOAGENT_CACHE_DIR`` or ``~/.cache/evoagent``."""
     env = os.environ.get("EVOAGENT_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "evoagent"
 
 
-def database_path(dump: Path | None = None) -> Path:
-    """Path of the built DuckDB file, building it first if the cache lacks it."""
+def _dump_stem(dump: Path) -> str:
+    name = dump.name
+    for suffix in (".gz", ".sql"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name
+
+
+def database_path(dump: Path | str | None = None) -> Path:
+    """Path of the DuckDB file built from ``dump`` (default: the bundled Spider dev
+    databases), building it first if the cache lacks it."""
     global last_build_seconds
-    dump = dump or DUMP_PATH
-    raw = dump.read_bytes()
+    dump = Path(dump) if dump else DUMP_PATH
+    try:
+        st = dump.stat()
+        seen = (str(cache_dir()), str(dump.resolve()), st.st_mtime_ns, st.st_size)
+        if seen in _seen and _seen[seen].exists():
+            return _seen[seen]
+        if st.st_size > MAX_DUMP_BYTES:
+            raise UserError(f"{dump}: SQL dump larger than {MAX_DUMP_BYTES // 2**20} MiB (the most evoagent reads)")
+        raw = dump.read_bytes()
+    except OSError as err:
+        raise UserError(f"{dump}: {'no such file' if not dump.exists() else err.strerror or err}") from None
     digest = hashlib.sha256(raw + BUILDER_VERSION.encode()).hexdigest()[:16]
     target = cache_dir() / f"intercode_sql-{digest}.duckdb"
     if target.exists():
+        _seen[seen] = target
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    text = gzip.decompress(raw).decode("utf-8") if raw[:2] == b"\x1f\x8b" else raw.decode("utf-8")
-    tables = parse_dump(text)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=target.parent)
+    data = read_bounded(dump, MAX_DUMP_BYTES, "SQL dump")
+    try:
+        tables = parse_dump(data.decode("utf-8"), default_db=_dump_stem(dump))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{dump}: not UTF-8 text (byte {err.start})") from None
+    except DumpError as err:
+        raise UserError(f"{dump}: {err}") from None
+    if not tables:
+        raise UserError(f"{dump}: no CREATE TABLE found; is it a MySQL dump?")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise UserError(f"cannot write the database cache in {target.parent}: {err.strerror or err}") from None
     os.close(fd)
     os.unlink(tmp)  # DuckDB wants to create the file itself
     try:
@@ -305,6 +233,8 @@ def database_path(dump: Path | None = None) -> Path:
         try:
             load_into(con, tables)
             con.execute("CHECKPOINT")
+        except DumpError as err:
+            raise UserError(f"{dump}: {err}") from None
         finally:
             con.close()
         os.replace(tmp, target)  # atomic; a concurrent builder's identical file is equally good
@@ -313,4 +243,24 @@ def database_path(dump: Path | None = None) -> Path:
             if os.path.exists(leftover):
                 os.unlink(leftover)
     last_build_seconds = time.perf_counter() - t0
+    _seen[seen] = target
     return target
+
+
+def catalog(db_file: Path) -> dict[str, dict[str, list[str]]]:
+    """Database -> table -> column names of a built file (for task schemas).
+
+    Read through a private in-memory connection that attaches the file read-only, so it
+    works while an environment holds the file open with its own configuration."""
+    con = duckdb.connect(":memory:")
+    try:
+        path = str(db_file).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS built (READ_ONLY)")
+        rows = con.execute(f"SELECT db, tbl, field FROM built.{META_SCHEMA}.columns "
+                           "ORDER BY db, tbl, ordinal").fetchall()
+    finally:
+        con.close()
+    out: dict[str, dict[str, list[str]]] = {}
+    for db, tbl, col in rows:
+        out.setdefault(db, {}).setdefault(tbl, []).append(col)
+    return out

@@ -8,11 +8,13 @@ here and answered by the environment from the catalog, shaped like MySQL's.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-
-import logging
+from typing import Any, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -20,6 +22,23 @@ from sqlglot import exp
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 DIALECTS = ("mysql", "duckdb")
+CACHE_CHARS = 1024  # longer texts are not cached, so 65,536 entries stay near 130 MB at worst
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def text_cache(maxsize: int) -> Callable[[F], F]:
+    """``lru_cache`` for a function of one SQL text (and hashable extras) that skips long texts,
+    so that what the cache can hold stays small next to a worker's memory limit."""
+    def wrap(fn: F) -> F:
+        cached = lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(sql: str, *args: Any, **kwargs: Any) -> Any:
+            return (cached if len(sql) <= CACHE_CHARS else fn)(sql, *args, **kwargs)
+        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,6 @@ def clause_order_ok(sql: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=65536)
 def _translate(sql: str) -> str:
     if not clause_order_ok(sql):
         return "SELECT * FROM __mysql_syntax_error__ WHERE"  # DuckDB reports a syntax error
@@ -132,7 +150,7 @@ def _is_num_literal(e: exp.Expression) -> bool:
     return isinstance(e, exp.Literal) and not e.is_string
 
 
-@lru_cache(maxsize=8192)
+@text_cache(8192)
 def numeric_coercion(sql: str) -> str | None:
     """MySQL compares/sums text as numbers: wrap text-vs-number operands in ``mysql_num``.
 
@@ -173,9 +191,10 @@ def numeric_coercion(sql: str) -> str | None:
     return tree.sql(dialect="duckdb") if changed else None
 
 
-@lru_cache(maxsize=65536)
+@text_cache(65536)
 def plan(action: str, dialect: str = "mysql") -> Plan:
-    """Classify and translate one agent action (cached)."""
+    """Classify and translate one agent action (cached); a statement too deeply nested for the
+    translator (sqlglot recurses per level) is an error plan, not an exception."""
     sql = strip_action(action)
     if not sql:
         return Plan("error", "Query was empty")
@@ -184,4 +203,7 @@ def plan(action: str, dialect: str = "mysql") -> Plan:
         return admin
     if dialect == "duckdb":
         return Plan("sql", sql)
-    return Plan("sql", _translate(sql))
+    try:
+        return Plan("sql", _translate(sql))
+    except RecursionError:
+        return Plan("error", "the statement is nested too deeply to be translated from MySQL")

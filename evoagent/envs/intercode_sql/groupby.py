@@ -11,10 +11,11 @@ MySQL's error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
+
+from evoagent.envs.intercode_sql.dialect import text_cache
 
 Catalog = Callable[[str], "tuple[list[str], list[frozenset[str]]] | None"]
 
@@ -128,7 +129,7 @@ def _check_select(sel: exp.Select, catalog: Catalog) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8192)
+@text_cache(8192)
 def _rewrite_cached(sql: str, catalog: Catalog) -> tuple[str | None, str | None]:
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")

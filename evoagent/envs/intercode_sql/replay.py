@@ -1,11 +1,12 @@
 """Re-execute recorded InterCode runs and check that our rewards match theirs.
 
-Agreement is counted per action: after each recorded action we compare our
-InterCode reward with the recorded one (tolerance 0.005). Actions the
-recording harness never sent to MySQL (its "format your SQL" replies) are
-not executed here either and count as agreeing when the recorded reward is 0.
-Every disagreement is put in one class by looking at both results, so the
-report says why, not just how often.
+Agreement is counted per executed action: after each action the recorder
+sent to MySQL we compare our InterCode reward with the recorded one
+(tolerance 0.005). Actions the recording harness never executed are skipped
+and counted apart: its "format your SQL" replies (the model wrote no SQL) and
+``blocked`` steps (the provider returned no answer; imported with no
+observation). Every disagreement is put in one class by looking at both
+results, so the report says why, not just how often.
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ class ReplayReport:
 
     source: str
     agreed: int = 0
-    total: int = 0
-    executed: int = 0
+    total: int = 0  # executed actions: the agreement's denominator
+    format_retries: int = 0
+    blocked: int = 0
     by_cause: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -51,13 +53,15 @@ class ReplayReport:
         return 100.0 * self.agreed / self.total if self.total else 100.0
 
     def render(self) -> str:
-        """Human-readable report; the last line is ``agreement: A/N actions (P%)``."""
-        lines = [f"replay of {self.source}: {self.total} actions ({self.executed} executed by the recorder)"]
+        """Human-readable report; the last line is ``agreement: A/N executed actions (P%)``."""
+        lines = [f"replay of {self.source}: {self.total + self.format_retries + self.blocked} actions, "
+                 f"{self.total} executed by the recorder; skipped, never executed: {self.format_retries} "
+                 f"format retries (no SQL in the answer), {self.blocked} blocked (no answer)"]
         for cause, n in sorted(self.by_cause.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {n:5d}  {cause}: {CAUSES.get(cause, cause)}")
             for ex in self.examples.get(cause, []):
                 lines.append(f"           e.g. {ex}")
-        lines.append(f"agreement: {self.agreed}/{self.total} actions ({self.percent:.1f}%)")
+        lines.append(f"agreement: {self.agreed}/{self.total} executed actions ({self.percent:.1f}%)")
         return "\n".join(lines)
 
 
@@ -123,7 +127,7 @@ _WRITES = re.compile(r"^\s*(ALTER|UPDATE|INSERT|DELETE|CREATE|DROP|REPLACE|TRUNC
 
 
 def replay_file(path: str | Path, **env_kwargs: object) -> ReplayReport:
-    """Replay every recorded task of ``path`` in a fresh environment per task."""
+    """Replay every executed action of ``path``, each task from a fresh episode."""
     trajs = load_recorded(path)
     tasks = {t.task_id: t for t in load_tasks()}
     report = ReplayReport(source=Path(path).name)
@@ -137,16 +141,18 @@ def replay_file(path: str | Path, **env_kwargs: object) -> ReplayReport:
             env.reset(task)
             modified = False
             for step in traj.steps:
-                report.total += 1
+                if step.observation is None:
+                    report.blocked += 1
+                    continue
                 if not _executed_by_recorder(step.observation):
-                    ours, obs = 0.0, ""
+                    report.format_retries += 1
+                    continue
+                report.total += 1
+                if step.action.strip().lower() == "submit":
+                    obs, rows, _ = env.execute(step.action)  # InterCode ran it as SQL
+                    ours = intercode_reward(rows, env.gold_rows(task))
                 else:
-                    report.executed += 1
-                    if step.action.strip().lower() == "submit":
-                        obs, rows, _ = env.execute(step.action)  # InterCode ran it as SQL
-                        ours = intercode_reward(rows, env.gold_rows(task))
-                    else:
-                        obs, ours, _, _ = env.step(step.action)
+                    obs, ours, _, _ = env.step(step.action)
                 if abs(ours - step.reward) <= TOLERANCE:
                     report.agreed += 1
                 else:

@@ -1,0 +1,242 @@
+"""The report's charts: Matplotlib figures written as inline SVG (no script, no network, opens at once).
+
+Each function takes rows from :mod:`evoagent.report.data` and returns one
+``<svg>`` element as text. Text in the SVG (operator and model names come from
+the store) is XML-escaped by Matplotlib, and output is deterministic (fixed
+ids, no date), so the same store gives the same report.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "evoagent-report", "font.size": 10, "axes.spines.top": False,
+         "axes.spines.right": False, "axes.grid": True, "grid.color": "#e6e6e6", "axes.axisbelow": True}
+Row = dict[str, Any]
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as one ``<svg>`` element (XML prolog and doctype dropped)."""
+    buf = io.StringIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1) -> tuple[Figure, list[Axes]]:
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    return fig, axes
+
+
+def _label(name: Any) -> str:
+    return "(none)" if name is None else str(name)
+
+
+def _colors(names: Iterable[Any]) -> dict[Any, str]:
+    return {n: COLORS[i % len(COLORS)] for i, n in enumerate(dict.fromkeys(names))}
+
+
+def _generations(ax: Axes, gens: Iterable[Any]) -> None:
+    ticks = sorted({g for g in gens if g is not None})
+    if ticks:
+        ax.set_xticks(ticks)
+    ax.set_xlabel("generation")
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _lines(ax: Axes, data: list[Row], key: str, colors: dict[Any, str]) -> None:
+    for op in colors:
+        pts = [(r["generation"], r[key]) for r in data if r["operator"] == op and r[key] is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", color=colors[op], label=_label(op))
+
+
+def _bars(ax: Axes, data: list[Row], key: str, colors: dict[Any, str], stacked: bool) -> None:
+    """Bars per generation, one series per operator: side by side, or stacked."""
+    ops = [op for op in colors if any(r["operator"] == op for r in data)]
+    base: dict[Any, float] = {}
+    width = 0.8 if stacked else 0.8 / max(1, len(ops))
+    for k, op in enumerate(ops):
+        pts = [(r["generation"], r[key] or 0) for r in data if r["operator"] == op and r["generation"] is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        if stacked:
+            bottoms = [base.get(x, 0.0) for x in xs]
+            ax.bar(xs, ys, width, bottom=bottoms, color=colors[op], label=_label(op))
+            for x, y in pts:
+                base[x] = base.get(x, 0.0) + y
+        else:
+            ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], ys, width, color=colors[op], label=_label(op))
+
+
+def progress(gens: list[Row]) -> str:
+    """Success (best per task), members solved and mean reward per generation; the replay-pool bound dashed."""
+    fig, (ax,) = _figure(11, 3.6)
+    x = [g["generation"] for g in gens]
+    series = [("replay-pool bound", "bound", "--", COLORS[3]), ("success (best per task)", "success_rate", "-", COLORS[0]),
+              ("members solved", "members_solved", "-", COLORS[1]), ("mean reward", "mean_reward", ":", COLORS[2])]
+    for name, key, style, color in series:
+        pts = [(g, r[key]) for g, r in zip(x, gens) if r[key] is not None]
+        if pts:
+            ax.plot(*zip(*pts), style, marker="o", color=color, label=name, linewidth=2)
+    if not gens:
+        _empty(ax, "no generation committed yet (or imported runs only)")
+    _generations(ax, x)
+    ax.set_ylabel("share / reward")
+    ax.set_title("Progress per generation", loc="left")
+    if ax.lines:
+        ax.legend(loc="lower right", fontsize=9)
+    return to_svg(fig)
+
+
+def operators(ops: list[Row]) -> str:
+    """Children, their success rate, mean gain over the best parent and USD per reward, per operator and generation."""
+    fig, axes = _figure(11, 6.4, 2, 2)
+    colors = _colors(r["operator"] for r in ops)
+    _bars(axes[0], ops, "children", colors, stacked=False)
+    _lines(axes[1], ops, "success_rate", colors)
+    _lines(axes[2], ops, "mean_gain", colors)
+    axes[2].axhline(0, color="#999", linewidth=0.8)
+    if any(r["usd_per_reward"] for r in ops):
+        _bars(axes[3], [r for r in ops if r["usd_per_reward"] is not None], "usd_per_reward", colors, stacked=False)
+    else:
+        _empty(axes[3], "no LLM spend")
+    for ax, title in zip(axes, ["children", "success rate of children", "mean reward gain over best parent",
+                                "USD per unit of reward gained"]):
+        ax.set_title(title, loc="left")
+        if ax is not axes[3] or any(r["usd_per_reward"] for r in ops):
+            _generations(ax, (r["generation"] for r in ops))
+    if colors:
+        axes[0].legend(fontsize=9)
+    else:
+        _empty(axes[0], "no finished work items in this store")
+    fig.suptitle("Operators", x=0.01, ha="left", fontweight="bold")
+    return to_svg(fig)
+
+
+def costs(cost: dict[str, Any]) -> str:
+    """Environment steps and seconds, dollars and tokens (direct, batch, cache reads) per generation."""
+    fig, axes = _figure(11, 6.4, 2, 2)
+    work, llm = cost["work"], cost["llm"]
+    colors = _colors([r["operator"] for r in work] + [r["operator"] for r in llm])
+    _bars(axes[0], work, "env_steps", colors, stacked=True)
+    _bars(axes[1], work, "seconds", colors, stacked=True)
+    titles = ["environment steps by operator", "work seconds by operator", "USD by operator",
+              "tokens: direct, batch, cache reads"]
+    if llm:
+        _bars(axes[2], _sum_by(llm, ("generation", "operator"), "cost_usd"), "cost_usd", colors, stacked=True)
+        kinds = {"direct": ("tokens", False), "batch": ("tokens", True), "cache reads": ("cache_read_tokens", None)}
+        tokens = [{"generation": r["generation"], "operator": name, "n": r[key]}
+                  for name, (key, batched) in kinds.items()
+                  for r in _sum_by([x for x in llm if batched is None or x["batched"] == batched], ("generation",), key)]
+        _bars(axes[3], tokens, "n", _colors(kinds), stacked=False)
+        axes[3].legend(fontsize=9)
+    else:
+        for ax in axes[2:]:
+            _empty(ax, "no LLM calls in this store")
+    for k, (ax, title) in enumerate(zip(axes, titles)):
+        ax.set_title(title, loc="left")
+        if (work if k < 2 else llm):
+            _generations(ax, (r["generation"] for r in work + llm))
+    if work:
+        axes[0].legend(fontsize=9)
+    else:
+        for ax in axes[:2]:
+            _empty(ax, "no finished work items in this store")
+    if llm:
+        axes[2].legend(fontsize=9)
+    fig.suptitle("Cost", x=0.01, ha="left", fontweight="bold")
+    return to_svg(fig)
+
+
+def _sum_by(data: list[Row], keys: tuple[str, ...], value: str) -> list[Row]:
+    out: dict[tuple[Any, ...], Row] = {}
+    for r in data:
+        k = tuple(r[x] for x in keys)
+        acc = out.setdefault(k, {**dict(zip(keys, k)), value: 0})
+        acc[value] += r[value] or 0
+    return list(out.values())
+
+
+def auc(scored: list[tuple[float, bool]]) -> float | None:
+    """Area under the ROC curve: the chance a solved trajectory outscores an unsolved one (ties count half)."""
+    n_pos = sum(1 for _, y in scored if y)
+    n_neg = len(scored) - n_pos
+    if not n_pos or not n_neg:
+        return None
+    ordered = sorted(s for s, _ in scored)
+    rank: dict[float, float] = {}
+    i = 0
+    while i < len(ordered):  # average rank of each distinct score (Mann-Whitney U)
+        j = i
+        while j < len(ordered) and ordered[j] == ordered[i]:
+            j += 1
+        rank[ordered[i]] = (i + j + 1) / 2
+        i = j
+    u = sum(rank[s] for s, y in scored if y) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)
+
+
+def calibration(scored: list[tuple[float, bool]], bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean score, share solved, count) per equal-width score bin."""
+    lo, hi = min(s for s, _ in scored), max(s for s, _ in scored)
+    width = (hi - lo) / bins or 1.0
+    groups: dict[int, list[tuple[float, bool]]] = {}
+    for s, y in scored:
+        groups.setdefault(min(int((s - lo) / width), bins - 1), []).append((s, y))
+    return [(sum(s for s, _ in g) / len(g), sum(y for _, y in g) / len(g), len(g)) for _, g in sorted(groups.items())]
+
+
+def reward_models(scored: list[Row]) -> str:
+    """Calibration and AUC of each reward model against the environment's verdict; scores computed vs reused."""
+    models = list(dict.fromkeys(r["model"] for r in scored))
+    has_reuse = any(r["reused"] is not None for r in scored)
+    fig, axes = _figure(11, 3.8, 1, 2 if has_reuse else 1)
+    colors = _colors(models)
+    for k, m in enumerate(models):
+        mine = [(float(r["score"]), bool(r["solved"])) for r in scored if r["model"] == m]
+        a = auc(mine)
+        pts = calibration(mine)
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colors[m],
+                     label=f"{_label(m)}: AUC {'n/a' if a is None else f'{a:.3f}'}, n={len(mine)}")
+        if has_reuse:
+            reused = sum(1 for r in scored if r["model"] == m and r["reused"])
+            w = 0.8 / len(models)
+            axes[1].bar([i - 0.4 + w * (k + 0.5) for i in (0, 1)], [len(mine) - reused, reused], w,
+                        color=colors[m], label=_label(m))
+    axes[0].set(title="calibration", xlabel="mean score in bin", ylabel="share solved", ylim=(-0.02, 1.02))
+    axes[0].legend(fontsize=9)
+    if has_reuse:
+        axes[1].set(title="scores computed vs reused", xticks=[0, 1], xticklabels=["computed", "reused"])
+    fig.suptitle("Reward models", x=0.01, ha="left", fontweight="bold")
+    return to_svg(fig)
+
+
+def search(per_gen: list[Row]) -> str:
+    """Candidates per searched step and the share of candidates that raised the process reward."""
+    fig, axes = _figure(11, 3.6, 1, 2)
+    x = [r["generation"] for r in per_gen]
+    axes[0].bar(x, [r["candidates_per_step"] or 0 for r in per_gen], color=COLORS[0])
+    pts = [(g, r["rising_share"]) for g, r in zip(x, per_gen) if r["rising_share"] is not None]
+    if pts:
+        axes[1].plot(*zip(*pts), marker="o", color=COLORS[1])
+    for ax, title in zip(axes, ["candidates per step", "rising share"]):
+        ax.set_title(title, loc="left")
+        _generations(ax, x)
+    fig.suptitle("Step-level search", x=0.01, ha="left", fontweight="bold")
+    return to_svg(fig)
