@@ -73,6 +73,8 @@ def rollout(
 
     def act(text: str, thought: str = "") -> None:
         nonlocal done
+        # the environment judges the text as the policy wrote it; the Step stores it storable
+        # (a lone surrogate becomes U+FFFD, see trajectory.storable)
         obs, reward, done, info = env.step(text)
         step = Step(len(steps), text, obs, float(reward), thought, bool(info.get("valid", True)))
         steps.append(step)

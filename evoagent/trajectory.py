@@ -8,9 +8,12 @@ twice is one trajectory.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,38 @@ class Task:
     schema: dict[str, list[str]] = field(default_factory=dict, compare=False, hash=False)
 
 
+def storable(text: str) -> str:
+    """``text`` as valid Unicode: an agent's or model's text can hold lone surrogates (e.g. from a
+    JSON ``\\ud800`` escape), which UTF-8 (DuckDB, Parquet, Arrow) cannot store; each becomes U+FFFD,
+    a well-formed surrogate pair the character it encodes."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 @dataclass(frozen=True)
 class Step:
-    """One action and what the environment answered."""
+    """One action and what the environment answered.
+
+    ``observation`` and ``reward`` are None for an imported action the recorder logged but never
+    executed (``blocked``). Texts are made storable here, the one place every step is built, so
+    nothing downstream (trajectory id, store, snapshot, export) meets an unencodable string; the
+    environment was given the original text.
+    """
 
     idx: int
     action: str
-    observation: str
-    reward: float
+    observation: str | None
+    reward: float | None
     thought: str = ""
     valid: bool = True
     process_reward: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("action", "observation", "thought"):
+            text = getattr(self, name)
+            if isinstance(text, str) and (clean := storable(text)) is not text:
+                object.__setattr__(self, name, clean)
 
 
 def trajectory_id(task_id: str, actions: list[str] | tuple[str, ...]) -> str:

@@ -1,15 +1,15 @@
 """Crash soak: SIGKILL a campaign at many points of its progress, resume each time, compare.
 
 Runs the campaign once uninterrupted, then again as separate `evoagent`
-processes killed with SIGKILL and resumed, until the campaign completes. Kill
-points are points of the campaign's own progress, never delays measured on
-this machine, so a seed gives the same soak on an idle or a loaded machine:
-most runs are killed a few commits (seen as changes of the store's
-write-ahead log) after the store first shows readers new work of that run,
-i.e. in planning, item execution and generation commits; every fourth or so
-during start-up, after its first one or two commits. Prints a table and
-checks that the final `population` equals the uninterrupted run's and that no
-work item was committed twice.
+processes killed with SIGKILL and resumed, until the campaign completes. A
+kill point is a number of commits, seen as changes of the store's write-ahead
+log (`PATH.wal`), never a delay measured on this machine, so a seed gives the
+same soak on an idle or a loaded machine: about one run in four is killed in
+start-up, the others a few commits past it (planning, item execution,
+generation commits), where start-up's commits are counted once, on a resume
+of the finished reference run. Prints a table and checks that the final
+`population` equals the uninterrupted run's, that no work item was committed
+twice and that no kill lost committed work.
 
     python experiments/crash_soak.py --kills 50 --generations 80
 """
@@ -86,22 +86,6 @@ def _state(store: Path) -> tuple[bool, int, int, str]:
         return True, last, progress, f"mid-generation {planned} ({done}/{total} items)"
 
 
-def _shown(store: Path) -> int:
-    """The progress a reader of the store sees now (while the writer runs: its snapshot)."""
-    from stores import open_store
-
-    try:
-        reader = open_store(store, read_only=True)
-    except Exception:  # noqa: BLE001 - no snapshot yet, or one being replaced: nothing shown
-        return -1
-    try:
-        return int(reader.scalar(_PROGRESS))
-    except Exception:  # noqa: BLE001
-        return -1
-    finally:
-        reader.close()
-
-
 def _population(store: Path) -> list[tuple]:
     from stores import DuckDBStore
 
@@ -120,13 +104,11 @@ def _stat(path: str | Path) -> tuple[int, int] | None:
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where to kill one run: ``commits`` changes of the write-ahead log after its start
-    (``startup``) or after the store first shows readers more progress than ``shown``;
-    then ``linger_s`` more, so that kills also land between commits."""
+    """Kill a run right after its ``commits``-th commit (counted from its start), ``linger_s``
+    later, so that kills also land between commits; ``startup``: meant to land in start-up."""
 
     commits: int
     startup: bool
-    shown: int = -1
     linger_s: float = 0.0
 
 
@@ -142,77 +124,93 @@ class SoakReport:
     progress: list[int] = field(default_factory=list)  # the journal's progress after each kill
 
 
-def kill_at(proc: subprocess.Popen, store: Path, point: KillPoint, *, poll_s: float = 0.002) -> bool:
-    """SIGKILL ``proc`` at ``point``; False if it exited first.
+def _watch_wal(proc: subprocess.Popen, store: Path, commits: int | None, *, poll_s: float = 0.002,
+               stall_s: float = 300.0) -> int:
+    """Count changes of the store's write-ahead log while ``proc`` runs, up to ``commits``.
 
     DuckDB appends every commit (and start-up's replay and checkpoint) to ``PATH.wal``; a
-    poll can merge two quick commits, and the kill then comes a commit later. The store
-    shows progress when the writer publishes its snapshot (``PATH.snapshot/``), which it
-    does at its first commit with new rows.
-    """
-    wal, snap = f"{store}.wal", f"{store}.snapshot"
-    seen_wal, seen_snap = _stat(wal), _stat(snap)
-    counting, changes = point.startup, 0
-    while proc.poll() is None:
-        now_wal, now_snap = _stat(wal), _stat(snap)
-        if now_snap != seen_snap:
-            seen_snap = now_snap
-            counting = counting or _shown(store) > point.shown
-        if now_wal != seen_wal:
-            seen_wal = now_wal
-            if counting:
-                changes += 1
-        if counting and changes >= point.commits:
-            time.sleep(point.linger_s)
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return True
-        time.sleep(poll_s)
-    return False
+    poll can merge two quick commits into one change (the kill then comes a commit later).
+    A run that neither commits nor exits for ``stall_s`` is a hang: an error, not a wait."""
+    wal = f"{store}.wal"
+    seen, changes, last = _stat(wal), 0, time.monotonic()
+    while proc.poll() is None and (commits is None or changes < commits):
+        now = _stat(wal)
+        if now != seen:
+            seen, changes, last = now, changes + 1, time.monotonic()
+        elif time.monotonic() - last > stall_s:
+            proc.kill()
+            raise RuntimeError(f"{proc.args[3:]} made no commit for {stall_s:.0f} s")
+        else:
+            time.sleep(poll_s)
+    return changes
+
+
+def kill_at(proc: subprocess.Popen, store: Path, point: KillPoint) -> bool:
+    """SIGKILL ``proc`` at ``point``; False if it exited first."""
+    if _watch_wal(proc, store, point.commits) < point.commits:
+        return False
+    time.sleep(point.linger_s)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def startup_commits(store: Path) -> int:
+    """The commits a resume makes before any work (and at exit): resume the finished ``store``."""
+    proc = subprocess.Popen(cli("resume", str(store)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=cli_env())
+    changes = _watch_wal(proc, store, None)
+    if proc.wait() != 0:
+        raise RuntimeError(f"resuming the finished {store} failed with {proc.returncode}")
+    return changes
 
 
 def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 10,
          seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02) -> SoakReport:
     """Run the soak in ``workdir``; see the module docstring.
 
-    A run killed after progress was shown has done at most ``max_commits`` + 1 commits of
-    work (a generation takes 3); fewer as the generations left approach the kills left, and
-    none (a start-up kill) at the end, so every one of the ``kills`` kills is delivered.
+    A run killed past start-up has done at most ``max_commits`` commits of work (a generation
+    takes at least 3); fewer as the generations left approach the kills left, and none (a
+    kill at its first or second commit) at the end, so every one of the ``kills`` kills is
+    delivered before the campaign can finish.
     """
     cfg = workdir / "soak.toml"
     cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
     subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
+    startup = startup_commits(ref)
     rng = random.Random(seed)
     t0 = time.monotonic()
     runs = 0
     report = SoakReport(0, 0, 0.0, False, 0)
     state = _state(crashed)
     while True:
-        started, last, progress, _ = state
+        started, last, _, _ = state
         n_kills = len(report.points)
         cmd = cli("resume", str(crashed)) if started else cli("run", str(cfg), "--store", str(crashed))
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+        err = workdir / f"run-{runs}.stderr"  # a file, not a pipe nobody reads while the run goes on
+        with err.open("wb") as err_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_file, env=cli_env())
         runs += 1
         if n_kills < kills:
             work = min(max_commits, 3 * (generations - last) // (kills - n_kills + 1) - 1)
             linger = rng.uniform(0, max_linger_s)
-            if work < 0 or rng.random() < 0.25:
+            if work < 0:
                 point = KillPoint(rng.randint(1, 2), startup=True, linger_s=linger)
+            elif rng.random() < 0.25:
+                point = KillPoint(rng.randint(1, max(1, startup - 1)), startup=True, linger_s=linger)
             else:
-                point = KillPoint(rng.randint(0, work), startup=False, shown=progress, linger_s=linger)
+                point = KillPoint(startup + rng.randint(0, work), startup=False, linger_s=linger)
             if kill_at(proc, crashed, point):
-                proc.communicate()  # close the pipe
                 state = _state(crashed)
                 report.points.append(point)
                 report.progress.append(state[2])
                 report.moments.append(state[3])
                 continue
-        err = proc.communicate()[1].decode()
-        if proc.returncode != 0:
-            raise RuntimeError(f"run {runs} failed with {proc.returncode}: {err[-2000:]}")
+        if proc.wait() != 0:
+            raise RuntimeError(f"run {runs} failed with {proc.returncode}: {err.read_text()[-2000:]}")
         break
     from stores import DuckDBStore
 
@@ -238,9 +236,9 @@ def main() -> None:
         r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed)
     print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15}")
     print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15}")
-    print(f"\nkill points: {sum(p.startup for p in r.points)} in start-up, "
-          f"{sum(not p.startup for p in r.points)} 0-{max((p.commits for p in r.points), default=0)} commits "
-          "after the store showed the run's first new work")
+    late = [p.commits for p in r.points if not p.startup]
+    print(f"\nkill points: {len(r.points) - len(late)} in start-up, {len(late)} past it "
+          f"(commits {min(late, default=0)}-{max(late, default=0)} of the run)")
     print("kill moments:")
     kinds: dict[str, int] = {}
     for m in r.moments:
@@ -248,7 +246,9 @@ def main() -> None:
         kinds[key] = kinds.get(key, 0) + 1
     for k, v in sorted(kinds.items()):
         print(f"  {v:>4}  {k}")
-    sys.exit(0 if r.identical and not r.double_commits and r.kills == args.kills else 1)
+    lost = any(b < a for a, b in zip(r.progress, r.progress[1:]))
+    print(f"committed work lost by a kill: {lost}")
+    sys.exit(0 if r.identical and not r.double_commits and r.kills == args.kills and not lost else 1)
 
 
 if __name__ == "__main__":

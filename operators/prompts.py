@@ -102,6 +102,9 @@ def render_steps(steps: Any, prefix: str = "", observation_chars: int = 300) -> 
     """Steps as numbered lines an LLM (or the fake server) can refer back to."""
     lines = []
     for s in steps:
+        if s.observation is None:  # an imported action the recorder never executed
+            lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> (never executed)")
+            continue
         obs = s.observation if len(s.observation) <= observation_chars else s.observation[:observation_chars] + "..."
         lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> {obs} (reward {s.reward:g})")
     return "\n".join(lines) if lines else "(no steps)"

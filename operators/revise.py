@@ -39,7 +39,8 @@ def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     if k < len(parent.steps):
         failed.add(parent.steps[k].action)
         wrong = parent.steps[k]
-        notes = f"step {k} went wrong: {wrong.action!r} gave {wrong.observation[:200]!r}"
+        gave = "nothing (never executed)" if wrong.observation is None else repr(wrong.observation[:200])
+        notes = f"step {k} went wrong: {wrong.action!r} gave {gave}"
     else:
         notes = "the episode ended without an answer"
     if ctx.advisor is not None:

@@ -1,7 +1,13 @@
-"""Shared fixtures: a small campaign on real InterCode-SQL tasks with the replay policy."""
+"""Shared fixtures: a small campaign on real InterCode-SQL tasks with the replay policy.
+
+Also ``--cpu-durations N``: the N tests that used the most CPU time. The 2 cores tests run
+on are often shared, which stretches wall times (``--durations``) but not CPU times.
+"""
 from __future__ import annotations
 
+import resource
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +40,35 @@ def campaign_file(tmp_path: Path) -> Path:
 
 sys.path.insert(0, str(ROOT / "experiments"))
 from crash_soak import cli, cli_env  # noqa: E402,F401 - one definition, shared with the soak script
+
+
+_CPU = pytest.StashKey[dict]()  # test id -> CPU seconds
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-durations", type=int, default=0, metavar="N",
+                     help="show the N tests that used the most CPU: this process's, and that of the "
+                          "subprocesses the test waited for (a process reaped later counts there)")
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    before = _cpu_seconds()
+    yield
+    item.config.stash.setdefault(_CPU, {})[item.nodeid] = _cpu_seconds() - before
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    n = config.getoption("cpu_durations")
+    times = config.stash.get(_CPU, {})
+    if not n or not times:
+        return
+    terminalreporter.write_sep("=", f"most CPU: {n} of {len(times)} tests, {sum(times.values()):.1f} s in all")
+    for nodeid, secs in sorted(times.items(), key=lambda kv: -kv[1])[:n]:
+        terminalreporter.write_line(f"{secs:7.2f}s cpu {nodeid}")
+

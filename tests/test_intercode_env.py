@@ -130,6 +130,49 @@ def test_misplaced_clause_is_syntax_error(env, tasks):
     assert "error in your SQL syntax" in env.step("SELECT Name FROM people GROUP BY Name WHERE Height > 1")[0]
 
 
+_TOP = "SELECT People_ID FROM poker_player ORDER BY Earnings DESC LIMIT 1"
+
+
+@pytest.mark.parametrize("action", [
+    f"SELECT Name FROM people WHERE People_ID IN ({_TOP})",
+    f"SELECT Name FROM people WHERE People_ID NOT IN ({_TOP});",
+    f"SELECT Name FROM people WHERE People_ID = ANY ({_TOP})",
+    f"SELECT Name FROM people WHERE People_ID = SOME ({_TOP})",
+    f"SELECT Name FROM people WHERE People_ID >= ALL ({_TOP})",
+    f"SELECT Name, People_ID IN ({_TOP}) FROM people",
+    f"SELECT Name FROM people WHERE People_ID IN ((SELECT People_ID FROM poker_player) LIMIT 2)",
+    f"SELECT Name FROM people WHERE People_ID IN (SELECT People_ID FROM poker_player UNION ({_TOP}))",
+    f"SELECT Name FROM people WHERE Height > (SELECT max(Height) FROM people WHERE People_ID IN ({_TOP}))",
+    f"SELECT n FROM (SELECT Name AS n FROM people WHERE People_ID IN ({_TOP})) AS q",
+    f"SELECT Name FROM no_such_table WHERE id IN ({_TOP})",  # MySQL refuses before it looks for tables
+])
+def test_mysql_refuses_limit_in_quantified_subquery(env, tasks, action):
+    env.reset(tasks["sql/0"])
+    obs, _, _, info = env.step(action)
+    assert obs == ERROR_PREFIX + "This version of MySQL doesn't yet support 'LIMIT & IN/ALL/ANY/SOME subquery'"
+    assert not info["valid"]
+
+
+@pytest.mark.parametrize("action", [
+    f"SELECT Name FROM people WHERE People_ID IN (SELECT * FROM ({_TOP}) AS t)",  # a derived table may
+    f"SELECT Name FROM people WHERE People_ID = ({_TOP})",
+    f"SELECT Name FROM people WHERE EXISTS ({_TOP}) AND People_ID IN (SELECT People_ID FROM poker_player "
+    "WHERE Earnings = (SELECT max(Earnings) FROM poker_player LIMIT 1)) LIMIT 1",
+])
+def test_mysql_allows_limit_outside_quantified_subquery(env, tasks, action):
+    env.reset(tasks["sql/0"])
+    assert env.step(action)[0] == "[('Maksim Botin',)]"
+
+
+def test_duckdb_dialect_keeps_limit_in_subquery(tasks):
+    e = InterCodeSQLEnv(timeout_s=1.0, dialect="duckdb")
+    try:
+        e.reset(tasks["sql/0"])
+        assert e.step(f"SELECT Name FROM people WHERE People_ID IN ({_TOP})")[0] == "[('Maksim Botin',)]"
+    finally:
+        e.close()
+
+
 def test_load_recorded_bundled(tasks):
     runs = icdata.bundled_runs()
     assert set(runs) == {"gpt-4", "gpt-3.5", "human"}

@@ -31,7 +31,9 @@ class ReplayPolicy:
         self._next: dict[str, dict[str, list[str]]] = {}
         self._pool: dict[str, list[str]] = {}
         for run in runs:
-            acts = [a for a in run.actions if a.strip()]
+            # only what the recorder executed: a logged but never-executed action (``blocked``: the
+            # provider gave no answer; no observation) is no action of the agent's to propose
+            acts = [s.action for s in run.steps if s.observation is not None and s.action.strip()]
             if not acts:
                 continue
             self._starts.setdefault(run.task_id, []).append(acts[0])

@@ -5,6 +5,8 @@ strings, ``LIMIT a, b``, MySQL functions, and the admin statements ``SHOW
 TABLES`` / ``DESCRIBE t`` / ``USE db``. Queries are translated with sqlglot
 (cached, since agents repeat themselves); the admin statements are recognised
 here and answered by the environment from the catalog, shaped like MySQL's.
+What MySQL refuses and DuckDB would run stays refused: a misplaced clause, a
+LIMIT in an IN/ALL/ANY/SOME subquery (``groupby`` does ONLY_FULL_GROUP_BY).
 """
 from __future__ import annotations
 
@@ -123,17 +125,48 @@ def clause_order_ok(sql: str) -> bool:
     return True
 
 
-def _translate(sql: str) -> str:
+LIMITED_SUBQUERY = "This version of MySQL doesn't yet support 'LIMIT & IN/ALL/ANY/SOME subquery'"
+
+
+def _has_limit(query: exp.Expression | None) -> bool:
+    """Whether a query expression carries a LIMIT of its own: on itself, through parentheses, or on
+    a part of its set operation; a LIMIT inside a derived table or a nested subquery is not its own."""
+    todo = [query]
+    while todo:
+        node = todo.pop()
+        if node is None:
+            continue
+        if node.args.get("limit") is not None:
+            return True
+        if isinstance(node, (exp.Subquery, exp.Paren)):
+            todo.append(node.this)
+        elif isinstance(node, exp.SetOperation):
+            todo += [node.this, node.expression]
+    return False
+
+
+def limit_in_quantified_subquery(tree: exp.Expression) -> bool:
+    """MySQL 8 refuses a LIMIT in the subquery of IN / NOT IN / ANY / SOME / ALL (error 1235), at
+    any depth and before it looks at tables or columns; DuckDB runs it, so the refusal is ours."""
+    for node in tree.find_all(exp.In, exp.Any, exp.All):
+        if _has_limit(node.args.get("query") if isinstance(node, exp.In) else node.this):
+            return True
+    return False
+
+
+def _translate(sql: str) -> Plan:
     if not clause_order_ok(sql):
-        return "SELECT * FROM __mysql_syntax_error__ WHERE"  # DuckDB reports a syntax error
+        return Plan("sql", "SELECT * FROM __mysql_syntax_error__ WHERE")  # DuckDB reports a syntax error
     try:
         trees = sqlglot.parse(sql, read="mysql")
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError):
-        return sql  # let DuckDB produce the syntax error
+        return Plan("sql", sql)  # let DuckDB produce the syntax error
     trees = [t for t in trees if t is not None]
     if len(trees) != 1:
-        return sql
-    return trees[0].sql(dialect="duckdb")
+        return Plan("sql", sql)
+    if limit_in_quantified_subquery(trees[0]):
+        return Plan("error", LIMITED_SUBQUERY)
+    return Plan("sql", trees[0].sql(dialect="duckdb"))
 
 
 NUMERIC_MACRO = (
@@ -204,6 +237,6 @@ def plan(action: str, dialect: str = "mysql") -> Plan:
     if dialect == "duckdb":
         return Plan("sql", sql)
     try:
-        return Plan("sql", _translate(sql))
+        return _translate(sql)
     except RecursionError:
         return Plan("error", "the statement is nested too deeply to be translated from MySQL")
