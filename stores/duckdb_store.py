@@ -10,7 +10,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import ItemResult, Store, StoreError, WorkItem

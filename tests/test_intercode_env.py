@@ -140,7 +140,7 @@ _TOP = "SELECT People_ID FROM poker_player ORDER BY Earnings DESC LIMIT 1"
     f"SELECT Name FROM people WHERE People_ID = SOME ({_TOP})",
     f"SELECT Name FROM people WHERE People_ID >= ALL ({_TOP})",
     f"SELECT Name, People_ID IN ({_TOP}) FROM people",
-    f"SELECT Name FROM people WHERE People_ID IN ((SELECT People_ID FROM poker_player) LIMIT 2)",
+    "SELECT Name FROM people WHERE People_ID IN ((SELECT People_ID FROM poker_player) LIMIT 2)",
     f"SELECT Name FROM people WHERE People_ID IN (SELECT People_ID FROM poker_player UNION ({_TOP}))",
     f"SELECT Name FROM people WHERE Height > (SELECT max(Height) FROM people WHERE People_ID IN ({_TOP}))",
     f"SELECT n FROM (SELECT Name AS n FROM people WHERE People_ID IN ({_TOP})) AS q",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from evoagent.llm.errors import LLMError, TransientError
+from evoagent.spawn import spawn_worker
 
 START_TIMEOUT_S = 60.0
 
@@ -42,19 +42,7 @@ class _Worker:
     """One worker process, its socket, and the calls waiting on it."""
 
     def __init__(self, factory: Callable[[], Any], threads: int):
-        parent, child = socket.socketpair()
-        try:
-            # Its own process group: Ctrl-C in a terminal goes to the campaign, which decides.
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "evoagent.llm.workers", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                process_group=0)
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        self.conn = Connection(parent.detach())
+        self.proc, self.conn = spawn_worker("evoagent.llm.workers")  # own process group: Ctrl-C is the campaign's
         self.send_lock = threading.Lock()
         self.pending: dict[int, list[Any]] = {}  # call id -> [done lock, result]
         self.pending_lock = threading.Lock()

@@ -34,7 +34,6 @@ import math
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from dataclasses import asdict
 from multiprocessing.connection import Connection
 
 from evoagent.envs.intercode_sql.executor import ERROR_PREFIX, INTERRUPTED, Executor, Limits
+from evoagent.spawn import spawn_worker
 
 DATA_LIMIT_BYTES = 1 << 30  # RLIMIT_DATA of a worker: its heap and anonymous mappings, DuckDB's included
 POOL_SIZE = max(2, min(4, os.cpu_count() or 1))
@@ -61,18 +61,7 @@ class _Worker:
     """One worker process and the parent's end of its socket."""
 
     def __init__(self, path: str, collation: str) -> None:
-        parent, child = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "evoagent.envs.intercode_sql.sandbox", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, process_group=0)
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        self.conn = Connection(parent.detach())
+        self.proc, self.conn = spawn_worker("evoagent.envs.intercode_sql.sandbox", quiet_stderr=True)
         try:
             self.conn.send_bytes(json.dumps({"path": path, "collation": collation,
                                              "data_limit": DATA_LIMIT_BYTES}).encode())
