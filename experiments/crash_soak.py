@@ -180,7 +180,7 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
     cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
     subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
-    startup = startup_commits(ref)
+    startup = max(2, startup_commits(ref))
     rng = random.Random(seed)
     t0 = time.monotonic()
     runs = 0
@@ -197,12 +197,13 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
         if n_kills < kills:
             work = min(max_commits, 3 * (generations - last) // (kills - n_kills + 1) - 1)
             linger = rng.uniform(0, max_linger_s)
+            first = startup if started else 2 * startup  # creating the store takes about as many again
             if work < 0:
                 point = KillPoint(rng.randint(1, 2), startup=True, linger_s=linger)
             elif rng.random() < 0.25:
-                point = KillPoint(rng.randint(1, max(1, startup - 1)), startup=True, linger_s=linger)
+                point = KillPoint(rng.randint(1, first - 1), startup=True, linger_s=linger)
             else:
-                point = KillPoint(startup + rng.randint(0, work), startup=False, linger_s=linger)
+                point = KillPoint(first + rng.randint(0, work), startup=False, linger_s=linger)
             if kill_at(proc, crashed, point):
                 state = _state(crashed)
                 report.points.append(point)

@@ -85,7 +85,8 @@ def test_sql_formats(recorded: Path, tmp_path: Path) -> None:
 
 def test_sql_answers_while_a_campaign_runs_and_ctrl_c_resumes(tmp_path: Path, campaign_file: Path) -> None:
     store = tmp_path / "live.duckdb"
-    proc = subprocess.Popen(cli("run", str(campaign_file), "--store", str(store), "--set", "budget.generations=40"),
+    # more generations than any machine finishes before the reader answers: the Ctrl-C ends it
+    proc = subprocess.Popen(cli("run", str(campaign_file), "--store", str(store), "--set", "budget.generations=100000"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(), text=True)
     try:
         deadline = time.monotonic() + 60

@@ -23,7 +23,6 @@ def test_kills_at_progress_points_then_resumes_give_the_uninterrupted_population
     assert report.double_commits == 0
     assert report.identical, report.moments
     assert report.progress == sorted(report.progress)  # no kill lost committed work
-    assert len(report.points) == 3 and report.progress[-1] > 0
 
 
 @pytest.mark.slow  # a soak: 20 kills and resumes; `pytest -m slow`
