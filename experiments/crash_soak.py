@@ -137,6 +137,7 @@ class SoakReport:
     seconds: float
     identical: bool
     double_commits: int
+    double_scores: int = 0  # reward rows whose (reward_source, id, step) key was written twice
     moments: list[str] = field(default_factory=list)  # where the campaign stood after each kill
     points: list[KillPoint] = field(default_factory=list)  # where each kill was aimed
     progress: list[int] = field(default_factory=list)  # the journal's progress after each kill
@@ -174,15 +175,16 @@ def kill_at(proc: subprocess.Popen, store: Path, point: KillPoint, *, poll_s: fl
 
 
 def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 10,
-         seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02) -> SoakReport:
+         seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02, extra: str = "") -> SoakReport:
     """Run the soak in ``workdir``; see the module docstring.
 
     A run killed after progress was shown has done at most ``max_commits`` + 1 commits of
     work (a generation takes 3); fewer as the generations left approach the kills left, and
     none (a start-up kill) at the end, so every one of the ``kills`` kills is delivered.
+    ``extra``: TOML lines put at the top of the campaign (e.g. ``search.reward = "mc"``).
     """
     cfg = workdir / "soak.toml"
-    cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
+    cfg.write_text(extra + "\n" + CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
     subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
     rng = random.Random(seed)
@@ -221,9 +223,11 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
                            "GROUP BY ALL HAVING count(*) > 1)")
         plans = s.scalar("SELECT count(*) FROM (SELECT generation, item_id FROM raw.work_plan "
                          "GROUP BY ALL HAVING count(*) > 1)")
+        scores = s.scalar("SELECT count(*) - count(DISTINCT (reward_source, traj_id, step_idx)) FROM rewards")
     report.kills, report.runs, report.seconds = len(report.points), runs, time.monotonic() - t0
     report.identical = _population(crashed) == _population(ref)
     report.double_commits = int(doubles) + int(plans)
+    report.double_scores = int(scores)
     return report
 
 
@@ -233,11 +237,18 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--generations", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mc", type=int, default=0, metavar="K",
+                    help="search and rank with Monte-Carlo step values from K rollouts (kills land in scoring too)")
     args = ap.parse_args()
+    extra = (f'search.reward = "mc"\nfitness.reward = "mc"\nfitness.aggregate = "mean"\n'
+             f'rewards.mc.k = {args.mc}' if args.mc else "")
     with tempfile.TemporaryDirectory() as tmp:
-        r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed)
-    print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15}")
-    print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15}")
+        r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed,
+                 extra=extra)
+    print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15} "
+          f"{'double scores':>14}")
+    print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15} "
+          f"{r.double_scores:>14}")
     print(f"\nkill points: {sum(p.startup for p in r.points)} in start-up, "
           f"{sum(not p.startup for p in r.points)} 0-{max((p.commits for p in r.points), default=0)} commits "
           "after the store showed the run's first new work")
@@ -248,7 +259,7 @@ def main() -> None:
         kinds[key] = kinds.get(key, 0) + 1
     for k, v in sorted(kinds.items()):
         print(f"  {v:>4}  {k}")
-    sys.exit(0 if r.identical and not r.double_commits and r.kills == args.kills else 1)
+    sys.exit(0 if r.identical and not r.double_commits and not r.double_scores and r.kills == args.kills else 1)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from evoagent import campaign, launch, progress
 from evoagent.cli import main
 from evoagent.llm import batch_mode
-from evoagent.llm.fake_intercode import intercode_responder
-from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.render import print_outcome
 from stores import DuckDBStore, SnapshotStore
 from tests.conftest import ROOT, SMALL
