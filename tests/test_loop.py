@@ -178,5 +178,5 @@ def test_runner_with_another_executor_gives_the_same_population(tmp_path: Path, 
         used: list[int] = []
         out = Runner(c, store, ctx, executor=lambda n: used.append(n) or Inline()).run()
     ctx.close()
-    assert out.status == "completed" and used == [c.get("concurrency")] * 4
+    assert out.status == "completed" and len(used) >= 4 and set(used) == {c.get("concurrency")}
     assert populations(tmp_path / "inline.duckdb") == populations(tmp_path / "threads.duckdb")
