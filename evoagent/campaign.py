@@ -1,6 +1,8 @@
 """Campaign files: TOML in, a validated frozen ``Campaign`` out, before any work.
 
-Every key has a type, a default and a check in ``SPEC``; an unknown, misspelt,
+Every key has a type, a default and a check (``spec()``: the base keys below
+plus those each registered operator, strategy and reward model declares in
+``evoagent.registry``); an unknown, misspelt,
 mistyped or out-of-range key fails with one line that names it. ``--set
 a.b=value`` overrides any key (the value is read as TOML, else as a string).
 """
@@ -23,6 +25,7 @@ HARDNESS = ("easy", "medium", "hard", "extra")
 SELECTIONS = ("tournament", "best", "nsga2")
 REPLACEMENTS = ("plus", "comma")
 OBJECTIVES = ("reward", "steps", "cost")
+AGGREGATES = ("last", "min", "mean")
 
 
 REQUIRED = object()  # a default that must be replaced by the file or --set
@@ -37,8 +40,9 @@ SECONDS = 3600.0  # the longest wait any single timeout or poll may ask for
 MAX_ITEMS_PER_GENERATION = 200_000  # tasks x max(mu, lambda): planned, held and journaled at once
 
 
-# path -> (type(s), default, check or None, what the check means)
-SPEC: dict[str, tuple[Any, Any, Any, str]] = {
+# path -> (type(s), default, check or None, what the check means); the keys of
+# operators, strategies and reward models come from evoagent.registry (see spec()).
+BASE: dict[str, tuple[Any, Any, Any, str]] = {
     "name": (str, REQUIRED, bool, "a non-empty name"),
     "seed": (int, 0, lambda x: -(2**63) <= x < 2**63, "a 64-bit integer"),
     "mu": (int, REQUIRED, _upto(10_000), "within 1..10000"),
@@ -74,11 +78,12 @@ SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "policy.timeout_s": ((int, float), 60.0, _upto(SECONDS, 0, open_low=True), "> 0 and <= 3600"),
     "policy.observation_chars": (int, 2000, _upto(10**6), "within 1..1000000"),
     "operators.llm": (bool, True, None, ""),
-    "operators.sample.rate": ((int, float), 0.1, _upto(10**6, 0), "within 0..1000000"),
-    "operators.revise.rate": ((int, float), 0.4, _upto(10**6, 0), "within 0..1000000"),
-    "operators.recombine.rate": ((int, float), 0.3, _upto(10**6, 0), "within 0..1000000"),
-    "operators.recombine.n_parents": (int, 2, _upto(100, 2), "within 2..100"),
-    "operators.refine.rate": ((int, float), 0.2, _upto(10**6, 0), "within 0..1000000"),
+    "strategy.kind": (str, "evolution", bool, "a strategy name"),
+    "search.reward": (str, "oracle", bool, "a reward model name"),
+    "fitness.reward": (str, "env", bool, "env or a reward model name"),
+    "fitness.aggregate": (str, "last", lambda x: x in AGGREGATES, f"one of {AGGREGATES}"),
+    "rewards.batch_size": (int, 64, _upto(100_000), "within 1..100000"),
+    "rewards.batch_wait_ms": ((int, float), 5.0, _upto(SECONDS * 1000, 0), "within 0..3600000"),
     "selection.kind": (str, "tournament", lambda x: x in SELECTIONS, f"one of {SELECTIONS}"),
     "selection.tournsize": (int, 3, _upto(1000, 2), "within 2..1000"),
     "selection.objectives": (list, ["reward", "steps"],
@@ -93,9 +98,22 @@ SPEC: dict[str, tuple[Any, Any, Any, str]] = {
     "budget.usd": ((int, float), 0, _upto(10**9, 0), "within 0..10^9 (0 = no limit)"),
     "budget.tokens": (int, 0, _upto(10**15, 0), "within 0..10^15 (0 = no limit)"),
 }
-_SECTIONS = {p.rsplit(".", 1)[0] for p in SPEC if "." in p} | {
-    p.rsplit(".", 2)[0] for p in SPEC if p.count(".") == 2
-}
+
+
+def spec() -> dict[str, tuple[Any, Any, Any, str]]:
+    """Every valid key: the base keys plus each registered part's own."""
+    from evoagent import registry
+
+    out = dict(BASE)
+    for path, key in registry.campaign_keys():
+        out[path] = (key.types, key.default, key.check, key.meaning)
+    return out
+
+
+def _sections(paths: dict[str, Any]) -> set[str]:
+    return {p.rsplit(".", 1)[0] for p in paths if "." in p} | {
+        p.rsplit(".", 2)[0] for p in paths if p.count(".") == 2
+    }
 
 
 @dataclass(frozen=True)
@@ -109,8 +127,10 @@ class Campaign:
         return self.values[path]
 
     def operator_rates(self) -> dict[str, float]:
-        return {op: float(self.values[f"operators.{op}.rate"])
-                for op in ("sample", "revise", "recombine", "refine")}
+        """Each registered operator's rate (0 for one registered after this campaign was built)."""
+        from evoagent import registry
+
+        return {op: float(self.values.get(f"operators.{op}.rate", 0.0)) for op in registry.parts("operator")}
 
     def to_json(self) -> str:
         return json.dumps(self.values, sort_keys=True)
@@ -120,29 +140,30 @@ class Campaign:
         return cls(json.loads(text), source="store")
 
 
-def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(doc: dict[str, Any], keys: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
+    sections = _sections(keys)
     for key, val in doc.items():
         path = f"{prefix}{key}"
-        if isinstance(val, dict) and (path in _SECTIONS or path not in SPEC):
-            if path not in _SECTIONS:
-                _unknown(path)
-            out.update(_flatten(val, path + "."))
+        if isinstance(val, dict) and (path in sections or path not in keys):
+            if path not in sections:
+                _unknown(path, keys)
+            out.update(_flatten(val, keys, path + "."))
         else:
             out[path] = val
     return out
 
 
-def _unknown(path: str) -> None:
-    near = difflib.get_close_matches(path, list(SPEC) + sorted(_SECTIONS), n=1)
+def _unknown(path: str, keys: dict[str, Any]) -> None:
+    near = difflib.get_close_matches(path, list(keys) + sorted(_sections(keys)), n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     raise UserError(f"unknown key {path!r}{hint}")
 
 
-def _check(path: str, val: Any) -> Any:
-    if path not in SPEC:
-        _unknown(path)
-    types, _, check, meaning = SPEC[path]
+def _check(path: str, val: Any, keys: dict[str, Any]) -> Any:
+    if path not in keys:
+        _unknown(path, keys)
+    types, _, check, meaning = keys[path]
     allowed = types if isinstance(types, tuple) else (types,)
     ok_type = isinstance(val, allowed) and not (isinstance(val, bool) and bool not in allowed)
     if not ok_type:
@@ -196,14 +217,15 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
     Each error names where the wrong value came from: ``source`` (the campaign
     file) or ``--set``, so a typo on the command line is not blamed on the file.
     """
-    values = {p: spec[1] if spec[1] is REQUIRED else copy.deepcopy(spec[1]) for p, spec in SPEC.items()}
+    keys = spec()
+    values = {p: k[1] if k[1] is REQUIRED else copy.deepcopy(k[1]) for p, k in keys.items()}
     from_set: set[str] = set()
 
     def blame(*paths: str) -> str:
         return "--set" if from_set.intersection(paths) else source
 
     with _blamed(source):
-        given = _flatten(doc)
+        given = _flatten(doc, keys)
     for text in overrides:
         with _blamed("--set"):
             path, value = parse_override(text)
@@ -211,7 +233,7 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
         from_set.add(path)
     for path, val in given.items():
         with _blamed(blame(path)):
-            values[path] = _check(path, val)
+            values[path] = _check(path, val, keys)
     for key in PATH_KEYS:
         with _blamed(blame(key)):
             values[key] = _resolve_path(key, values[key], Path.cwd() if key in from_set else _home(source))
@@ -230,7 +252,16 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
         if values["policy.kind"] not in POLICIES:
             raise UserError(f"key 'policy.kind': unknown policy {values['policy.kind']!r} "
                             f"(have {', '.join(POLICIES)})")
-    rates = [f"operators.{o}.rate" for o in ("sample", "revise", "recombine", "refine")]
+    from evoagent import registry
+
+    names = {kind: list(registry.parts(kind)) for kind in ("operator", "strategy", "reward")}
+    for path, kind, extra in (("strategy.kind", "strategy", []), ("search.reward", "reward", []),
+                              ("fitness.reward", "reward", ["env"])):
+        with _blamed(blame(path)):
+            if values[path] not in names[kind] + extra:
+                raise UserError(f"key {path!r}: unknown {kind} {values[path]!r} "
+                                f"(have {', '.join(extra + names[kind])})")
+    rates = [f"operators.{o}.rate" for o in names["operator"]]
     with _blamed(blame(*rates)):
         if sum(float(values[r]) for r in rates) <= 0:
             raise UserError("key 'operators': at least one operator needs a rate > 0")

@@ -1,21 +1,23 @@
 """DEAP's side of the loop: fitness, parent selection, replacement, statistics.
 
-Selection and bookkeeping are DEAP's own (``selTournament``, ``selBest``,
-``selNSGA2``, ``Statistics``, ``Logbook``, ``HallOfFame``). DEAP's selection
-draws from the global ``random`` module, so every call here first seeds it
-from an explicit per-(generation, task) seed: results never depend on what ran
-before or on thread timing. Planning is single-threaded, so this is safe.
+Selection and bookkeeping are DEAP's (``selBest``, ``selNSGA2``,
+``Statistics``, ``Logbook``, ``HallOfFame``). DEAP's ``selTournament`` draws
+from the global ``random`` module, which any other thread (a reward-model
+client, a policy) may also draw from; so the tournament is rewritten here in
+a few lines over the work item's own ``random.Random``, drawing exactly as
+DEAP's does from a generator in the same state.
 """
 from __future__ import annotations
 
 import hashlib
 import random
 from collections.abc import Sequence
+from operator import attrgetter
 
 import numpy as np
 from deap import base, tools
 
-from evoagent.trajectory import Trajectory
+from evoagent.trajectory import Summary
 
 
 def derive_seed(*parts: object) -> int:
@@ -41,13 +43,13 @@ WEIGHTS = {"reward": 1.0, "steps": -1.0, "cost": -1.0}
 
 
 class Member:
-    """A population member: a trajectory with its DEAP fitness."""
+    """A population member: a trajectory's summary (no steps) with its DEAP fitness."""
 
     __slots__ = ("traj", "fitness")
 
-    def __init__(self, traj: Trajectory, objectives: Sequence[str]):
+    def __init__(self, traj: Summary, objectives: Sequence[str]):
         self.traj = traj
-        values = {"reward": traj.outcome_reward, "steps": float(traj.n_steps), "cost": traj.cost_usd}
+        values = {"reward": traj.fitness, "steps": float(traj.n_steps), "cost": traj.cost_usd}
         self.fitness = ObjectiveFitness(tuple(WEIGHTS[o] for o in objectives),
                                         tuple(values[o] for o in objectives))
 
@@ -71,22 +73,29 @@ def ranked(members: Sequence[Member]) -> list[Member]:
     return sorted(members, key=lambda m: (tuple(-w for w in m.fitness.wvalues), m.traj_id))
 
 
-def select_parents(members: Sequence[Member], k: int, kind: str, tournsize: int, seed: int) -> list[Member]:
+def tournament(pool: Sequence[Member], k: int, tournsize: int, rng: random.Random) -> list[Member]:
+    """DEAP's ``selTournament`` drawing from ``rng``: k times, the fittest of ``tournsize`` random picks."""
+    return [max((rng.choice(pool) for _ in range(tournsize)), key=attrgetter("fitness")) for _ in range(k)]
+
+
+def select_parents(members: Sequence[Member], k: int, kind: str, tournsize: int,
+                   rng: random.Random) -> list[Member]:
     """Pick ``k`` parents (with repetition) by the campaign's selection."""
     if not members:
         return []
-    random.seed(seed)
     pool = ranked(members)
     if kind == "best":
         return [pool[i % len(pool)] for i in range(k)]
     # NSGA-II ranks survivors in replacement; parents come by tournament on the same fitness.
-    return tools.selTournament(pool, k, tournsize)
+    return tournament(pool, k, tournsize, rng)
 
 
 def replace(parents: Sequence[Member], offspring: Sequence[Member], *, mu: int, kind: str,
-            elitism: int, selection: str, seed: int) -> list[Member]:
-    """Survivors of a generation, best first: (mu + lambda) or (mu, lambda) with elitism."""
-    random.seed(seed)
+            elitism: int, selection: str) -> list[Member]:
+    """Survivors of a generation, best first: (mu + lambda) or (mu, lambda) with elitism.
+
+    Deterministic: ``selBest`` and ``selNSGA2`` draw nothing at random.
+    """
     seen: set[str] = set()
 
     def unique(ms: Sequence[Member]) -> list[Member]:

@@ -20,8 +20,9 @@ from evoagent import campaign as campaign_mod
 from evoagent.campaign import Campaign
 from evoagent.envs import make_env
 from evoagent.errors import UserError
-from evoagent.loop import Engine, Outcome
+from evoagent.loop import Outcome, Runner
 from evoagent.policies import make_policy
+from evoagent.rewards import build_signals
 from evoagent.rollout import Context
 from evoagent.trajectory import Task
 from stores import DuckDBStore, Store
@@ -32,7 +33,7 @@ Progress = Callable[[dict[str, Any]], None]  # the CLI's printer: stages, items,
 # Keys that may change on resume: they change how the work runs, never its results.
 RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
              "policy.processes", "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s",
-             "policy.timeout_s")
+             "policy.timeout_s", "rewards.batch_size", "rewards.batch_wait_ms", "rewards.mc.threads")
 
 
 def database(c: Campaign) -> Path | None:
@@ -145,7 +146,8 @@ def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) ->
     kind, dialect, timeout, db = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s"), database(c)
     return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
                    make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout, database=db),
-                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers)
+                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers,
+                   settings=dict(c.values))
 
 
 def check_scale(c: Campaign, n_tasks: int) -> None:
@@ -200,13 +202,14 @@ def upper_bound(ctx: Context, concurrency: int, note: Progress | None = None,
 
 
 def _engine(c: Campaign, ctx: Context, store: Store, on_progress: Progress | None,
-            stop: threading.Event | None) -> Engine:
+            stop: threading.Event | None) -> Runner:
     if store.get_meta("upper_bound") is None:
         bound = upper_bound(ctx, c.get("concurrency"), on_progress, stop)
         if bound is not None:
             store.put_meta("upper_bound", json.dumps(bound))
+    ctx.search, ctx.fitness = build_signals(c, ctx, store)
     _stage(on_progress, "planning and running the generations")
-    return Engine(c, store, ctx, on_progress=on_progress, stop=stop)
+    return Runner(c, store, ctx, on_progress=on_progress, stop=stop)
 
 
 def _prepare(c: Campaign, note: Progress | None) -> list[Task]:

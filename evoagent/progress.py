@@ -1,4 +1,4 @@
-"""What a running campaign shows on stderr, fed by ``launch``/``Engine`` progress events.
+"""What a running campaign shows on stderr, fed by ``launch``/``Runner`` progress events.
 
 Events (dicts): ``stage`` (a start-up step, optionally with ``done``/``total``),
 ``note`` (a warning), ``items`` (a group commit inside a generation, with the

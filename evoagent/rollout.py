@@ -12,10 +12,16 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evoagent.policies.base import SUBMIT, Guidance, Policy, masked
 from evoagent.trajectory import Step, Task, Trajectory
+
+if TYPE_CHECKING:
+    from evoagent.envs.base import Env
+    from evoagent.llm.advisor import Advisor
+    from evoagent.llm.client import Budget
+    from evoagent.rewards.signal import Signal
 
 
 @dataclass
@@ -24,11 +30,14 @@ class Context:
 
     tasks: dict[str, Task]
     policy: Policy
-    make_env: Callable[[], Any]
+    make_env: Callable[[], Env]
     max_steps: int = 10
-    advisor: Any = None  # operators.advisor.Advisor when the policy is an LLM
-    budget: Any = None  # evoagent.llm.client.Budget shared by every LLM call of the campaign
+    advisor: Advisor | None = None  # the LLM side of the operators, when the policy is an LLM
+    budget: Budget | None = None  # shared by every LLM call of the campaign
     closers: list[Callable[[], None]] = field(default_factory=list)  # release LLM clients, threads
+    settings: dict[str, Any] = field(default_factory=dict)  # the campaign's validated keys, by path
+    search: Signal | None = None  # search.reward: every step-level decision of the operators
+    fitness: Signal | None = None  # fitness.reward, when not the outcome against gold (None)
 
     def close(self) -> None:
         for close in self.closers:
@@ -36,12 +45,16 @@ class Context:
         self.closers.clear()
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
-    def env(self) -> Any:
+    def env(self) -> Env:
         """This thread's environment (environments hold a cursor; never share one)."""
         env = getattr(self._local, "env", None)
         if env is None:
             env = self._local.env = self.make_env()
         return env
+
+    def view(self, traj: Trajectory) -> Trajectory:
+        """``traj`` as operators decide on it: rewarded by the search signal (the oracle without one)."""
+        return traj if self.search is None else self.search.view(traj)
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,24 @@ class Trajectory:
     @property
     def solved(self) -> bool:
         return self.outcome_reward >= 1.0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A trajectory without its steps: what selection needs, so rounds hold no step text.
+
+    ``fitness`` is the reward objective of selection (the outcome against gold,
+    or a reward model's trajectory score); ``outcome_reward`` is always gold's,
+    for reporting.
+    """
+
+    traj_id: str
+    task_id: str
+    outcome_reward: float
+    n_steps: int
+    cost_usd: float
+    fitness: float
+
+    @property
+    def solved(self) -> bool:
+        return self.outcome_reward >= 1.0

@@ -7,7 +7,12 @@ action, submit), at the same concurrency. The ratio is what planning,
 selection, policies, the journal commits and snapshots cost on top of the
 environment itself. Goal: <= 1.15x.
 
+With ``--rss`` it instead runs one campaign and prints the process's resident
+memory after each committed generation: the runner keeps only the current
+round's parents, so it should stay flat while the archive grows.
+
     python experiments/bench_engine.py --tasks 200 --generations 4
+    python experiments/bench_engine.py --rss --tasks 1034 --generations 20
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evoagent import campaign, launch  # noqa: E402
-from evoagent.loop import Engine  # noqa: E402
+from evoagent.loop import Runner  # noqa: E402
+from evoagent.rewards import build_signals  # noqa: E402
 from stores import DuckDBStore  # noqa: E402
 
 TOML = Path(__file__).with_name("intercode_sql.toml")
@@ -64,10 +70,46 @@ def campaign_run(tasks: int, generations: int, concurrency: int, workdir: Path,
         inner = ctx.make_env
         ctx.make_env = lambda: Recording(inner(), log)
         ctx._local.__dict__.clear()
+        ctx.search, ctx.fitness = build_signals(c, ctx, store)
         t0 = time.perf_counter()
-        out = Engine(c, store, ctx).run()
+        out = Runner(c, store, ctx).run()
         seconds = time.perf_counter() - t0
     return seconds, log, out.env_steps
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (not the peak), from /proc."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path) -> None:
+    """One campaign; RSS and stored trajectories after each committed generation."""
+    c = campaign.load(TOML, [f"tasks.sample={tasks}", f"budget.generations={generations}",
+                             f"concurrency={concurrency}"])
+    chosen = launch.select_tasks(c)
+    ctx = launch.build_context(c, chosen)
+    print(f"{'gen':>4} {'rss MB':>8} {'duckdb MB':>10} {'trajectories':>13} {'steps':>9} {'seconds':>8}")
+    with DuckDBStore(workdir / "rss.duckdb") as store:
+        store.put_meta("campaign", c.to_json())
+        store.add_tasks(chosen)
+        store.put_meta("upper_bound", "{}")
+        ctx.search, ctx.fitness = build_signals(c, ctx, store)
+        seen: set[int] = set()
+        t0 = time.perf_counter()
+
+        def progress(info: dict[str, Any]) -> None:
+            last = store.last_committed_generation()
+            if last is not None and last not in seen:
+                seen.add(last)
+                n = store.scalar("SELECT count(*) FROM trajectories")
+                k = store.scalar("SELECT count(*) FROM steps")
+                db = store.scalar("SELECT sum(memory_usage_bytes) FROM duckdb_memory()") / 2**20
+                print(f"{last:>4} {rss_mb():>8.0f} {db:>10.0f} {n:>13,} {k:>9,} {time.perf_counter() - t0:>8.0f}",
+                      flush=True)
+
+        Runner(c, store, ctx, on_progress=progress).run()
+        progress({})
 
 
 def direct_run(log: list[list[Any]], concurrency: int) -> float:
@@ -95,7 +137,12 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--rss", action="store_true", help="print resident memory per generation instead")
     args = ap.parse_args()
+    if args.rss:
+        with tempfile.TemporaryDirectory() as tmp:
+            rss_run(args.tasks, args.generations, args.concurrency[0], Path(tmp))
+        return
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
           f"{__import__('os').cpu_count()} cores")
     print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'campaign s':>11} {'direct s':>9} {'ratio':>6}")

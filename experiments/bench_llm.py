@@ -6,7 +6,7 @@ committed to the store (one ``status='ok'`` row in ``raw.llm_calls`` per
 completed call).
 
 The fake server runs as a separate process (``python -m
-evoagent.llm.fake_server``) so its CPU does not share our interpreter's GIL.
+evoagent.testing.fake_server``) so its CPU does not share our interpreter's GIL.
 Each caller thread loops ``LLMClient.complete`` with a distinct nonce, so every
 call misses the ledger and goes to the server. Calls completing inside the
 measuring window (after a warm-up) are counted; afterwards the rows committed
@@ -59,7 +59,7 @@ def free_port() -> int:
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evoagent.llm.fake_server", "--port", str(port), "--latency", str(latency)],
+        [sys.executable, "-m", "evoagent.testing.fake_server", "--port", str(port), "--latency", str(latency)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

@@ -119,6 +119,7 @@ class SoakReport:
     seconds: float
     identical: bool
     double_commits: int
+    double_scores: int = 0  # reward rows whose (reward_source, id, step) key was written twice
     moments: list[str] = field(default_factory=list)  # where the campaign stood after each kill
     points: list[KillPoint] = field(default_factory=list)  # where each kill was aimed
     progress: list[int] = field(default_factory=list)  # the journal's progress after each kill
@@ -168,16 +169,17 @@ def startup_commits(store: Path) -> int:
 
 
 def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 10,
-         seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02) -> SoakReport:
+         seed: int = 0, max_commits: int = 6, max_linger_s: float = 0.02, extra: str = "") -> SoakReport:
     """Run the soak in ``workdir``; see the module docstring.
 
     A run killed past start-up has done at most ``max_commits`` commits of work (a generation
     takes at least 3); fewer as the generations left approach the kills left, and none (a
     kill at its first or second commit) at the end, so every one of the ``kills`` kills is
     delivered before the campaign can finish.
+    ``extra``: TOML lines put at the top of the campaign (e.g. ``search.reward = "mc"``).
     """
     cfg = workdir / "soak.toml"
-    cfg.write_text(CAMPAIGN.format(tasks=tasks, generations=generations))
+    cfg.write_text(extra + "\n" + CAMPAIGN.format(tasks=tasks, generations=generations))
     ref, crashed = workdir / "reference.duckdb", workdir / "crashed.duckdb"
     subprocess.run(cli("run", str(cfg), "--store", str(ref)), check=True, capture_output=True, env=cli_env())
     startup = max(2, startup_commits(ref))
@@ -220,9 +222,11 @@ def soak(workdir: Path, *, kills: int = 20, tasks: int = 10, generations: int = 
                            "GROUP BY ALL HAVING count(*) > 1)")
         plans = s.scalar("SELECT count(*) FROM (SELECT generation, item_id FROM raw.work_plan "
                          "GROUP BY ALL HAVING count(*) > 1)")
+        scores = s.scalar("SELECT count(*) - count(DISTINCT (reward_source, traj_id, step_idx)) FROM rewards")
     report.kills, report.runs, report.seconds = len(report.points), runs, time.monotonic() - t0
     report.identical = _population(crashed) == _population(ref)
     report.double_commits = int(doubles) + int(plans)
+    report.double_scores = int(scores)
     return report
 
 
@@ -232,11 +236,16 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--generations", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mc", type=int, default=0, metavar="K",
+                    help="search and rank with Monte-Carlo step values from K rollouts (kills land in scoring too)")
     args = ap.parse_args()
+    extra = (f'search.reward = "mc"\nfitness.reward = "mc"\nfitness.aggregate = "mean"\n'
+             f'rewards.mc.k = {args.mc}' if args.mc else "")
     with tempfile.TemporaryDirectory() as tmp:
-        r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed)
-    print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15}")
-    print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15}")
+        r = soak(Path(tmp), kills=args.kills, tasks=args.tasks, generations=args.generations, seed=args.seed,
+                 extra=extra)
+    print(f"{'kills':>8} {'runs':>6} {'seconds':>8} {'identical population':>21} {'double commits':>15} {'double scores':>14}")
+    print(f"{r.kills:>8} {r.runs:>6} {r.seconds:>8.1f} {str(r.identical):>21} {r.double_commits:>15} {r.double_scores:>14}")
     late = [p.commits for p in r.points if not p.startup]
     print(f"\nkill points: {len(r.points) - len(late)} in start-up, {len(late)} past it "
           f"(commits {min(late, default=0)}-{max(late, default=0)} of the run)")
@@ -249,7 +258,7 @@ def main() -> None:
         print(f"  {v:>4}  {k}")
     lost = any(b < a for a, b in zip(r.progress, r.progress[1:]))
     print(f"committed work lost by a kill: {lost}")
-    sys.exit(0 if r.identical and not r.double_commits and r.kills == args.kills and not lost else 1)
+    sys.exit(0 if r.identical and not r.double_commits and not r.double_scores and r.kills == args.kills and not lost else 1)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,30 @@
-"""Variation operators, registered by name in a DEAP ``Toolbox``.
+"""Variation operators; each module declares its operator once in ``evoagent.registry``.
 
-One signature per kind, each returning a :class:`evoagent.rollout.Rollout`:
-``sample(task, rng, ctx)``, ``revise(parent, rng, ctx)``,
-``recombine(parents, rng, ctx)``, ``refine(parent, rng, ctx)``.
+One signature per arity, each returning a :class:`evoagent.rollout.Rollout`:
+``sample(task, rng, ctx)`` (arity 0), ``revise(parent, rng, ctx)`` and
+``refine(parent, rng, ctx)`` (arity 1), ``recombine(parents, rng, ctx)``
+(two or more parents).
 """
 from __future__ import annotations
 
 from deap import base
 
-from operators.recombine import recombine
-from operators.refine import refine
-from operators.revise import revise
-from operators.sample import sample
-
-OPERATORS = {"sample": sample, "revise": revise, "recombine": recombine, "refine": refine}
-# How many parents each operator takes (0: none, None: two or more).
-ARITY = {"sample": 0, "revise": 1, "recombine": None, "refine": 1}
+# Registration order is the order in which the evolution strategy draws operators by rate:
+# keep it (sample, revise, recombine, refine) or every seeded campaign changes.
+from operators.sample import sample  # isort: skip
+from operators.revise import revise  # isort: skip
+from operators.recombine import recombine  # isort: skip
+from operators.refine import refine  # isort: skip
 
 
 def toolbox() -> base.Toolbox:
-    """A DEAP toolbox with every operator registered under its name."""
+    """A DEAP toolbox with every registered operator under its name."""
+    from evoagent import registry
+
     tb = base.Toolbox()
-    for name, fn in OPERATORS.items():
-        tb.register(name, fn)
+    for name, part in registry.parts("operator").items():
+        tb.register(name, part.fn)
     return tb
 
 
-__all__ = ["ARITY", "OPERATORS", "recombine", "refine", "revise", "sample", "toolbox"]
+__all__ = ["recombine", "refine", "revise", "sample", "toolbox"]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from evoagent.errors import UserError
 from evoagent.policies.base import Guidance
+from evoagent.registry import Key, Part, rate, register
 from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Step, Trajectory
 
@@ -32,6 +33,7 @@ def recombine(parents: Sequence[Trajectory], rng: random.Random, ctx: Context) -
     if len(parents) < 2 or len({p.task_id for p in parents}) != 1:
         raise UserError("recombine needs two or more parents of the same task")
     task = ctx.tasks[parents[0].task_id]
+    parents = [ctx.view(p) for p in parents]
     plan = ctx.advisor.combine(task, parents, rng) if ctx.advisor is not None else None
     if plan:  # the model's plan, executed; the policy goes on from there
         return rollout(ctx, task, rng, prefix=plan[: ctx.max_steps],
@@ -55,3 +57,9 @@ def recombine(parents: Sequence[Trajectory], rng: random.Random, ctx: Context) -
                         notes="context from one parent, answer from another")
     return rollout(ctx, task, rng, prefix=prefix[: ctx.max_steps], guidance=guidance,
                    operator="recombine")
+
+
+register(Part("operator", "recombine", recombine, {
+    "rate": rate(0.3),
+    "n_parents": Key(int, 2, lambda x: 2 <= x <= 100, "within 2..100"),
+}, arity=None, fallback="revise", doc="SE-Agent recombination: context from one parent, answer from another"))

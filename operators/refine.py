@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from evoagent.registry import Part, rate, register
 from evoagent.rollout import Context, Rollout, execute
 from evoagent.trajectory import Trajectory
 
@@ -18,6 +19,7 @@ __all__ = ["refine"]
 def refine(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     """The shortest verified clean-up of ``parent`` (or the parent re-executed)."""
     task = ctx.tasks[parent.task_id]
+    parent = ctx.view(parent)
     steps = parent.steps
     best = max((s.reward for s in steps if s.valid), default=0.0)
     peak = next((i for i, s in enumerate(steps) if s.valid and s.reward == best), len(steps) - 1)
@@ -34,7 +36,11 @@ def refine(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
             continue
         out = execute(ctx, task, actions, "refine")
         used += out.env_steps
-        if out.trajectory.outcome_reward >= parent.outcome_reward:
+        if ctx.view(out.trajectory).outcome_reward >= parent.outcome_reward:
             return Rollout(out.trajectory, used)
     out = execute(ctx, task, parent.actions, "refine")
     return Rollout(out.trajectory, used + out.env_steps)
+
+
+register(Part("operator", "refine", refine, {"rate": rate(0.2)}, arity=1,
+              doc="SE-Agent refinement: the shortest verified clean-up"))

@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 
 from evoagent.policies.base import Guidance
+from evoagent.registry import Part, rate, register
 from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Step, Trajectory
 
@@ -34,6 +35,7 @@ def first_wrong_step(steps: Sequence[Step], outcome: float) -> int:
 def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     """Keep the parent's steps before the first wrong one; re-roll from there."""
     task = ctx.tasks[parent.task_id]
+    parent = ctx.view(parent)
     k = first_wrong_step(parent.steps, parent.outcome_reward)
     failed = {s.action for s in parent.steps[k:] if not s.valid or s.reward < 1.0}
     if k < len(parent.steps):
@@ -48,3 +50,7 @@ def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     guidance = Guidance(avoid=frozenset(failed), notes=notes)
     return rollout(ctx, task, rng, prefix=[s.action for s in parent.steps[:k]],
                    guidance=guidance, operator="revise")
+
+
+register(Part("operator", "revise", revise, {"rate": rate(0.4)}, arity=1,
+              doc="SE-Agent revision: re-roll from the first wrong step"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stores.base import ItemResult, Store, StoreError, WorkItem
+from stores.base import ItemResult, Store, StoreError, StoreReader, WorkItem
 from stores.batch import TrajectoryBatch
 from stores.duckdb_store import DuckDBStore
 from stores.readonly import FileStore, ReadOnlyStore
@@ -17,7 +17,7 @@ from stores.schema import SCHEMA_VERSION, VIEWS
 from stores.snapshot import SnapshotStore, open_reader
 
 
-def open_store(path: str | Path, *, read_only: bool = False) -> Store:
+def open_store(path: str | Path, *, read_only: bool = False) -> Store | StoreReader:
     """Open (creating if needed) the store at ``path``; ``:memory:`` for a scratch store."""
     if read_only:
         return open_reader(path)
@@ -26,5 +26,5 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store:
 
 __all__ = [
     "DuckDBStore", "FileStore", "ItemResult", "ReadOnlyStore", "SCHEMA_VERSION", "SnapshotStore", "Store",
-    "StoreError", "TrajectoryBatch", "VIEWS", "WorkItem", "open_reader", "open_store",
+    "StoreError", "StoreReader", "TrajectoryBatch", "VIEWS", "WorkItem", "open_reader", "open_store",
 ]

@@ -278,8 +278,34 @@ class DuckDBStore(Store):
                 con.execute(
                     "INSERT INTO raw.work_results BY NAME SELECT *, current_timestamp AS finished_at FROM _res"
                 )
-            return self._append(batch)
+            n = self._append(batch)
+            rows = [r for res in done for r in res.rewards]
+            if rows:
+                self._insert_rewards(pa.table({
+                    "traj_id": [r[0] for r in rows], "reward_source": [r[1] for r in rows],
+                    "value": pa.array([r[2] for r in rows], pa.float64()),
+                    "step_idx": pa.array([r[3] for r in rows], pa.int32())}))
+            return n
         n = self._transaction(run)
+        self._maybe_snapshot()
+        return n
+
+    def _insert_rewards(self, table: pa.Table) -> int:
+        """Insert score rows inside the caller's transaction; a stored (source, id, step) is kept."""
+        with self._registered(_scores=table) as con:
+            return int(con.execute(
+                "INSERT INTO raw.rewards BY NAME SELECT n.* FROM (SELECT * FROM _scores QUALIFY row_number() "
+                "OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) n ANTI JOIN raw.rewards o "
+                "ON n.traj_id = o.traj_id AND n.reward_source = o.reward_source "
+                "AND n.step_idx IS NOT DISTINCT FROM o.step_idx").fetchall()[0][0])
+
+    def write_rewards(self, source: str, rows: Sequence[tuple[str, int, float]]) -> int:
+        if not rows:
+            return 0
+        table = pa.table({"traj_id": [r[0] for r in rows], "reward_source": [source] * len(rows),
+                          "value": pa.array([r[2] for r in rows], pa.float64()),
+                          "step_idx": pa.array([r[1] for r in rows], pa.int32())})
+        n = self._transaction(self._insert_rewards, table)
         self._maybe_snapshot()
         return n
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from stores.base import Store, StoreError
+from stores.base import StoreError, StoreReader
 from stores.schema import SCHEMA_VERSION, VIEWS
 
 # Statement types `evoagent sql` accepts; everything else could modify something.
@@ -199,8 +199,11 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-class ReadOnlyStore(Store):
-    """A store opened for reading on a locked-down connection (see the module docstring)."""
+class ReadOnlyStore(StoreReader):
+    """A store opened for reading on a locked-down connection (see the module docstring).
+
+    It implements only :class:`StoreReader`: it has no write methods at all.
+    """
 
     source = "?"
 
@@ -286,14 +289,6 @@ class ReadOnlyStore(Store):
         os.replace(staging, target)
         _remove(aside)
         _remove(other)
-
-    def _refuse(self, *_: Any, **__: Any) -> Any:
-        raise StoreError(f"{self.path} is opened read-only")
-
-    put_meta = add_tasks = write = plan_generation = commit_items = commit_generation = append_ledger = _refuse  # type: ignore[assignment]
-
-    def snapshot(self) -> None:
-        return None
 
     def close(self) -> None:
         self._con.close()

@@ -8,7 +8,7 @@ import time
 import anthropic
 import pytest
 
-from evoagent.llm.fake_server import FakeAnthropic, request_key
+from evoagent.testing.fake_server import FakeAnthropic, request_key
 
 MODEL = "claude-fake-1"
 MSGS = [{"role": "user", "content": "hello there"}]
@@ -196,7 +196,7 @@ def test_responder_error_is_500():
 
 
 def test_cli_standalone():
-    proc = subprocess.Popen([sys.executable, "-m", "evoagent.llm.fake_server", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "evoagent.testing.fake_server", "--port", "0",
                              "--faults", "429=0.0"], stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

@@ -198,3 +198,15 @@ def test_load_recorded_errors(tmp_path):
     lst.write_text("[1, 2]")
     with pytest.raises(UserError):
         icdata.load_recorded(lst)
+
+
+def test_environment_implements_the_env_protocol() -> None:
+    from evoagent.envs import Env
+    from evoagent.envs.intercode_sql.data import load_tasks
+
+    env = make_env("intercode_sql")
+    assert isinstance(env, Env)
+    task = next(t for t in load_tasks() if t.task_id == "sql/7")
+    env.reset(task)
+    env.step(task.gold)
+    assert env.submit() == 1.0 and env.done

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from evoagent import campaign, launch
-from evoagent.llm.fake_intercode import intercode_responder
-from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.llm.pricing import BATCH_DISCOUNT, price_of
 from stores import SnapshotStore
 from tests.conftest import SMALL
@@ -158,7 +158,7 @@ def assert_paid_once(srv: FakeAnthropic, r: SnapshotStore) -> None:
     holds distinct calls with that request body (items may send equal prompts, each its own sample)."""
     from collections import Counter
 
-    from evoagent.llm.fake_server import request_key
+    from evoagent.testing.fake_server import request_key
 
     bodies = r.query("SELECT any_value(request) FROM raw.llm_calls WHERE status = 'ok' GROUP BY call_key")
     assert srv.delivered() == Counter(request_key(json.loads(b)) for b in bodies.column(0).to_pylist())

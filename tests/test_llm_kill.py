@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from evoagent.llm.fake_intercode import intercode_responder
-from evoagent.llm.fake_server import FakeAnthropic, request_key
+from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.testing.fake_server import FakeAnthropic, request_key
 from stores import DuckDBStore
 from tests.conftest import SMALL, cli, cli_env
 

@@ -15,7 +15,7 @@ import pytest
 
 from evoagent.llm import make_transports, sender_processes
 from evoagent.llm.errors import LLMError, TransientError
-from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.llm.transports import OpenAITransport
 from evoagent.llm.workers import ProcessTransport
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor, Future
 import random
 from pathlib import Path
 
@@ -151,3 +152,31 @@ def test_replay_policy_is_deterministic_per_seed() -> None:
     a = [pol.next_action(task, hist, Guidance(), random.Random(s)).text for s in range(20)]
     b = [pol.next_action(task, hist, Guidance(), random.Random(s)).text for s in range(20)]
     assert a == b and set(a) <= set(pol.pool("sql/5"))
+
+
+class Inline(Executor):
+    """Runs each item at submission, in the caller's thread: the executor is swappable."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        f: Future = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
+def test_runner_with_another_executor_gives_the_same_population(tmp_path: Path, campaign_file: Path) -> None:
+    from evoagent.loop import Runner
+    from evoagent.rewards import build_signals
+    from stores import DuckDBStore
+
+    run(campaign_file, tmp_path / "threads.duckdb")
+    c = campaign.load(campaign_file)
+    ctx = launch.build_context(c, launch.select_tasks(c))
+    with DuckDBStore(tmp_path / "inline.duckdb") as store:
+        store.put_meta("campaign", c.to_json())
+        store.add_tasks(list(ctx.tasks.values()))
+        ctx.search, ctx.fitness = build_signals(c, ctx, store)
+        used: list[int] = []
+        out = Runner(c, store, ctx, executor=lambda n: used.append(n) or Inline()).run()
+    ctx.close()
+    assert out.status == "completed" and len(used) >= 4 and set(used) == {c.get("concurrency")}
+    assert populations(tmp_path / "inline.duckdb") == populations(tmp_path / "threads.duckdb")

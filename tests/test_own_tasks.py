@@ -18,7 +18,7 @@ from evoagent.envs.intercode_sql import build
 from evoagent.envs.intercode_sql import data as icdata
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
 from evoagent.errors import UserError
-from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.testing.fake_server import FakeAnthropic
 from stores import SnapshotStore
 
 DATA = Path(__file__).parent / "data"

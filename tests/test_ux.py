@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from evoagent import campaign, launch, progress
 from evoagent.cli import main
 from evoagent.llm import batch_mode
-from evoagent.llm.fake_intercode import intercode_responder
-from evoagent.llm.fake_server import FakeAnthropic
+from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.render import print_outcome
 from stores import DuckDBStore, SnapshotStore
 from tests.conftest import ROOT, SMALL
@@ -193,16 +193,16 @@ def test_an_interrupted_run_counts_its_steps_against_the_store(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Items of a generation that was never committed count in the store's total (the old line took
     the total from the last committed generation, so it could be smaller than "this run")."""
-    from evoagent.loop import Engine
+    from evoagent.loop import Runner
 
     path = tmp_path / "cut.duckdb"
     start(tmp_path, "cut", SMALL, "budget.generations=0")
     with DuckDBStore(path) as store:  # half of generation 1 done, as a Ctrl-C leaves it
         c = launch.stored_campaign(store, ["budget.generations=1"])
-        engine = Engine(c, store, launch.build_context(c, launch.select_tasks(c)))
-        items = engine.plan(1, engine.population(0))
+        runner = Runner(c, store, launch.build_context(c, launch.select_tasks(c)))
+        items = runner.strategy.plan(1)
         store.plan_generation(1, items)
-        assert engine.execute(1, items[: len(items) // 2])
+        assert runner.execute(1, items[: len(items) // 2])
     stop = threading.Event()
     stop.set()  # Ctrl-C before this run does anything
     out = launch.resume(str(path), ["budget.generations=1"], stop=stop)

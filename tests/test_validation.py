@@ -14,7 +14,7 @@ from evoagent.cli import main
 from evoagent.errors import UserError
 from stores import DuckDBStore
 
-NUMERIC = [p for p, (types, *_rest) in campaign.SPEC.items()
+NUMERIC = [p for p, (types, *_rest) in campaign.spec().items()
            if {int, float} & set(types if isinstance(types, tuple) else (types,))]
 HOSTILE = ["inf", "-inf", "nan", "1e308", "1000000000000000000", "-1", "18446744073709551616"]
 
@@ -31,7 +31,7 @@ def test_every_numeric_key_is_covered() -> None:
     # a key added later without a bound fails here, not in a user's campaign
     assert {"mu", "lambda", "env.timeout_s", "operators.sample.rate", "budget.usd"} <= set(NUMERIC)
     for path in NUMERIC:
-        assert campaign.SPEC[path][2] is not None, f"{path} has no range check"
+        assert campaign.spec()[path][2] is not None, f"{path} has no range check"
 
 
 @pytest.mark.parametrize("key", NUMERIC)

@@ -58,7 +58,7 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     from evoagent.llm.client import Budget, ClientSettings, LLMClient
     from evoagent.llm.ledger import Ledger, spent
     from evoagent.policies.llm import LLMPolicy
-    from operators.advisor import Advisor
+    from evoagent.llm.advisor import Advisor
 
     kind, model = c.get("policy.kind"), c.get("policy.model")
     model_for_price = "local" if kind == "openai" else model  # local servers cost nothing
@@ -83,7 +83,11 @@ def build(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     policy = LLMPolicy(kind, client, model=model, max_tokens=c.get("policy.max_tokens"),
                        temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
                        observation_chars=c.get("policy.observation_chars"))
-    advisor = Advisor(client, model=model, max_tokens=c.get("policy.max_tokens")) if c.get("operators.llm") else None
+    from evoagent import registry
+
+    seen = not registry.get("reward", c.get("search.reward")).uses_gold
+    advisor = (Advisor(client, model=model, max_tokens=c.get("policy.max_tokens"), show_rewards=seen)
+               if c.get("operators.llm") else None)
     closers = [sender.close] if sender is not transport else []
     return policy, advisor, budget, [*closers, transport.close, ledger.close]
 

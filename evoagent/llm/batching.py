@@ -57,10 +57,7 @@ class BatchCollector:
         self._last = 0.0
         self._flusher: threading.Thread | None = None
         # Batches submitted by an earlier process and not yet collected: key -> batch id.
-        rows = ledger.store.query(
-            "SELECT call_key, batch_id FROM raw.llm_batch_items WHERE batch_id NOT IN "
-            "(SELECT batch_id FROM raw.llm_batches WHERE status = 'collected')").to_pylist()
-        self._open = {r["call_key"]: r["batch_id"] for r in rows}
+        self._open = ledger.store.uncollected_batch_items()
         self._watchers: dict[str, list[_Waiter]] = {}
         self._collecting: set[str] = set()  # batches being polled by this process
         self._done: set[str] = set()  # batches whose answers this process committed
@@ -166,8 +163,7 @@ class BatchCollector:
         with self._lock:
             early = list(self._watchers.get(batch_id, []))
         by_key = {w.key: w for w in early}
-        stored = {r["call_key"]: r for r in self.ledger.store.query(
-            "SELECT call_key, request, meta FROM raw.llm_batch_items WHERE batch_id = ?", [batch_id]).to_pylist()}
+        stored = {r["call_key"]: r for r in self.ledger.store.batch_items(batch_id)}
         requests = {k: json.loads(r["request"]) for k, r in stored.items()}
         records = []
         for item in results:

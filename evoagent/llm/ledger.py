@@ -114,8 +114,7 @@ class Ledger:
 
     def __init__(self, store: Store):
         self.store = store
-        self._known = set(store.query(
-            "SELECT DISTINCT call_key FROM raw.llm_calls WHERE status = 'ok'").column(0).to_pylist())
+        self._known = store.answered_call_keys()
         self._lock = threading.Lock()
         # Jobs for the writer: [records, tables, done, error]. ``done`` is a plain lock held by
         # the caller until the writer releases it (cheaper than an Event: no Condition).
@@ -128,14 +127,9 @@ class Ledger:
         """The committed answer (response, usage, cost) for a key, if any."""
         if key not in self._known:
             return None
-        row = self.store.query(
-            "SELECT response, input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, "
-            "cost_usd FROM raw.llm_calls WHERE call_key = ? AND status = 'ok' "
-            "ORDER BY created_at DESC LIMIT 1", [key]
-        ).to_pylist()
-        if not row:
+        r = self.store.answered_call(key)
+        if r is None:
             return None
-        r = row[0]
         usage = {k: r[k] for k in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")}
         return {"response": json.loads(r["response"]), "usage": usage, "cost_usd": r["cost_usd"]}
 

@@ -18,7 +18,7 @@ from typing import Any
 from evoagent.llm.client import LLMClient
 from evoagent.policies.base import SUBMIT, Action, Guidance
 from evoagent.trajectory import Step, Task
-from operators.prompts import AGENT
+from evoagent.prompts import AGENT
 
 EPHEMERAL = {"type": "ephemeral"}
 

@@ -75,6 +75,10 @@ class InterCodeSQLEnv:
         self._reward = self.reward()
         return obs, self._reward, False, info
 
+    def submit(self) -> float:
+        """End the episode; the outcome reward (InterCode's, of the last result)."""
+        return self.step("submit")[1]
+
     def reward(self) -> float:
         """InterCode reward of the last result against the gold result."""
         assert self.task is not None

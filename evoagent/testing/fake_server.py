@@ -4,7 +4,7 @@ Point ``anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0)`
 Endpoints: ``POST /v1/messages`` (plain and SSE streaming), ``POST /v1/messages/count_tokens``,
 ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}`` and ``.../results`` (JSONL).
 Faults (429/529/500...), latency, token usage and prompt caching are simulated deterministically.
-Run standalone: ``python -m evoagent.llm.fake_server --port 8765 --latency 0.2 --faults 429=0.1``.
+Run standalone: ``python -m evoagent.testing.fake_server --port 8765 --latency 0.2 --faults 429=0.1``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from evoagent.llm.fake_wire import prompt_pieces, canonical_json, request_key, sse_events
+from evoagent.testing.fake_wire import prompt_pieces, canonical_json, request_key, sse_events
 
 Responder = Callable[[dict], dict]
 
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     responder = None
     if args.responder == "intercode":
-        from evoagent.llm.fake_intercode import intercode_responder
+        from evoagent.testing.fake_intercode import intercode_responder
 
         responder = intercode_responder(malformed=args.malformed, seed=args.seed)
     server = FakeAnthropic(responder, latency_s=args.latency, faults=_parse_faults(args.faults),

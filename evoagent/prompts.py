@@ -50,15 +50,15 @@ AGENT = Template(
 )
 
 REFLECT = Template(
-    name="operator/revise/v1",
+    name="operator/revise/v2",
     system=(
         "You review an agent's attempt at answering a question with SQL. Find what went wrong "
         "and say what the agent should do differently when it retries from the failing step."
     ),
     user=(
         "Database: {db}\nTables:\n{schema}\n\nQuestion: {question}\n\n"
-        "The attempt (reward is 1.0 for a correct final answer):\n{steps}\n\n"
-        "It scored {outcome}. The first step that went wrong looks like [{wrong}]. "
+        "The attempt:\n{steps}\n\n"
+        "{outcome}The first step that went wrong looks like [{wrong}]. "
         "Call write_guidance with a diagnosis and concrete advice."
     ),
     tools=(_tool("write_guidance", "Advice for the retry.",
@@ -67,7 +67,7 @@ REFLECT = Template(
 )
 
 COMBINE = Template(
-    name="operator/recombine/v1",
+    name="operator/recombine/v2",
     system=(
         "You combine several attempts at the same SQL question into one better plan, reusing "
         "the steps that worked: e.g. one attempt's schema exploration, another's query."
@@ -98,13 +98,18 @@ SHORTEN = Template(
 )
 
 
-def render_steps(steps: Any, prefix: str = "", observation_chars: int = 300) -> str:
-    """Steps as numbered lines an LLM (or the fake server) can refer back to."""
+def render_steps(steps: Any, prefix: str = "", observation_chars: int = 300, show_rewards: bool = False) -> str:
+    """Steps as numbered lines an LLM (or the fake server) can refer back to.
+
+    Rewards appear only with ``show_rewards``: when the campaign's search signal
+    is one the policy may see (not derived from the searched tasks' gold).
+    """
     lines = []
     for s in steps:
         if s.observation is None:  # an imported action the recorder never executed
             lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> (never executed)")
             continue
         obs = s.observation if len(s.observation) <= observation_chars else s.observation[:observation_chars] + "..."
-        lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> {obs} (reward {s.reward:g})")
+        tail = f" (reward {s.reward:g})" if show_rewards else ""
+        lines.append(f"{prefix}[{s.idx}] {s.action}\n    -> {obs}{tail}")
     return "\n".join(lines) if lines else "(no steps)"

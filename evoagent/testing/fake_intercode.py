@@ -18,11 +18,11 @@ from typing import Any
 from evoagent.policies.base import SUBMIT, Guidance
 from evoagent.trajectory import Step
 
-_REF = re.compile(r"^([A-Z])?\[(\d+)\] .*\n\s+-> .*\(reward ([0-9.eE+-]+)\)$", re.M)
+_REF = re.compile(r"^([A-Z])?\[(\d+)\] .*\n\s+-> .*?(?:\(reward ([0-9.eE+-]+)\))?$", re.M)
 
 
 def _key(body: dict[str, Any]) -> int:
-    from evoagent.llm.fake_server import request_key
+    from evoagent.testing.fake_server import request_key
 
     return int(request_key(body)[:15], 16)
 
@@ -42,7 +42,7 @@ def _tool_use(name: str, args: dict[str, Any], thought: str = "") -> dict[str, A
 
 def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, malformed: float = 0.0,
                         seed: int = 0) -> Any:
-    """A responder for :class:`evoagent.llm.fake_server.FakeAnthropic`."""
+    """A responder for :class:`evoagent.testing.fake_server.FakeAnthropic`."""
     from evoagent.envs.intercode_sql.data import load_tasks
     from evoagent.policies.replay import ReplayPolicy
 
@@ -69,7 +69,9 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
         return _tool_use("execute_sql", {"query": action}, "Next I run this query.")
 
     def refs(body: dict[str, Any]) -> list[tuple[str, int, float]]:
-        return [(m.group(1) or "", int(m.group(2)), float(m.group(3))) for m in _REF.finditer(_user_text(body))]
+        # Without rewards in the prompt (a gold-derived signal), a later step counts as better.
+        return [(m.group(1) or "", int(m.group(2)), float(m.group(3)) if m.group(3) else int(m.group(2)) / 100)
+                for m in _REF.finditer(_user_text(body))]
 
     def respond(body: dict[str, Any]) -> dict[str, Any]:
         key = _key(body)

@@ -1,0 +1,47 @@
+"""Reward models: one batched, store-cached interface (``score(queries) -> values``).
+
+Built in: ``oracle`` (the environment's per-step reward against gold) and
+``mc`` (Monte-Carlo rollouts of the policy). Each declares itself once in
+``evoagent.registry``; its parameters are the campaign keys ``rewards.<name>.*``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from evoagent.rewards import mc, oracle  # noqa: F401  (registration)
+from evoagent.rewards.base import Query, RewardModel, Score
+from evoagent.rewards.scorer import Scorer
+from evoagent.rewards.signal import Signal
+
+
+def make_scorer(name: str, campaign: Any, ctx: Any, store: Any) -> Scorer:
+    """The scorer of the reward model ``name`` with the campaign's ``rewards.<name>.*`` parameters."""
+    from evoagent import registry
+
+    part = registry.get("reward", name)
+    params = {k: campaign.get(part.path(k)) for k in part.keys}
+    model = part.fn(ctx, params, campaign.get("seed"))
+    return Scorer(model, store, batch_size=campaign.get("rewards.batch_size"),
+                  wait_s=campaign.get("rewards.batch_wait_ms") / 1000)
+
+
+def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal | None]:
+    """The campaign's search signal and fitness signal (None for ``env``), sharing scorers by model."""
+    scorers: dict[str, Scorer] = {}
+
+    def scorer(name: str) -> Scorer:
+        if name not in scorers:
+            scorers[name] = make_scorer(name, campaign, ctx, store)
+            ctx.closers.append(scorers[name].close)
+        return scorers[name]
+
+    search_name, fitness_name = campaign.get("search.reward"), campaign.get("fitness.reward")
+    search = Signal(scorer(search_name), "last", annotates=True)
+    fitness = None
+    if fitness_name != "env":
+        fitness = Signal(scorer(fitness_name), campaign.get("fitness.aggregate"),
+                         annotates=fitness_name == search_name)
+    return search, fitness
+
+
+__all__ = ["Query", "RewardModel", "Score", "Scorer", "Signal", "build_signals", "make_scorer"]

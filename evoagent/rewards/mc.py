@@ -1,0 +1,76 @@
+"""``mc``: Monte-Carlo step values from the campaign's own policy.
+
+The value of a prefix is estimated from ``k`` rollouts of the policy that
+continue from it to a submitted answer: the mean outcome ("soft", as in
+Math-Shepherd, Wang et al. 2024, and IPR, Xiong et al. 2024) or the best
+("hard"; RRO, the rising-reward step search, uses either). Only the outcome
+checker at the end of each rollout reads gold: process supervision derived
+from outcome supervision. Rollout ``j`` of a prefix draws from a generator
+seeded by (campaign seed, prefix id, j), so a value never depends on timing,
+and every rollout's environment steps are counted. A terminal query (the
+episode was submitted after its last step) has one possible continuation,
+the submit itself: its value is the outcome checker's on that episode.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from evoagent.evolution import derive_seed
+from evoagent.registry import Key, Part, register
+from evoagent.rewards.base import Query, RewardModel, Score, source_name
+from evoagent.rollout import Context, execute, rollout
+
+__all__ = ["MonteCarlo"]
+
+
+class MonteCarlo(RewardModel):
+    """k policy rollouts per prefix; value = mean ("mean") or max ("max") of their outcomes."""
+
+    name = "mc"
+    uses_gold = True  # the outcome checker at the end of each rollout
+
+    def __init__(self, ctx: Context, *, k: int, aggregate: str, seed: int, threads: int = 4):
+        self.ctx, self.k, self.aggregate, self.seed = ctx, k, aggregate, seed
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mc")
+
+    @property
+    def source(self) -> str:
+        return source_name("mc", {"k": self.k, "aggregate": self.aggregate, "seed": self.seed})
+
+    def _one(self, q: Query, j: int) -> tuple[float, int]:
+        rng = random.Random(derive_seed(self.seed, "mc", q.prefix_id, j))
+        out = rollout(self.ctx, self.ctx.tasks[q.task_id], rng, prefix=q.actions, operator="mc")
+        return out.trajectory.outcome_reward, out.env_steps
+
+    def _terminal(self, q: Query) -> tuple[float, int]:
+        out = execute(self.ctx, self.ctx.tasks[q.task_id], q.actions, "mc")
+        return out.trajectory.outcome_reward, out.env_steps
+
+    def score(self, queries: Sequence[Query]) -> list[Score]:
+        jobs = [(q, j) for q in queries for j in range(1 if q.terminal else self.k)]
+        runs = list(self._pool.map(lambda qj: self._terminal(qj[0]) if qj[0].terminal else self._one(*qj), jobs))
+        out, at = [], 0
+        for q in queries:
+            n = 1 if q.terminal else self.k
+            mine, at = runs[at:at + n], at + n
+            values = [v for v, _ in mine]
+            value = sum(values) / len(values) if self.aggregate == "mean" else max(values)
+            out.append(Score(value, sum(steps for _, steps in mine)))
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _make(ctx: Context, params: dict[str, Any], seed: int) -> MonteCarlo:
+    return MonteCarlo(ctx, k=params["k"], aggregate=params["aggregate"], seed=seed, threads=params["threads"])
+
+
+register(Part("reward", "mc", _make, {
+    "k": Key(int, 5, lambda x: 1 <= x <= 1000, "within 1..1000"),
+    "aggregate": Key(str, "mean", lambda x: x in ("mean", "max"), '"mean" (soft) or "max" (hard)'),
+    "threads": Key(int, 4, lambda x: 1 <= x <= 256, "within 1..256 (rollouts run at once; values do not change)"),
+}, doc="Monte-Carlo rollouts of the policy from the prefix"))

@@ -1,0 +1,177 @@
+"""``evolution``: one (mu+lambda) or (mu,lambda) population per task, SE-Agent operators.
+
+Round 0 plans ``mu`` items of an arity-0 operator (``sample``) per task; round
+g > 0 plans ``lambda`` items per task, each an operator drawn by its
+``operators.<name>.rate`` and parents drawn by the campaign's selection from
+round g-1's population. While a task's population after replacement has
+fewer than ``mu`` distinct members (identical children are stored once;
+failed items leave none), ``extend`` plans more items for it, at most ``mu``
+extra per task and round (``replacement.fill``). Closing a round replaces the
+population with the round's offspring and compiles DEAP statistics. Every choice comes from a
+seed derived from (campaign seed, round, task or item), so plans and
+populations never depend on timing; both are read back from the store.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from typing import Any
+
+from evoagent import evolution as evo
+from evoagent import registry
+from evoagent.strategies.base import Closed, Strategy
+from stores.base import WorkItem
+
+__all__ = ["Evolution"]
+
+
+class Evolution(Strategy):
+    """The generational loop as a strategy: select -> vary -> evaluate -> replace."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objectives = list(self.c.get("selection.objectives"))
+        self.seed = self.c.get("seed")
+        self.hof = evo.hall_of_fame()
+        last = self.store.last_committed_generation()
+        if last is not None:
+            self.hof.update([m for ms in self.population(last).values() for m in ms])
+
+    def last_round(self) -> int:
+        return int(self.c.get("budget.generations"))
+
+    def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
+        found = self.store.summaries(traj_ids, self.fitness_source)
+        return {tid: evo.Member(s, self.objectives) for tid, s in found.items()}
+
+    def population(self, round_: int) -> dict[str, list[evo.Member]]:
+        """A committed round's members per task, best first (empty before round 0)."""
+        rows = self.store.population(round_) if round_ >= 0 else []
+        found = self.members([r[1] for r in rows])
+        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
+        for task_id, traj_id, _ in rows:
+            pop[task_id].append(found[traj_id])
+        return pop
+
+    # -- ask -------------------------------------------------------------------
+    def plan(self, round_: int) -> list[WorkItem]:
+        prev = self.population(round_ - 1)
+        items: list[WorkItem] = []
+        for task_id in self.task_ids:
+            rng = random.Random(evo.derive_seed(self.seed, round_, task_id, "plan"))
+            n = self.c.get("mu") if round_ == 0 else self.c.get("lambda")
+            for _ in range(n):
+                items.append(self._item(round_, len(items), task_id, prev.get(task_id, []), rng))
+        return items
+
+    def _item(self, round_: int, item_id: int, task_id: str, members: list[evo.Member],
+              rng: random.Random) -> WorkItem:
+        """One item: an operator drawn by rate (round 0: the arity-0 one), its parents by selection."""
+        ops = registry.parts("operator")
+        rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
+        first = next(n for n, p in ops.items() if p.arity == 0)
+        op = first if round_ == 0 or not members else rng.choices(list(rates), list(rates.values()))[0]
+        parents = self._parents(ops[op], members, rng)
+        if parents is None:  # too few distinct members: the operator's fallback
+            op = ops[op].fallback or first
+            parents = self._parents(ops[op], members, rng)
+        return WorkItem(round_, item_id, op, task_id, tuple(m.traj_id for m in parents or ()),
+                        evo.derive_seed(self.seed, round_, item_id))
+
+    def extend(self, round_: int, items: list[WorkItem]) -> list[WorkItem]:
+        """More items for the tasks whose population is below mu, planned like the others.
+
+        Each call asks for the missing number, at most mu extra items per task
+        and round (a task whose policy can only produce one trajectory stays
+        small). Seeds come from the items planned so far, so a resume plans
+        exactly the same.
+        """
+        if not self.c.get("replacement.fill"):
+            return []
+        mu = self.c.get("mu")
+        cap = mu + (mu if round_ == 0 else self.c.get("lambda"))
+        prev = self.population(round_ - 1)
+        pop, _ = self.survivors(round_, prev)
+        planned = Counter(i.task_id for i in items)
+        extra: list[WorkItem] = []
+        next_id = max((i.item_id for i in items), default=-1) + 1
+        for task_id in self.task_ids:
+            want = min(mu - len(pop.get(task_id, [])), cap - planned[task_id])
+            if want <= 0:
+                continue
+            rng = random.Random(evo.derive_seed(self.seed, round_, task_id, "fill", planned[task_id]))
+            for _ in range(want):
+                extra.append(self._item(round_, next_id, task_id, prev.get(task_id, []), rng))
+                next_id += 1
+        return extra
+
+    def _parents(self, part: registry.Part, members: list[evo.Member],
+                 rng: random.Random) -> list[evo.Member] | None:
+        if part.arity == 0:
+            return []
+        kind, size = self.c.get("selection.kind"), self.c.get("selection.tournsize")
+        if part.arity == 1:
+            return evo.select_parents(members, 1, kind, size, random.Random(rng.getrandbits(63)))
+        distinct = {m.traj_id for m in members}
+        if len(distinct) < 2:
+            return None
+        want = min(self.c.get(part.path("n_parents")), len(distinct))
+        chosen: dict[str, evo.Member] = {}
+        for _ in range(8 * want):
+            for m in evo.select_parents(members, want, kind, size, random.Random(rng.getrandbits(63))):
+                chosen.setdefault(m.traj_id, m)
+            if len(chosen) >= want:
+                break
+        if len(chosen) < 2:
+            chosen = {m.traj_id: m for m in evo.ranked(members)[:want]}
+        return list(chosen.values())[:want]
+
+    # -- tell ------------------------------------------------------------------
+    def survivors(self, round_: int, prev: dict[str, list[evo.Member]]) -> tuple[dict[str, list[evo.Member]], int]:
+        """Each task's population after replacement, and how many items produced a child."""
+        results = self.store.round_results(round_)
+        kids = self.members([traj_id for _, _, traj_id in results])
+        offspring: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
+        for _, task_id, traj_id in results:
+            offspring[task_id].append(kids[traj_id])
+        pop = {t: evo.replace(prev.get(t, []), offspring[t], mu=self.c.get("mu"),
+                              kind=self.c.get("replacement.kind"), elitism=self.c.get("replacement.elitism"),
+                              selection=self.c.get("selection.kind"))
+               for t in self.task_ids}
+        return pop, len(results)
+
+    def close(self, round_: int) -> Closed:
+        pop, n_results = self.survivors(round_, self.population(round_ - 1))
+        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
+        return Closed(rows, self.stats(round_, pop, n_results))
+
+    def stats(self, round_: int, pop: dict[str, list[evo.Member]], nevals: int) -> dict[str, Any]:
+        """DEAP statistics of the gold outcome, and success: each task's rank-0 member judged by gold."""
+        everyone = [m for ms in pop.values() for m in ms]
+        record = evo.statistics().compile(everyone)
+        solved = sum(1 for ms in pop.values() if ms and ms[0].traj.solved)
+        n_tasks = max(len(self.task_ids), 1)
+        record.update(
+            gen=round_, nevals=nevals, env_steps=self.store.env_steps_used(),
+            success_rate=solved / n_tasks, solved=solved,
+            members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
+            tasks=len(self.task_ids), members=len(everyone),
+            tasks_below_mu=sum(len(ms) < self.c.get("mu") for ms in pop.values()),
+        )
+        if self.fitness_source is not None:
+            record["fitness_avg"] = sum(m.traj.fitness for m in everyone) / max(len(everyone), 1)
+        bound = self.store.get_meta("upper_bound")
+        if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
+            solvable = sum(json.loads(bound).values())
+            record["bound"] = solvable / n_tasks
+            record["of_bound"] = solved / solvable if solvable else None
+        self.hof.update(everyone)
+        return record
+
+    def hall_of_fame(self) -> Any:
+        return self.hof
+
+
+registry.register(registry.Part("strategy", "evolution", Evolution,
+                                doc="a (mu+lambda) population per task with SE-Agent operators"))

@@ -1,0 +1,66 @@
+"""One registry: the README's example operator registers, validates and runs in a campaign."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evoagent import campaign, launch, registry
+from evoagent.errors import UserError
+from stores import SnapshotStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def truncate() -> Iterator[None]:
+    """Exec the README's "Extending" example (so the README cannot rot), then unregister it."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Extending"):text.index("## Layout")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 15 <= len(code.strip().splitlines()) <= 30
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    yield
+    registry.unregister("operator", "truncate")
+
+
+def test_example_operator_runs_in_a_campaign(truncate: None, tmp_path: Path, campaign_file: Path) -> None:
+    c = campaign.load(campaign_file, ["operators.truncate.rate=2.0", "operators.truncate.min_keep=1",
+                                      "budget.generations=2"])
+    assert c.operator_rates()["truncate"] == 2.0
+    out = launch.start(c, str(tmp_path / "t.duckdb"))
+    assert out.status == "completed"
+    s = SnapshotStore(tmp_path / "t.duckdb")
+    try:
+        rows = s.query("SELECT operator, status, len(parents) AS n FROM work_items "
+                       "WHERE operator = 'truncate'").to_pylist()
+        assert rows and all(r["status"] == "done" and r["n"] == 1 for r in rows)
+        kids = s.scalar("SELECT count(*) FROM trajectories WHERE operator = 'truncate'")
+        assert kids > 0
+    finally:
+        s.close()
+
+
+def test_registered_keys_are_validated(truncate: None, campaign_file: Path) -> None:
+    with pytest.raises(UserError, match=r"unknown key 'operators.truncate.min_kep' \(did you mean"):
+        campaign.load(campaign_file, ["operators.truncate.min_kep=2"])
+    with pytest.raises(UserError, match="operators.truncate.min_keep.*within 0..100"):
+        campaign.load(campaign_file, ["operators.truncate.min_keep=-1"])
+
+
+def test_keys_of_unregistered_parts_are_unknown(campaign_file: Path) -> None:
+    with pytest.raises(UserError, match="unknown key 'operators.truncate.rate'"):
+        campaign.load(campaign_file, ["operators.truncate.rate=1"])
+    with pytest.raises(UserError, match="key 'strategy.kind': unknown strategy 'mcts' \\(have evolution\\)"):
+        campaign.load(campaign_file, ["strategy.kind=mcts"])
+    with pytest.raises(UserError, match="key 'fitness.reward': unknown reward 'prm' \\(have env, mc, oracle\\)"):
+        campaign.load(campaign_file, ["fitness.reward=prm"])
+
+
+def test_a_name_is_declared_once() -> None:
+    part = registry.get("operator", "revise")
+    registry.register(part)  # the same declaration again (a re-import) is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.Part("operator", "revise", lambda *a: None))
