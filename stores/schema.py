@@ -273,19 +273,23 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration newer than the file's version; returns their names."""
+    """Apply every migration newer than the file's version; returns their names.
+
+    An existing store takes one transaction per migration. A new one takes all of
+    them in one transaction, so a process killed while creating a store leaves an
+    empty file (created again on the next open), never one at an older version.
+    """
     done = current_version(con)
-    applied = []
-    for m in MIGRATIONS:
-        if m.version <= done:
-            continue
+    todo = [m for m in MIGRATIONS if m.version > done]
+    groups = [todo] if done == 0 else [[m] for m in todo]
+    for group in groups:
         con.execute("BEGIN TRANSACTION")
         try:
-            m.apply(con)
-            con.execute("INSERT INTO raw.migrations (name, version) VALUES (?, ?)", [m.name, m.version])
+            for m in group:
+                m.apply(con)
+                con.execute("INSERT INTO raw.migrations (name, version) VALUES (?, ?)", [m.name, m.version])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        applied.append(m.name)
-    return applied
+    return [m.name for m in todo]

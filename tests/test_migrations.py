@@ -83,3 +83,25 @@ def test_v4_makes_an_old_stores_lineage_a_dag(tmp_path: Path) -> None:
     assert reader.scalar("SELECT count(*) FROM lineage") == n_edges
     assert reader.scalar("SELECT count(*) FROM rediscoveries") == len(later)
     reader.close()
+
+
+def test_a_new_store_is_created_in_one_transaction(tmp_path, monkeypatch):
+    """A process that dies while creating a store leaves an empty file, never one at an older version."""
+    import duckdb
+
+    from stores import schema
+
+    def dies(con):
+        raise KeyboardInterrupt  # as a kill would, after the earlier migrations ran
+
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [schema.Migration("9999_dies", 99, dies)])
+    path = tmp_path / "new.duckdb"
+    con = duckdb.connect(str(path))
+    with pytest.raises(KeyboardInterrupt):
+        schema.migrate(con)
+    assert schema.current_version(con) == 0
+    con.close()
+    monkeypatch.undo()
+    from stores import DuckDBStore
+    with DuckDBStore(path) as store:
+        assert store.query("SELECT max(version) AS v FROM raw.migrations").column("v")[0].as_py() == schema.SCHEMA_VERSION
