@@ -45,6 +45,7 @@ def population(reader: SnapshotStore) -> list[dict]:
     return reader.query("SELECT generation, task_id, traj_id, rank FROM population ORDER BY ALL").to_pylist()
 
 
+@pytest.mark.slow  # three LLM campaigns, two under faults (~15 s); `pytest -m slow`
 def test_faults_do_not_change_the_result(tmp_path: Path, responder, llm_env) -> None:
     with FakeAnthropic(responder) as clean:
         llm_env(clean.url)
@@ -68,6 +69,7 @@ def test_faults_do_not_change_the_result(tmp_path: Path, responder, llm_env) -> 
     assert out.status == "completed" and population(c) == population(a)
 
 
+@pytest.mark.slow  # two campaigns, one waiting out each of its Message Batches (~40 s); `pytest -m slow`
 def test_batch_mode_same_result_at_half_price(tmp_path: Path, responder, llm_env) -> None:
     with FakeAnthropic(responder) as srv:
         llm_env(srv.url)
@@ -107,6 +109,7 @@ def test_ledger_prices_every_token_kind(tmp_path: Path, responder, llm_env) -> N
         r.scalar("SELECT sum(cost_usd) FROM operator_costs"))
 
 
+@pytest.mark.slow  # a campaign waiting out its Message Batches (~30 s); `pytest -m slow`
 def test_api_key_is_never_stored_or_exported(tmp_path: Path, responder, llm_env) -> None:
     with FakeAnthropic(responder) as srv:
         llm_env(srv.url)

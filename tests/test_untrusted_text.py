@@ -19,12 +19,12 @@ import pytest
 from evoagent import campaign, launch
 from evoagent.envs.intercode_sql.data import load_recorded
 from evoagent.envs.intercode_sql.executor import ERROR_PREFIX
-from evoagent.loop import Engine
+from evoagent.loop import Runner
 from evoagent.policies.base import SUBMIT, Action, Guidance
 from evoagent.policies.replay import ReplayPolicy
 from evoagent.rollout import rollout
 from evoagent.trajectory import Step, Task, storable
-from operators.prompts import render_steps
+from evoagent.prompts import render_steps
 from operators.revise import revise
 from stores import DuckDBStore, SnapshotStore
 
@@ -88,7 +88,7 @@ def test_campaign_with_surrogate_actions_commits_every_item(tmp_path: Path, camp
     with DuckDBStore(path) as store:
         store.put_meta("campaign", c.to_json())
         store.add_tasks(list(ctx.tasks.values()))
-        out = Engine(c, store, ctx).run()
+        out = Runner(c, store, ctx).run()
     assert out.status == "completed"
     s = SnapshotStore(path)
     try:
@@ -137,7 +137,7 @@ def test_replay_policy_never_proposes_a_never_executed_action(tmp_path: Path) ->
 def test_operators_read_never_executed_steps(tmp_path: Path, campaign_env) -> None:
     ctx, task = campaign_env
     parent = load_recorded(_recording_with_blocked(tmp_path))[0]
-    text = render_steps(parent.steps)
+    text = render_steps(parent.steps, show_rewards=True)
     assert "[1] blocked\n    -> (never executed)" in text and "(reward 0)" in text
     child = revise(parent, random.Random(0), ctx).trajectory  # the blocked step is the first wrong one
     assert child.actions[0] == "SHOW TABLES" and "blocked" not in child.actions
