@@ -130,10 +130,24 @@ def readme_steps(text: str) -> list[Step]:
     return steps
 
 
+# After every step: a background command (`... &`) that has ended must have ended well
+# (e.g. a server that could not bind its port); those still running are stopped at exit.
+_BACKGROUND = f"""trap 'kill $(jobs -p) 2>/dev/null' EXIT
+declare -A bg_step
+check_bg() {{
+  for p in "${{!bg_step[@]}}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      wait "$p"; r=$?; n=${{bg_step[$p]}}; unset "bg_step[$p]"
+      if [ $r -ne 0 ]; then echo "{_MARK} failed $n $r"; exit 1; fi
+    fi
+  done
+}}"""
+
+
 def session_script(steps: list[Step]) -> str:
     """One bash script that runs the steps in order and stops at the first failure."""
     store = main_store(steps)
-    out = ["trap 'kill $(jobs -p) 2>/dev/null' EXIT"]
+    out = [_BACKGROUND]
     for n, s in enumerate(steps):
         out.append(f"echo '{_MARK} {n}'")
         if s.kind == "bash":
@@ -143,6 +157,9 @@ def session_script(steps: list[Step]) -> str:
         else:
             out.append(f"evoagent sql {shlex.quote(store)} {shlex.quote(s.text)}")
         out.append(f"rc=$?; if [ $rc -ne 0 ]; then echo '{_MARK} failed {n}' $rc; exit 1; fi")
+        if s.kind == "bash" and re.search(r"(^|[^&])&\s*(#.*)?$", s.text.rstrip()):
+            out.append(f"bg_step[$!]={n}")
+        out.append("check_bg")
     out.append(f"echo '{_MARK} done'")
     return "\n".join(out) + "\n"
 
