@@ -41,6 +41,7 @@ _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
     "SET allow_unsigned_extensions = false",
     "SET allow_community_extensions = false",
+    "SET memory_limit = '2GB'",  # a reader never takes the machine: DuckDB fails the query instead
     "SET enable_external_access = false",
     "SET lock_configuration = true",
 )

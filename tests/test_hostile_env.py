@@ -167,6 +167,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # ~20 s of worker processes at their memory cap: in .ci/run's slow step
 def test_hostile_actions_are_observations_in_bounded_memory(tmp_path):
     db_file = database_path()
     before = (_digest(db_file), sorted(os.listdir(db_file.parent)))

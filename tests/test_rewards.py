@@ -139,6 +139,7 @@ MC = ["search.reward=mc", "fitness.reward=mc", "fitness.aggregate=mean", "reward
       "budget.generations=2"]
 
 
+@pytest.mark.slow  # two mc campaigns (~10 s): in .ci/run's slow step
 def test_mc_campaign_stopped_and_resumed_equals_uninterrupted(tmp_path: Path, campaign_file: Path) -> None:
     full, part = tmp_path / "full.duckdb", tmp_path / "part.duckdb"
     assert launch.start(campaign.load(campaign_file, MC), str(full)).status == "completed"
