@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stores.base import ItemResult, Store, StoreError, StoreReader, WorkItem
+from stores.base import Candidate, ItemResult, Simulation, Store, StoreError, StoreReader, WorkItem
 from stores.batch import TrajectoryBatch
 from stores.duckdb_store import DuckDBStore
 from stores.readonly import FileStore, ReadOnlyStore
@@ -25,6 +25,6 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store | StoreRea
 
 
 __all__ = [
-    "DuckDBStore", "FileStore", "ItemResult", "ReadOnlyStore", "SCHEMA_VERSION", "SnapshotStore", "Store",
+    "Candidate", "DuckDBStore", "FileStore", "ItemResult", "ReadOnlyStore", "SCHEMA_VERSION", "Simulation", "SnapshotStore", "Store",
     "StoreError", "StoreReader", "TrajectoryBatch", "VIEWS", "WorkItem", "open_reader", "open_store",
 ]

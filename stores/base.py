@@ -57,6 +57,36 @@ class WorkItem:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One next action sampled and scored at a prefix by a step-level search (see ``raw.candidates``)."""
+
+    strategy: str
+    task_id: str
+    traj_id: str  # the trajectory the item was building (its final one)
+    step_idx: int
+    prefix_id: str  # content id of the prefix this candidate extends
+    node_id: str  # content id of that prefix plus this action
+    action: str
+    observation: str | None
+    env_reward: float | None  # the environment's step reward (gold's); never what the search used
+    reward: float | None  # the search signal's score of node_id
+    prev_reward: float | None  # the score of prefix_id, the bar RRO's rising compares with
+    reward_source: str
+    accepted: bool
+    rank: int  # order of sampling at this prefix, from 0
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """One MCTS pass: the node ids selected from the root (``path``) and the value backed up."""
+
+    task_id: str
+    path: tuple[str, ...]
+    value: float
+    terminal: bool = False
+
+
+@dataclass(frozen=True)
 class ItemResult:
     """What a finished work item produced (a trajectory) or why it failed."""
 
@@ -67,6 +97,9 @@ class ItemResult:
     seconds: float = 0.0
     # Scores committed with the trajectory: (traj or prefix id, reward_source, value, step_idx).
     rewards: tuple[tuple[str, str, float, int | None], ...] = ()
+    # Step-level search facts, committed in the same transaction as the item.
+    candidates: tuple[Candidate, ...] = ()
+    simulations: tuple[Simulation, ...] = ()
 
     @property
     def status(self) -> str:

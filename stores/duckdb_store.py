@@ -1,6 +1,7 @@
 """The writable store: one DuckDB file (or ``:memory:``), one owning process."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -12,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from evoagent.trajectory import Task
-from stores.base import ItemResult, Store, StoreError, WorkItem
+from stores.base import Candidate, ItemResult, Store, StoreError, WorkItem
 from stores.batch import TrajectoryBatch
 from stores.schema import (
     LLM_TABLES, SCHEMA_VERSION, create_views, current_version, migrate, same_production,
@@ -285,10 +286,37 @@ class DuckDBStore(Store):
                     "traj_id": [r[0] for r in rows], "reward_source": [r[1] for r in rows],
                     "value": pa.array([r[2] for r in rows], pa.float64()),
                     "step_idx": pa.array([r[3] for r in rows], pa.int32())}))
+            self._insert_search_facts(results)
             return n
         n = self._transaction(run)
         self._maybe_snapshot()
         return n
+
+    def _insert_search_facts(self, results: Sequence[ItemResult]) -> None:
+        """Candidates and simulations of the items, inside the caller's transaction."""
+        cands = [(r.item, c) for r in results for c in r.candidates]
+        if cands:
+            fields = [f.name for f in dataclasses.fields(Candidate)]
+            cols = {"generation": pa.array([i.generation for i, _ in cands], pa.int32()),
+                    "item_id": pa.array([i.item_id for i, _ in cands], pa.int32())}
+            for name in fields:
+                values = [getattr(c, name) for _, c in cands]
+                kind = {"step_idx": pa.int32(), "rank": pa.int32(), "accepted": pa.bool_(),
+                        "env_reward": pa.float64(), "reward": pa.float64(), "prev_reward": pa.float64()}
+                cols[name] = pa.array(values, kind.get(name, pa.string()))
+            with self._registered(_cands=pa.table(cols)) as con:
+                con.execute("INSERT INTO raw.candidates BY NAME SELECT *, current_timestamp AS created_at FROM _cands")
+        sims = [(r.item, s) for r in results for s in r.simulations]
+        if sims:
+            table = pa.table({
+                "generation": pa.array([i.generation for i, _ in sims], pa.int32()),
+                "item_id": pa.array([i.item_id for i, _ in sims], pa.int32()),
+                "task_id": [s.task_id for _, s in sims],
+                "path": pa.array([list(s.path) for _, s in sims], pa.list_(pa.string())),
+                "value": pa.array([s.value for _, s in sims], pa.float64()),
+                "terminal": [s.terminal for _, s in sims]})
+            with self._registered(_sims=table) as con:
+                con.execute("INSERT INTO raw.simulations BY NAME SELECT *, current_timestamp AS created_at FROM _sims")
 
     def _insert_rewards(self, table: pa.Table) -> int:
         """Insert score rows inside the caller's transaction; a stored (source, id, step) is kept."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Raw tables: name -> column DDL, as the current version has them. Writes insert by column
 # name, so the order is for reading. Migrations create tables from these with IF NOT EXISTS
@@ -73,7 +73,25 @@ DAG_TABLES: dict[str, str] = {
         "parents VARCHAR[], created_at TIMESTAMP"
     ),
 }
-RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES, **DAG_TABLES}
+# Added by migration 0005: step-level search facts (RRO, IPR, MCTS, best-of-N), written with the
+# work item that produced them. A candidate is one next action sampled at a prefix and scored:
+# ``prefix_id`` is the content id of the prefix it extends (``trajectory_id(task, actions[:step_idx])``),
+# ``node_id`` that of the prefix with it; ``prev_reward`` the score of the prefix it extends (what
+# RRO's "rising" compares with); ``traj_id`` the trajectory the item was building. A simulation
+# is one MCTS pass: its selected path of node ids from the root and the value backed up along it.
+SEARCH_TABLES: dict[str, str] = {
+    "candidates": (
+        "generation INTEGER, item_id INTEGER, strategy VARCHAR, task_id VARCHAR, traj_id VARCHAR, "
+        "step_idx INTEGER, prefix_id VARCHAR, node_id VARCHAR, action VARCHAR, observation VARCHAR, "
+        "env_reward DOUBLE, reward DOUBLE, prev_reward DOUBLE, reward_source VARCHAR, accepted BOOLEAN, "
+        "rank INTEGER, created_at TIMESTAMP"
+    ),
+    "simulations": (
+        "generation INTEGER, item_id INTEGER, task_id VARCHAR, path VARCHAR[], value DOUBLE, "
+        "terminal BOOLEAN, created_at TIMESTAMP"
+    ),
+}
+RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES, **DAG_TABLES, **SEARCH_TABLES}
 
 # Every production's edges: the first (lineage) and the later ones (rediscoveries), for views
 # about what operators did rather than where a trajectory came from.
@@ -147,6 +165,24 @@ VIEWS: dict[str, str] = {
         "sum(greatest(g.gain, 0)) AS reward_gained, coalesce(sum(s.usd), 0) AS cost_usd, "
         "coalesce(sum(s.usd), 0) / nullif(sum(greatest(g.gain, 0)), 0) AS usd_per_reward "
         "FROM gain g FULL JOIN spend s USING (operator, generation, item_id) GROUP BY 1"
+    ),
+    "candidates": (
+        "SELECT generation, item_id, strategy, task_id, traj_id, step_idx, prefix_id, node_id, action, "
+        "observation, env_reward, reward, prev_reward, reward > prev_reward AS rising, reward_source, "
+        "accepted, rank, created_at FROM raw.candidates"
+    ),
+    # One row per searched step: how many candidates were sampled and how many raised the reward.
+    "search_steps": (
+        "SELECT generation, item_id, strategy, task_id, traj_id, step_idx, count(*) AS candidates, "
+        "count(*) FILTER (WHERE reward > prev_reward) AS rising, "
+        "bool_or(accepted AND reward > prev_reward) AS accepted_rose, "
+        "max(reward) FILTER (WHERE accepted) AS accepted_reward FROM raw.candidates GROUP BY ALL"
+    ),
+    "simulations": "SELECT generation, item_id, task_id, path, value, terminal, created_at FROM raw.simulations",
+    # MCTS statistics of every node (a prefix): visits and mean backed-up value, SQL over simulations.
+    "search_nodes": (
+        "SELECT task_id, node_id, count(*) AS visits, avg(value) AS value FROM "
+        "(SELECT task_id, unnest(path) AS node_id, value FROM raw.simulations) GROUP BY ALL"
     ),
 }
 
@@ -252,11 +288,17 @@ def _lineage_dag(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _search(con: duckdb.DuckDBPyConnection) -> None:
+    for name, cols in SEARCH_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", 1, _initial),
     Migration("0002_llm_ledger", 2, _llm_ledger),
     Migration("0003_lineage_order", 3, _lineage_order),
     Migration("0004_lineage_dag", 4, _lineage_dag),
+    Migration("0005_search", 5, _search),
 ]
 
 

@@ -27,7 +27,8 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     with DuckDBStore(path) as store:
         names = store.query("SELECT name FROM raw.migrations ORDER BY version").column(0).to_pylist()
-        assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order", "0004_lineage_dag"]
+        assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order", "0004_lineage_dag",
+                         "0005_search"]
         assert store.scalar("SELECT count(*) FROM population") > 0
         assert store.scalar("SELECT count(*) FROM llm_calls") == 0
         pop = store.query("SELECT * FROM population ORDER BY ALL").to_pylist()
@@ -68,7 +69,7 @@ def test_v4_makes_an_old_stores_lineage_a_dag(tmp_path: Path) -> None:
 
     assert CliRunner().invoke(main, ["migrate", str(path)]).exit_code == 0
     with DuckDBStore(path) as store:
-        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 4
+        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 5
         assert sorted(edges(store)) == want and len(want) < len(old)
         assert_dag(edges(store))
         got = store.query("SELECT traj_id, generation, item_id, parents FROM rediscoveries").to_pylist()
