@@ -18,6 +18,7 @@ the current round's parents in memory; everything else is read from the store.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.ledger import call_context
 from evoagent.rewards.scorer import scoring_steps
 from evoagent.rewards.signal import queries
-from evoagent.rollout import Context
+from evoagent.rollout import Context, Rollout
 from evoagent.strategies.base import Strategy
 from evoagent.trajectory import Trajectory
 from stores.base import ItemResult, Store, WorkItem
@@ -54,25 +55,27 @@ class Outcome:
     env_steps_total: int | None = None  # everything the store holds, this run included
 
 
-def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Trajectory, int]:
-    """Apply the item's registered operator (called by its arity); returns the child and env steps.
+def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Rollout, int]:
+    """Apply the item's registered operator (called by its arity); returns its rollout and env steps.
 
     The child's steps get the search signal's values as ``process_reward``;
-    environment steps include any reward-model scoring the item caused.
+    environment steps include any reward-model scoring the item caused. An
+    operator registered with ``takes_args`` also gets the item's ``args`` (JSON, parsed).
     """
     part = registry.get("operator", item.operator)
     rng = random.Random(item.seed)
     arg: Any = ctx.tasks[item.task_id] if part.arity == 0 else parents[0] if part.arity == 1 else parents
+    extra = {"args": json.loads(item.args) if item.args else {}} if part.takes_args else {}
     counter = [0]
     token = scoring_steps.set(counter)
     try:
-        out = part.fn(arg, rng, ctx)
+        out = part.fn(arg, rng, ctx, **extra)
         child = out.trajectory
         if ctx.search is not None:
             child = ctx.search.annotate(child)
     finally:
         scoring_steps.reset(token)
-    return child, out.env_steps + counter[0]
+    return replace(out, trajectory=child), out.env_steps + counter[0]
 
 
 def reward_rows(child: Trajectory, ctx: Context, counter: list[int]) -> tuple[tuple[str, str, float, int | None], ...]:
@@ -120,7 +123,8 @@ class Runner:
         try:
             with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
                               spend=spend):
-                child, env_steps = run_operator(item, parents, self.ctx)
+                out, env_steps = run_operator(item, parents, self.ctx)
+                child = out.trajectory
                 counter = [0]
                 rows = reward_rows(child, self.ctx, counter)
         except BudgetExceeded as exc:  # not a failure: the item stays pending for a resume
@@ -134,7 +138,8 @@ class Runner:
         if spend[1] or spend[2]:
             traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
         return ItemResult(item, traj, env_steps=env_steps + counter[0],
-                          seconds=time.perf_counter() - t0, rewards=rows)
+                          seconds=time.perf_counter() - t0, rewards=rows,
+                          candidates=out.candidates, simulations=out.simulations)
 
     def _budget_exceeded(self) -> str | None:
         if self.stop.is_set():

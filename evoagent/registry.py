@@ -52,6 +52,7 @@ class Part:
     arity: int | None = 0
     fallback: str | None = None
     uses_gold: bool = True  # reward models: values derive from the searched tasks' gold answers
+    takes_args: bool = False  # operators: also called with ``args=`` (the work item's parsed JSON args)
     doc: str = ""
 
     def path(self, key: str) -> str:

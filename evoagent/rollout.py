@@ -63,6 +63,9 @@ class Rollout:
 
     trajectory: Trajectory
     env_steps: int
+    # Step-level search facts (stores.base.Candidate / Simulation) committed with the item.
+    candidates: tuple[Any, ...] = ()
+    simulations: tuple[Any, ...] = ()
 
 
 def rollout(

@@ -54,6 +54,9 @@ class WorkItem:
     task_id: str
     parents: tuple[str, ...]
     seed: int
+    # Strategy-specific arguments as JSON text (e.g. the prefix an MCTS simulation expands);
+    # journaled with the plan, handed to operators registered with ``takes_args``.
+    args: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,11 +158,11 @@ class StoreReader(ABC):
     def planned(self, generation: int) -> list[WorkItem]:
         """The committed plan of a round, in item order (empty if not planned yet)."""
         rows = self.query(
-            "SELECT generation, item_id, operator, task_id, parents, seed FROM raw.work_plan "
+            "SELECT generation, item_id, operator, task_id, parents, seed, args FROM raw.work_plan "
             "WHERE generation = ? ORDER BY item_id", [generation]
         ).to_pylist()
         return [WorkItem(r["generation"], r["item_id"], r["operator"], r["task_id"],
-                         tuple(r["parents"]), r["seed"]) for r in rows]
+                         tuple(r["parents"]), r["seed"], r["args"] or "") for r in rows]
 
     def finished_items(self, generation: int) -> set[int]:
         """Ids of a round's items with a committed result (done or failed)."""

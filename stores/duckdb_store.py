@@ -23,6 +23,7 @@ from stores.snapshot import SnapshotWriter, snapshot_dir
 _PLAN_SCHEMA = pa.schema([
     ("generation", pa.int32()), ("item_id", pa.int32()), ("operator", pa.string()),
     ("task_id", pa.string()), ("parents", pa.list_(pa.string())), ("seed", pa.int64()),
+    ("args", pa.string()),
 ])
 _RESULT_SCHEMA = pa.schema([
     ("generation", pa.int32()), ("item_id", pa.int32()), ("status", pa.string()),
@@ -231,6 +232,7 @@ class DuckDBStore(Store):
             "generation": [i.generation for i in items], "item_id": [i.item_id for i in items],
             "operator": [i.operator for i in items], "task_id": [i.task_id for i in items],
             "parents": [list(i.parents) for i in items], "seed": [i.seed for i in items],
+            "args": [i.args for i in items],
         }, schema=_PLAN_SCHEMA)
 
         def run() -> None:

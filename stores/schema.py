@@ -44,7 +44,7 @@ CORE_TABLES: dict[str, str] = {
     ),
     "work_plan": (
         "generation INTEGER, item_id INTEGER, operator VARCHAR, task_id VARCHAR, "
-        "parents VARCHAR[], seed BIGINT"
+        "parents VARCHAR[], seed BIGINT, args VARCHAR"
     ),
     "work_results": (
         "generation INTEGER, item_id INTEGER, status VARCHAR, traj_id VARCHAR, error VARCHAR, "
@@ -121,7 +121,7 @@ VIEWS: dict[str, str] = {
     "work_items": (
         "SELECT p.generation, p.item_id, p.operator, p.task_id, p.parents, p.seed, "
         "coalesce(r.status, 'pending') AS status, r.traj_id, r.error, r.env_steps, r.seconds, "
-        "r.finished_at FROM raw.work_plan p LEFT JOIN raw.work_results r "
+        "r.finished_at, p.args FROM raw.work_plan p LEFT JOIN raw.work_results r "
         "USING (generation, item_id)"
     ),
     "generations": (
@@ -291,6 +291,8 @@ def _lineage_dag(con: duckdb.DuckDBPyConnection) -> None:
 def _search(con: duckdb.DuckDBPyConnection) -> None:
     for name, cols in SEARCH_TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{name} ({cols})")
+    # A work item's strategy-specific arguments (JSON), e.g. the prefix an MCTS pass expands.
+    con.execute("ALTER TABLE raw.work_plan ADD COLUMN IF NOT EXISTS args VARCHAR")
 
 
 MIGRATIONS: list[Migration] = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evoagent.trajectory import trajectory_id
@@ -31,6 +31,9 @@ class Query:
     actions: tuple[str, ...]
     observed: float | None = None
     terminal: bool = False
+    # What the environment answered to each action, when the prefix was executed (learned and
+    # remote models read them; never the step rewards, which are gold's). Not part of the key.
+    observations: tuple[str | None, ...] = field(default=(), compare=False)
 
     @property
     def step_idx(self) -> int:

@@ -27,7 +27,9 @@ def queries(traj: Trajectory) -> list[Query]:
     """One query per step (its prefix), with the value the environment observed; the
     last step's is terminal: the value of the episode submitted there."""
     actions, n = traj.actions, len(traj.steps)
-    return [Query(traj.task_id, actions[: i + 1], traj.steps[i].reward, terminal=i == n - 1) for i in range(n)]
+    seen = tuple(s.observation for s in traj.steps)
+    return [Query(traj.task_id, actions[: i + 1], traj.steps[i].reward, terminal=i == n - 1,
+                  observations=seen[: i + 1]) for i in range(n)]
 
 
 class Signal:

@@ -37,13 +37,22 @@ VIEW_COLUMNS = {
     "rewards": ["traj_id", "reward_source", "value", "step_idx"],
     "work_items": [
         "generation", "item_id", "operator", "task_id", "parents", "seed", "status", "traj_id",
-        "error", "env_steps", "seconds", "finished_at",
+        "error", "env_steps", "seconds", "finished_at", "args",
     ],
     "generations": [
         "generation", "status", "started_at", "committed_at", "n_items", "best_reward",
         "mean_reward", "min_reward", "std_reward", "success_rate", "nevals", "env_steps", "stats",
     ],
     "population": ["generation", "task_id", "traj_id", "rank"],
+    "candidates": [
+        "generation", "item_id", "strategy", "task_id", "traj_id", "step_idx", "prefix_id", "node_id", "action",
+        "observation", "env_reward", "reward", "prev_reward", "rising", "reward_source", "accepted", "rank",
+        "created_at",
+    ],
+    "search_steps": ["generation", "item_id", "strategy", "task_id", "traj_id", "step_idx", "candidates",
+                     "rising", "accepted_rose", "accepted_reward"],
+    "simulations": ["generation", "item_id", "task_id", "path", "value", "terminal", "created_at"],
+    "search_nodes": ["task_id", "node_id", "visits", "value"],
 }
 
 
