@@ -64,7 +64,7 @@ class LLMPolicy:
             content: list[dict[str, Any]] = [{"type": "text", "text": s.thought}] if s.thought else []
             content.append({"type": "tool_use", "id": tool_id, "name": "execute_sql", "input": {"query": s.action}})
             messages.append({"role": "assistant", "content": content})
-            obs = s.observation[: self.observation_chars]
+            obs = (s.observation or "(not executed)")[: self.observation_chars]  # an imported blocked step has none
             messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": obs}]})
         return {
             "model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
