@@ -26,6 +26,7 @@ SELECTIONS = ("tournament", "best", "nsga2")
 REPLACEMENTS = ("plus", "comma")
 OBJECTIVES = ("reward", "steps", "cost")
 AGGREGATES = ("last", "min", "mean")
+EXECUTORS = ("thread", "ray")
 
 
 REQUIRED = object()  # a default that must be replaced by the file or --set
@@ -58,6 +59,9 @@ BASE: dict[str, tuple[Any, Any, Any, str]] = {
     "tasks.dbs": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "tasks.ids": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of task ids"),
     "tasks.sample": (int, 0, _upto(10**6, 0), "within 0..1000000 (0 = all)"),
+    "tasks.ranks": (list, [], lambda x: x == [] or (len(x) == 2 and all(type(r) is int for r in x)
+                                                    and 1 <= x[0] <= x[1] <= 10**6),
+                    "[first, last], an inclusive range of puzzle ranks (game24)"),
     "policy.kind": (str, REQUIRED, None, ""),
     "policy.sources": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "policy.explore": ((int, float), 0.1, lambda x: 0 <= x <= 1, "within [0, 1]"),
@@ -92,6 +96,14 @@ BASE: dict[str, tuple[Any, Any, Any, str]] = {
     "replacement.kind": (str, "plus", lambda x: x in REPLACEMENTS, f"one of {REPLACEMENTS}"),
     "replacement.elitism": (int, 1, _upto(10_000, 0), "within 0..mu"),
     "replacement.fill": (bool, True, None, ""),
+    # Where work items run (evoagent/executors): threads here, or Ray actors (pip install -e '.[ray]').
+    "executor.kind": (str, "thread", lambda x: x in EXECUTORS, f"one of {EXECUTORS}"),
+    "executor.address": (str, "local", lambda x: x in ("local", "auto") or (x.startswith("ray://") and len(x) <= 300),
+                         '"local" (a Ray instance on this machine), "auto" or ray://host:port'),
+    "executor.actors": (int, 0, _upto(1024, 0), "within 0..1024 (0 = concurrency, at most the cluster's CPUs)"),
+    "executor.num_cpus": ((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (per actor)"),
+    "executor.num_gpus": ((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (per actor)"),
+    "executor.max_retries": (int, 3, _upto(100, 0), "within 0..100 (tries of an item whose actor died)"),
     "budget.generations": (int, REQUIRED, _upto(100_000, 0), "within 0..100000"),
     "budget.env_steps": (int, 0, _upto(10**15, 0), "within 0..10^15 (0 = no limit)"),
     "budget.wall_time_s": ((int, float), 0, _upto(10**9, 0), "within 0..10^9 (0 = no limit)"),
@@ -237,6 +249,9 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
     for key in PATH_KEYS:
         with _blamed(blame(key)):
             values[key] = _resolve_path(key, values[key], Path.cwd() if key in from_set else _home(source))
+    if values["strategy.kind"] != "evolution":  # population sizes and generations: only evolution reads them
+        for key, default in (("mu", 1), ("lambda", 1), ("budget.generations", 0)):
+            values[key] = default if values[key] is REQUIRED else values[key]
     missing = [p for p, v in values.items() if v is REQUIRED]
     with _blamed(source):
         if missing:
@@ -261,7 +276,13 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
             if values[path] not in names[kind] + extra:
                 raise UserError(f"key {path!r}: unknown {kind} {values[path]!r} "
                                 f"(have {', '.join(extra + names[kind])})")
-    rates = [f"operators.{o}.rate" for o in names["operator"]]
+    # A strategy's own checks: ``check_campaign(values) -> (key, problem) | None`` on its class.
+    problem = getattr(registry.get("strategy", values["strategy.kind"]).fn, "check_campaign", lambda v: None)(values)
+    if problem is not None:
+        with _blamed(blame(problem[0])):
+            raise UserError(f"key {problem[0]!r}: {problem[1]}")
+    # an operator without a rate key (e.g. mcts, planned only by its strategy) is never drawn by rate
+    rates = [f"operators.{o}.rate" for o in names["operator"] if f"operators.{o}.rate" in values]
     with _blamed(blame(*rates)):
         if sum(float(values[r]) for r in rates) <= 0:
             raise UserError("key 'operators': at least one operator needs a rate > 0")
@@ -272,7 +293,24 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
         if values["replacement.elitism"] > values["mu"]:
             raise UserError(f"key 'replacement.elitism': must be within 0..mu ({values['mu']}), "
                             f"got {values['replacement.elitism']}")
+    with _blamed(blame("executor.kind", "policy.kind")):
+        _check_executor(values)
     return Campaign(values, source=source)
+
+
+def _check_executor(values: dict[str, Any]) -> None:
+    """``executor.kind = "ray"`` needs Ray installed, and a policy that needs no store (its call ledger)."""
+    if values["executor.kind"] != "ray":
+        return
+    import importlib.util
+
+    from evoagent.llm import LLM_POLICIES
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("key 'executor.kind': \"ray\" needs Ray: pip install -e '.[ray]'")
+    if values["policy.kind"] in LLM_POLICIES:
+        raise UserError(f"key 'executor.kind': \"ray\" runs offline policies only (replay), not "
+                        f"{values['policy.kind']!r}: LLM calls go through the store's call ledger, in the campaign's process")
 
 
 @contextlib.contextmanager

@@ -128,6 +128,28 @@ def import_intercode(files: tuple[str, ...], store_path: str, bundled: bool) -> 
     click.echo(f"{store_path}: {n} new trajectories")
 
 
+@import_.command(name="game24", epilog=EXAMPLE + "  evoagent import game24 --bundled --store runs/game24_logs.duckdb")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", required=True, help="Store file (created if missing).")
+@click.option("--bundled", is_flag=True, help="Also import GPT-4's Tree of Thoughts, CoT and standard runs shipped with evoagent.")
+@_one_line_errors
+def import_game24(files: tuple[str, ...], store_path: str, bundled: bool) -> None:
+    """Import Tree of Thoughts' Game of 24 logs (JSON, optionally gzipped): each final answer a trajectory.
+
+    Every action is judged by the game24 environment (errors are steps with valid = false); the
+    outcome is the log's own verdict. All files are checked before one transaction writes them."""
+    from evoagent.envs.game24.data import bundled_logs
+    from evoagent.envs.game24.recorded import import_logs
+
+    paths = [Path(f) for f in files] + (sorted(bundled_logs().values()) if bundled else [])
+    if not paths:
+        raise UserError("give one or more FILES, or --bundled")
+    _not_a_store(store_path, must_exist=False)
+    for rec, n in import_logs(paths, store_path):
+        click.echo(f"{rec.source}: {n} answers")
+    click.echo(f"{store_path}: imported")
+
+
 @main.group(epilog=EXAMPLE + "  evoagent replay intercode --bundled gpt-4")
 def replay() -> None:
     """Re-execute recorded runs in our environment and compare rewards."""
@@ -184,16 +206,39 @@ def sql(store_path: str, query: str, fmt: str, out: str | None) -> None:
 
 
 @main.command(epilog=EXAMPLE + "  evoagent export runs/main.duckdb --out exports/\n"
-              "  evoagent export runs/main.duckdb --table trajectories --table steps --out exports/")
+              "  evoagent export runs/main.duckdb --table trajectories --table steps --out exports/\n"
+              "  evoagent export runs/main.duckdb --format sft --out training/ --jsonl")
 @click.argument("store_path")
 @click.option("--table", "tables", multiple=True, help="View to export (repeatable; default: all views).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the Parquet files.")
+@click.option("--format", "fmt", type=click.Choice(["table", "sft", "dpo", "prm"]), default="table",
+              show_default=True, help="table: the views; sft, dpo, prm: training data for TRL (DIR/<format>.parquet).")
+@click.option("--jsonl", is_flag=True, help="sft/dpo/prm: also write DIR/<format>.jsonl.")
+@click.option("--reward-source", default=None,
+              help="dpo/prm: the reward source to pair or label by (default: the store's first step-level one).")
+@click.option("--threshold", type=float, default=None,
+              help="dpo: the least reward margin of a pair (default: any); prm: a step is good at >= this (default 0.5).")
 @_one_line_errors
-def export(store_path: str, tables: tuple[str, ...], out: str) -> None:
-    """Export views as Parquet (partitioned by campaign/generation where set), readable by Polars/PyArrow."""
+def export(store_path: str, tables: tuple[str, ...], out: str, fmt: str, jsonl: bool,
+           reward_source: str | None, threshold: float | None) -> None:
+    """Export views as Parquet (partitioned by campaign/generation where set), readable by Polars/PyArrow;
+    or, with --format, training data for TRL (SFT conversations, step-level DPO pairs, PRM step labels)."""
     from stores import VIEWS, open_reader
     from stores.readonly import refuse_store_paths
 
+    if fmt != "table":
+        if tables:
+            raise UserError(f"--table exports views; --format {fmt} exports training data: give one of them")
+        from evoagent.training_data import export_training
+
+        written = export_training(store_path, fmt, out, jsonl=jsonl, reward_source=reward_source,
+                                  threshold=threshold)
+        for path in written.paths:
+            click.echo(path)
+        click.echo(written.summary(fmt))
+        return
+    if jsonl or reward_source is not None or threshold is not None:
+        raise UserError("--jsonl, --reward-source and --threshold apply to --format sft, dpo and prm")
     names = list(tables) or list(VIEWS)
     bad = [t for t in names if t not in VIEWS]
     if bad:
@@ -301,6 +346,7 @@ def resume(store_path: str, overrides: tuple[str, ...]) -> None:
 
 
 from evoagent import cli_views  # noqa: E402,F401 - registers report, show and lineage on `main`
+from evoagent import cli_rm  # noqa: E402,F401 - registers the rm group (train, eval) on `main`
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,7 @@ from typing import Any
 
 from evoagent import campaign as campaign_mod
 from evoagent.campaign import Campaign
-from evoagent.envs import make_env
+from evoagent.envs import env_hooks, make_env
 from evoagent.errors import UserError
 from evoagent.loop import Outcome, Runner
 from evoagent.policies import make_policy
@@ -33,7 +33,8 @@ Progress = Callable[[dict[str, Any]], None]  # the CLI's printer: stages, items,
 # Keys that may change on resume: they change how the work runs, never its results.
 RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
              "policy.processes", "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s",
-             "policy.timeout_s", "rewards.batch_size", "rewards.batch_wait_ms", "rewards.mc.threads")
+             "policy.timeout_s", "rewards.batch_size", "rewards.batch_wait_ms", "rewards.mc.threads",
+             "executor.")
 
 
 def database(c: Campaign) -> Path | None:
@@ -53,12 +54,10 @@ def _keyed(key: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 def select_tasks(c: Campaign) -> list[Task]:
     """The campaign's tasks (``env.tasks`` or the bundled ones): filters first, then a seeded sample."""
-    from evoagent.envs.intercode_sql.build import catalog, database_path
-    from evoagent.envs.intercode_sql.data import load_tasks, with_schemas
-
-    tasks = _keyed("env.tasks", load_tasks, c.get("env.tasks") or None)
-    if c.get("env.tasks") or c.get("env.dump"):  # tables for the prompt where the task file has no db_tables
-        tasks = with_schemas(tasks, catalog(database(c) or database_path()))
+    if c.get("env.kind") != "intercode_sql":  # another environment loads its own tasks (its hook)
+        tasks = env_hooks(c.get("env.kind")).load_tasks(c)
+    else:
+        tasks = _intercode_tasks(c)
     every = tasks
     if c.get("tasks.ids"):
         by_id = {t.task_id: t for t in tasks}
@@ -79,6 +78,19 @@ def select_tasks(c: Campaign) -> list[Task]:
         tasks = sorted(random.Random(c.get("seed")).sample(tasks, n), key=lambda t: t.task_id)
     if not tasks:
         raise UserError("key 'tasks': the filters select no task")
+    return tasks
+
+
+def _intercode_tasks(c: Campaign) -> list[Task]:
+    from evoagent.envs.intercode_sql.build import catalog, database_path
+    from evoagent.envs.intercode_sql.data import load_tasks, with_schemas
+
+    if c.get("tasks.ranks"):
+        raise UserError("key 'tasks.ranks' selects game24 puzzles; InterCode-SQL tasks are selected with "
+                        "tasks.ids, tasks.hardness, tasks.dbs and tasks.sample")
+    tasks = _keyed("env.tasks", load_tasks, c.get("env.tasks") or None)
+    if c.get("env.tasks") or c.get("env.dump"):  # tables for the prompt where the task file has no db_tables
+        tasks = with_schemas(tasks, catalog(database(c) or database_path()))
     return tasks
 
 
@@ -126,11 +138,24 @@ def check_policy(c: Campaign) -> None:
             raise UserError("policy.kind = anthropic needs ANTHROPIC_API_KEY in the environment")
     elif kind == "openai" and not c.get("policy.base_url"):
         raise UserError("key 'policy.base_url': policy.kind = openai needs the server's URL, e.g. http://127.0.0.1:8000/v1")
+    from evoagent import registry
+
+    for name in dict.fromkeys((c.get("search.reward"), c.get("fitness.reward"))):
+        part = registry.parts("reward").get(name)  # "env" is the outcome, no model
+        if part is not None and part.preflight is not None:
+            part.preflight(c)
 
 
 def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) -> Context:
     """Tasks, policy (and for LLM policies: advisor and budget over the store's ledger), environment."""
     from evoagent.llm import LLM_POLICIES
+
+    if c.get("env.kind") != "intercode_sql":  # another environment builds its own policy and env factory
+        hooks = env_hooks(c.get("env.kind"))
+        policy, advisor, budget, closers = hooks.make_policy(c, store)
+        return Context(tasks={t.task_id: t for t in tasks}, policy=policy, make_env=hooks.make(c),
+                       max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers,
+                       settings=dict(c.values))
 
     advisor = budget = None
     closers: list[Any] = []
@@ -208,8 +233,11 @@ def _engine(c: Campaign, ctx: Context, store: Store, on_progress: Progress | Non
         if bound is not None:
             store.put_meta("upper_bound", json.dumps(bound))
     ctx.search, ctx.fitness = build_signals(c, ctx, store)
+    from evoagent.executors import make_executor
+
+    executor = make_executor(c, ctx, lambda stage: _stage(on_progress, stage))  # threads: None
     _stage(on_progress, "planning and running the generations")
-    return Runner(c, store, ctx, on_progress=on_progress, stop=stop)
+    return Runner(c, store, ctx, on_progress=on_progress, stop=stop, executor=executor)
 
 
 def _prepare(c: Campaign, note: Progress | None) -> list[Task]:

@@ -13,7 +13,8 @@ committed facts only; an item's result depends only on its operator, parents
 and seed; so completion order, concurrency and interruptions never change the
 outcome, and ``resume`` runs only what the journal lacks. Operators are looked
 up in ``evoagent.registry`` and called by arity. Parallelism is a swappable
-``concurrent.futures.Executor`` (threads by default). The runner keeps only
+``concurrent.futures.Executor`` (threads by default; one with ``submit_item(item,
+parents)`` runs items in its own contexts: ``evoagent.executors``). The runner keeps only
 the current round's parents in memory; everything else is read from the store.
 """
 from __future__ import annotations
@@ -93,6 +94,35 @@ def reward_rows(child: Trajectory, ctx: Context, counter: list[int]) -> tuple[tu
     return tuple(rows)
 
 
+def run_item(item: WorkItem, parents: list[Trajectory], ctx: Context) -> ItemResult:
+    """One work item in ``ctx``: a failed result for an operator bug or provider fault, never a crash.
+
+    Raises ``BudgetExceeded`` (the item stays pending). A module function, so that an
+    executor holding its own contexts (``evoagent.executors.ray``) runs the very same code.
+    """
+    t0 = time.perf_counter()
+    spend = [0.0, 0, 0]  # every LLM call of this item, policy and operator alike: usd, in, out
+    try:
+        with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
+                          spend=spend):
+            out, env_steps = run_operator(item, parents, ctx)
+            child = out.trajectory
+            counter = [0]
+            rows = reward_rows(child, ctx, counter)
+    except BudgetExceeded:
+        raise
+    except Exception as exc:  # an operator bug or provider fault must not stop the campaign
+        return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
+                          seconds=time.perf_counter() - t0)
+    traj = replace(child, generation=item.generation, operator=item.operator,
+                   parents=item.parents, seed=item.seed)
+    if spend[1] or spend[2]:
+        traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
+    return ItemResult(item, traj, env_steps=env_steps + counter[0],
+                      seconds=time.perf_counter() - t0, rewards=rows,
+                      candidates=out.candidates, simulations=out.simulations)
+
+
 class Runner:
     """Runs one campaign's rounds against one store; see the module docstring."""
 
@@ -118,28 +148,20 @@ class Runner:
     # -- one item --------------------------------------------------------------
     def run_item(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult | None:
         """Apply one operator; failures become a failed result, never a crash."""
-        t0 = time.perf_counter()
-        spend = [0.0, 0, 0]  # every LLM call of this item, policy and operator alike: usd, in, out
         try:
-            with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
-                              spend=spend):
-                out, env_steps = run_operator(item, parents, self.ctx)
-                child = out.trajectory
-                counter = [0]
-                rows = reward_rows(child, self.ctx, counter)
+            return run_item(item, parents, self.ctx)
         except BudgetExceeded as exc:  # not a failure: the item stays pending for a resume
             self.stop_reason = str(exc)
             return None
-        except Exception as exc:  # an operator bug or provider fault must not stop the campaign
-            return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
-                              seconds=time.perf_counter() - t0)
-        traj = replace(child, generation=item.generation, operator=item.operator,
-                       parents=item.parents, seed=item.seed)
-        if spend[1] or spend[2]:
-            traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
-        return ItemResult(item, traj, env_steps=env_steps + counter[0],
-                          seconds=time.perf_counter() - t0, rewards=rows,
-                          candidates=out.candidates, simulations=out.simulations)
+
+    def _result(self, f: Future) -> ItemResult | None:
+        """A finished item's result; None when it stopped on a budget (an executor that runs items
+        elsewhere, e.g. Ray, hands ``BudgetExceeded`` back through the future: same stop as here)."""
+        try:
+            return f.result()
+        except BudgetExceeded as exc:
+            self.stop_reason = self.stop_reason or str(exc)
+            return None
 
     def _budget_exceeded(self) -> str | None:
         if self.stop.is_set():
@@ -179,12 +201,14 @@ class Runner:
         if self.stop_reason:
             return False
         ex = self.make_executor(self.c.get("concurrency"))
-        pending = {ex.submit(self.run_item, i, [parents[p] for p in i.parents]) for i in todo}
+        # An executor that holds its own contexts (Ray actors) runs items there: ``submit_item``.
+        submit_item = getattr(ex, "submit_item", None) or (lambda i, ps: ex.submit(self.run_item, i, ps))
+        pending = {submit_item(i, [parents[p] for p in i.parents]) for i in todo}
         del parents  # each item holds its own parents until it finishes
 
         def collect(ready: set[Future]) -> None:
             nonlocal finished
-            results = sorted((r for f in ready if not f.cancelled() and (r := f.result()) is not None),
+            results = sorted((r for f in ready if not f.cancelled() and (r := self._result(f)) is not None),
                              key=lambda r: r.item.item_id)
             if results:
                 self.store.commit_items(results, self.name)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGENT", "COMBINE", "REFLECT", "SHORTEN", "Template", "render_steps"]
+__all__ = ["AGENT", "COMBINE", "GAME24", "JUDGE", "REFLECT", "SHORTEN", "Template", "render_steps"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,25 @@ AGENT = Template(
         _tool("execute_sql", "Run one MySQL statement and see its result rows or error.",
               {"query": {"type": "string", "description": "one SQL statement"}}, ["query"]),
         _tool("submit", "Finish: your last query's result is your answer.", {}, []),
+    ),
+)
+
+GAME24 = Template(
+    name="agent/game24/v1",
+    system=(
+        "You play the Game of 24: combine the given numbers with + - * / (each number used exactly "
+        "once) to obtain 24. Work one step at a time with the step tool, in the form "
+        "'a op b = c (left: numbers left)', e.g. '4 * 5 = 20 (left: 6 10 20)'; exact fractions such as "
+        "5/3 are fine. Each step's result tells you the numbers left, or the error. When one number "
+        "is left the game is over; you may instead give a whole expression with the answer tool."
+    ),
+    user="Input: {numbers}",
+    tools=(
+        _tool("step", "Combine two of the numbers left.",
+              {"line": {"type": "string", "description": "one step: a op b = c (left: ...)"}}, ["line"]),
+        _tool("answer", "Finish with an expression over the four input numbers that equals 24.",
+              {"expression": {"type": "string", "description": "e.g. (10 - 4) * (6 - 5) * 4 = 24"}},
+              ["expression"]),
     ),
 )
 
@@ -95,6 +114,27 @@ SHORTEN = Template(
     tools=(_tool("keep_steps", "Indexes of the steps to keep, in order.",
                  {"steps": {"type": "array", "items": {"type": "integer"}},
                   "rationale": {"type": "string"}}, ["steps"]),),
+)
+
+
+# The ``judge`` reward model (evoagent/rewards/judge.py). Its request: this system prompt and the
+# task (question, database, tables) as the prompt-cached prefix, then the steps and the question.
+JUDGE = Template(
+    name="reward/judge/v1",
+    system=(
+        "You judge the progress of an agent that answers a question by acting in an environment "
+        "(e.g. running SQL against a database). You see the task, then the agent's steps so far: "
+        "each action and what the environment answered. Judge only the last step. If the agent "
+        "submitted after it, judge whether its final answer (the result of its last query) answers "
+        "the question correctly; otherwise judge whether the last step moves the agent toward a "
+        "correct answer. Call score_step with a score from 0 (wrong, or a step away from the "
+        "answer) to 1 (correct, or clearly on the way to it)."
+    ),
+    user="Steps so far:\n{steps}\n\nSubmitted as the final answer after step {n}: {submitted}.\n"
+         "Call score_step to judge step {n}.",
+    tools=(_tool("score_step", "Your judgement of the last step.",
+                 {"reason": {"type": "string", "description": "one or two sentences"},
+                  "score": {"type": "number", "minimum": 0, "maximum": 1}}, ["score"]),),
 )
 
 

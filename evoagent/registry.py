@@ -53,6 +53,9 @@ class Part:
     fallback: str | None = None
     uses_gold: bool = True  # reward models: values derive from the searched tasks' gold answers
     takes_args: bool = False  # operators: also called with ``args=`` (the work item's parsed JSON args)
+    # Reward models: a check of the campaign that needs more than its keys (a key in the
+    # environment, a model directory that loads), run before any file is written.
+    preflight: Callable[[Any], None] | None = None
     doc: str = ""
 
     def path(self, key: str) -> str:

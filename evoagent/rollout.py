@@ -4,7 +4,10 @@
 task table, the policy, a per-thread environment and the step limit. Nothing
 here is a text edit of an old trajectory: ``rollout`` re-executes a prefix of
 actions and then lets the policy continue, so every observation and reward of
-a child comes from the environment.
+a child comes from the environment. ``begin`` executes a prefix once for
+callers that continue it many times; on an environment that can snapshot its
+state (``envs.base.Restorable``) each ``rollout(start=...)`` restores it
+instead of re-executing the prefix.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from evoagent.envs.base import Restorable
 from evoagent.policies.base import SUBMIT, Guidance, Policy, masked
 from evoagent.trajectory import Step, Task, Trajectory
 
@@ -68,6 +72,73 @@ class Rollout:
     simulations: tuple[Any, ...] = ()
 
 
+@dataclass(frozen=True)
+class Started:
+    """A prefix executed once, for several rollouts to continue from (``begin``).
+
+    ``state`` is the environment's snapshot after ``steps`` (``envs.base.Restorable``);
+    None when the environment has none: then nothing was executed (``steps`` is
+    empty) and every rollout from it re-executes ``actions``, as without ``begin``.
+    """
+
+    task: Task
+    actions: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    done: bool = False
+    state: Any = None
+
+    @property
+    def env_steps(self) -> int:
+        """Environment executions ``begin`` made (the rollouts from it count only their own)."""
+        return len(self.steps) if self.state is not None else 0
+
+
+class _Episode:
+    """One episode in this thread's environment: the steps taken so far and what the policy sees."""
+
+    def __init__(self, ctx: Context, task: Task, start: Started | None = None):
+        self.env = ctx.env()
+        self.steps: list[Step] = []
+        self.seen: list[Step] = []  # the same steps with rewards masked, built once each
+        self.done = False
+        self.restored = 0  # steps taken over from ``start`` rather than executed here
+        if start is not None and start.state is not None:
+            self.env.restore(start.state)  # type: ignore[attr-defined]
+            self.steps, self.done, self.restored = list(start.steps), start.done, len(start.steps)
+            self.seen = list(masked(start.steps))
+        else:
+            self.env.reset(task)
+
+    def act(self, text: str, thought: str = "") -> None:
+        # the environment judges the text as the policy wrote it; the Step stores it storable
+        # (a lone surrogate becomes U+FFFD, see trajectory.storable)
+        obs, reward, self.done, info = self.env.step(text)
+        step = Step(len(self.steps), text, obs, float(reward), thought, bool(info.get("valid", True)))
+        self.steps.append(step)
+        self.seen.extend(masked((step,)))
+
+    def run(self, actions: Sequence[str], limit: int) -> None:
+        for text in actions[:limit]:
+            self.act(text)
+            if self.done:
+                break
+
+
+def begin(ctx: Context, task: Task, prefix: Sequence[str]) -> Started:
+    """Execute ``prefix`` once and keep the environment's state, if it can keep one.
+
+    For callers that continue one prefix many times (Monte-Carlo scoring):
+    ``rollout(..., start=begin(...))`` then restores the state instead of
+    re-executing the prefix, with the same steps and results.
+    """
+    actions = tuple(prefix[: ctx.max_steps])
+    if not isinstance(ctx.env(), Restorable):
+        return Started(task, actions)
+    ep = _Episode(ctx, task)
+    ep.run(actions, ctx.max_steps)
+    return Started(task, actions, tuple(ep.steps), ep.done, ep.env.snapshot())  # type: ignore[attr-defined]
+
+
 def rollout(
     ctx: Context,
     task: Task,
@@ -76,46 +147,41 @@ def rollout(
     prefix: Sequence[str] = (),
     guidance: Guidance = Guidance(),
     operator: str = "sample",
+    start: Started | None = None,
 ) -> Rollout:
-    """Run ``prefix`` in a fresh episode, let the policy continue, then submit."""
-    env = ctx.env()
-    env.reset(task)
+    """Run ``prefix`` in a fresh episode (or continue from ``start``), let the policy continue, then submit.
+
+    ``env_steps`` counts what this call executed: with a restorable ``start``,
+    the continuation only (the prefix was counted once, by ``begin``).
+    """
+    if start is not None:
+        if prefix:
+            raise ValueError("rollout(): give prefix or start, not both")
+        if start.task.task_id != task.task_id:
+            raise ValueError(f"rollout(): start is on {start.task.task_id}, not {task.task_id}")
+        prefix = start.actions if start.state is None else ()
+    ep = _Episode(ctx, task, start)
     shown = replace(task, gold="")  # the task as a policy may see it: no gold answer
-    steps: list[Step] = []
-    seen: list[Step] = []  # the same steps with rewards masked, built once each
     cost = 0.0
     tokens_in = tokens_out = 0
-    done = False
-
-    def act(text: str, thought: str = "") -> None:
-        nonlocal done
-        # the environment judges the text as the policy wrote it; the Step stores it storable
-        # (a lone surrogate becomes U+FFFD, see trajectory.storable)
-        obs, reward, done, info = env.step(text)
-        step = Step(len(steps), text, obs, float(reward), thought, bool(info.get("valid", True)))
-        steps.append(step)
-        seen.extend(masked((step,)))
-
-    for text in prefix[: ctx.max_steps]:
-        act(text)
-        if done:
-            break
+    if not ep.done:
+        ep.run(prefix, ctx.max_steps)
     if not guidance.stop_after_prefix:
-        while not done and len(steps) < ctx.max_steps:
-            action = ctx.policy.next_action(shown, tuple(seen), guidance, rng)
+        while not ep.done and len(ep.steps) < ctx.max_steps:
+            action = ctx.policy.next_action(shown, tuple(ep.seen), guidance, rng)
             cost += action.cost_usd
             tokens_in += action.input_tokens
             tokens_out += action.output_tokens
             if action.text.strip().lower() == SUBMIT:
                 break
-            act(action.text, action.thought)
-    _, outcome, _, _ = env.step(SUBMIT)
+            ep.act(action.text, action.thought)
+    _, outcome, _, _ = ep.env.step(SUBMIT)
     traj = Trajectory(
-        task_id=task.task_id, steps=tuple(steps), outcome_reward=float(outcome),
+        task_id=task.task_id, steps=tuple(ep.steps), outcome_reward=float(outcome),
         source=ctx.policy.name, operator=operator, cost_usd=cost,
         input_tokens=tokens_in, output_tokens=tokens_out,
     )
-    return Rollout(traj, len(steps))
+    return Rollout(traj, len(ep.steps) - ep.restored)
 
 
 def execute(ctx: Context, task: Task, actions: Sequence[str], operator: str) -> Rollout:

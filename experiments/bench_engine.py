@@ -7,16 +7,21 @@ action, submit), at the same concurrency. The ratio is what planning,
 selection, policies, the journal commits and snapshots cost on top of the
 environment itself. Goal: <= 1.15x.
 
-With ``--rss`` it instead runs one campaign and prints the process's resident
-memory after each committed generation: the runner keeps only the current
-round's parents, so it should stay flat while the archive grows.
+With ``--rss`` it instead runs one campaign and prints, after each committed
+generation, the process's resident memory, the part of it that is DuckDB's
+buffer pool (blocks of the store file it has read; bounded by the writer's
+``memory_limit``, ``--store-memory``), the rest, and the number of live Python
+objects: the runner keeps only the current round's parents, so the rest and
+the object count stay flat while the archive grows.
 
     python experiments/bench_engine.py --tasks 200 --generations 4
-    python experiments/bench_engine.py --rss --tasks 1034 --generations 20
+    python experiments/bench_engine.py --rss --tasks 300 --generations 20 [--store-memory 16MB]
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import platform
 import sys
 import tempfile
@@ -80,17 +85,21 @@ def campaign_run(tasks: int, generations: int, concurrency: int, workdir: Path,
 def rss_mb() -> float:
     """This process's resident memory now (not the peak), from /proc."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * __import__("os").sysconf("SC_PAGE_SIZE") / 2**20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path) -> None:
-    """One campaign; RSS and stored trajectories after each committed generation."""
+RSS_COLUMNS = ("gen", "rss MB", "duckdb MB", "rest MB", "py objects", "trajectories", "steps", "seconds")
+
+
+def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path, store_memory: str | None) -> None:
+    """One campaign; memory and stored trajectories after each committed generation."""
     c = campaign.load(TOML, [f"tasks.sample={tasks}", f"budget.generations={generations}",
                              f"concurrency={concurrency}"])
     chosen = launch.select_tasks(c)
     ctx = launch.build_context(c, chosen)
-    print(f"{'gen':>4} {'rss MB':>8} {'duckdb MB':>10} {'trajectories':>13} {'steps':>9} {'seconds':>8}")
-    with DuckDBStore(workdir / "rss.duckdb") as store:
+    print(" ".join(f"{h:>12}" for h in RSS_COLUMNS), flush=True)
+    limit = {"memory_limit": store_memory} if store_memory else {}
+    with DuckDBStore(workdir / "rss.duckdb", **limit) as store:
         store.put_meta("campaign", c.to_json())
         store.add_tasks(chosen)
         store.put_meta("upper_bound", "{}")
@@ -104,9 +113,11 @@ def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path) -> No
                 seen.add(last)
                 n = store.scalar("SELECT count(*) FROM trajectories")
                 k = store.scalar("SELECT count(*) FROM steps")
-                db = store.scalar("SELECT sum(memory_usage_bytes) FROM duckdb_memory()") / 2**20
-                print(f"{last:>4} {rss_mb():>8.0f} {db:>10.0f} {n:>13,} {k:>9,} {time.perf_counter() - t0:>8.0f}",
-                      flush=True)
+                db = float(store.scalar("SELECT sum(memory_usage_bytes) FROM duckdb_memory()")) / 2**20
+                rss = rss_mb()
+                row = (last, f"{rss:.0f}", f"{db:.0f}", f"{rss - db:.0f}", f"{len(gc.get_objects()):,}",
+                       f"{n:,}", f"{k:,}", f"{time.perf_counter() - t0:.0f}")
+                print(" ".join(f"{v:>12}" for v in row), flush=True)
 
         Runner(c, store, ctx, on_progress=progress).run()
         progress({})
@@ -138,13 +149,17 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--rss", action="store_true", help="print resident memory per generation instead")
+    ap.add_argument("--store-memory", default=None, metavar="SIZE",
+                    help="with --rss: the store's DuckDB memory_limit (default: the store's, 512MB)")
     args = ap.parse_args()
     if args.rss:
         with tempfile.TemporaryDirectory() as tmp:
-            rss_run(args.tasks, args.generations, args.concurrency[0], Path(tmp))
+            print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.1f} at start", flush=True)
+            rss_run(args.tasks, args.generations, args.concurrency[0], Path(tmp), args.store_memory)
         return
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-          f"{__import__('os').cpu_count()} cores")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'campaign s':>11} {'direct s':>9} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         # A first, untimed run warms what any long campaign has warm (SQL translations,

@@ -15,6 +15,9 @@ from operators.sample import sample  # isort: skip
 from operators.revise import revise  # isort: skip
 from operators.recombine import recombine  # isort: skip
 from operators.refine import refine  # isort: skip
+from operators.mcts import mcts  # isort: skip  (no rate: only the mcts strategy plans it)
+from operators.rro import rro  # isort: skip  (rate 0 unless a campaign sets one)
+from operators.ipr import ipr  # isort: skip  (rate 0 unless a campaign sets one)
 
 
 def toolbox() -> base.Toolbox:
@@ -27,4 +30,4 @@ def toolbox() -> base.Toolbox:
     return tb
 
 
-__all__ = ["recombine", "refine", "revise", "sample", "toolbox"]
+__all__ = ["ipr", "mcts", "recombine", "refine", "revise", "rro", "sample", "toolbox"]

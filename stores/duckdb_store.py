@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,9 +33,20 @@ _RESULT_SCHEMA = pa.schema([
 ])
 
 
-def _connect(path: str) -> duckdb.DuckDBPyConnection:
+# DuckDB's buffer pool keeps every block of the file it has read until memory_limit (default: 80%
+# of RAM), so a campaign's resident memory grew with its store (experiments/bench_engine.py --rss).
+# Past this much it evicts (the blocks are on disk) and spills query intermediates to PATH.tmp.
+WRITER_MEMORY_LIMIT = "512MB"
+
+
+def _connect(path: str, memory_limit: str = WRITER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    if not re.fullmatch(r"[1-9][0-9]{0,5}[KMGT]i?B", memory_limit):
+        raise ValueError(f"memory_limit must look like '512MB', got {memory_limit!r}")
     try:
-        return duckdb.connect(path)
+        con = duckdb.connect(path)
+        if path != ":memory:":  # an in-memory store has nowhere to evict to
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+        return con
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StoreError(
@@ -51,12 +63,13 @@ class DuckDBStore(Store):
     schema is refused with the command that upgrades it (``evoagent migrate``).
     """
 
-    def __init__(self, path: str | Path, *, upgrade: bool = False, snapshot_every_s: float = 5.0):
+    def __init__(self, path: str | Path, *, upgrade: bool = False, snapshot_every_s: float = 5.0,
+                 memory_limit: str = WRITER_MEMORY_LIMIT):
         self.path = str(path)
         self.read_only = False
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = _connect(self.path)
+        self._con = _connect(self.path, memory_limit)
         self._lock = threading.RLock()
         self._column_order: dict[str, list[str]] = {}
         version = current_version(self._con)

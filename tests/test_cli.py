@@ -83,6 +83,7 @@ def test_sql_formats(recorded: Path, tmp_path: Path) -> None:
     assert out.exit_code == 0 and (tmp_path / "t.parquet").exists()
 
 
+@pytest.mark.slow  # three CLI processes in a row (~20 s); tests/test_store.py reads beside a writer in the default run
 def test_sql_answers_while_a_campaign_runs_and_ctrl_c_resumes(tmp_path: Path, campaign_file: Path) -> None:
     store = tmp_path / "live.duckdb"
     # more generations than any machine finishes before the reader answers: the Ctrl-C ends it

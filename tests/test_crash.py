@@ -15,6 +15,7 @@ from crash_soak import soak  # experiments/ is on the path (conftest)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # four campaign processes (~25 s); the default run keeps the in-process stop/resume tests
 def test_kills_at_progress_points_then_resumes_give_the_uninterrupted_population(tmp_path: Path) -> None:
     report = soak(tmp_path, kills=2, tasks=4, generations=4, seed=3)
     assert report.kills == 2 and report.runs == 3, report.moments
@@ -42,7 +43,8 @@ def test_default_run_leaves_the_soaks_to_their_own_ci_step(pytestconfig: pytest.
     assert addopts[addopts.index("-m") + 1] == "not slow"
     slow = [test_kill_and_resume_20_times_gives_the_uninterrupted_population,
             test_llm_kill.test_kill_during_batches_then_resume, test_llm.test_batch_mode_same_result_at_half_price,
-            test_llm.test_api_key_is_never_stored_or_exported, test_llm.test_faults_do_not_change_the_result]
-    for fn in [*slow, test_kills_at_progress_points_then_resumes_give_the_uninterrupted_population]:
+            test_llm.test_api_key_is_never_stored_or_exported, test_llm.test_faults_do_not_change_the_result,
+            test_kills_at_progress_points_then_resumes_give_the_uninterrupted_population]
+    for fn in slow:
         assert ({m.name for m in getattr(fn, "pytestmark", [])} == {"slow"}) == (fn in slow), fn.__name__
     assert "-m pytest -q -m slow" in (ROOT / ".ci" / "run").read_text()

@@ -6,9 +6,13 @@ Built in: ``oracle`` (the environment's per-step reward against gold) and
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
-from evoagent.rewards import mc, oracle  # noqa: F401  (registration)
+from evoagent.rewards import judge, mc, oracle  # noqa: F401  (registration)
+from evoagent.rewards import http  # noqa: F401  (registration: the http kind)
+from evoagent.rewards import prm  # noqa: F401  (registration: the prm kind)
+from evoagent.envs.game24 import values as _game24_values  # noqa: F401  (registration: recorded, solvable)
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.rewards.scorer import Scorer
 from evoagent.rewards.signal import Signal
@@ -20,7 +24,10 @@ def make_scorer(name: str, campaign: Any, ctx: Any, store: Any) -> Scorer:
 
     part = registry.get("reward", name)
     params = {k: campaign.get(part.path(k)) for k in part.keys}
-    model = part.fn(ctx, params, campaign.get("seed"))
+    # A factory that declares a ``store`` parameter gets the campaign's store (e.g. the judge's
+    # call ledger); the others are called as before.
+    extra = {"store": store} if "store" in inspect.signature(part.fn).parameters else {}
+    model = part.fn(ctx, params, campaign.get("seed"), **extra)
     return Scorer(model, store, batch_size=campaign.get("rewards.batch_size"),
                   wait_s=campaign.get("rewards.batch_wait_ms") / 1000)
 

@@ -7,7 +7,10 @@ Math-Shepherd, Wang et al. 2024, and IPR, Xiong et al. 2024) or the best
 checker at the end of each rollout reads gold: process supervision derived
 from outcome supervision. Rollout ``j`` of a prefix draws from a generator
 seeded by (campaign seed, prefix id, j), so a value never depends on timing,
-and every rollout's environment steps are counted. A terminal query (the
+and every environment step executed is counted. The prefix is executed once
+per query (``rollout.begin``) and each rollout restores the environment's
+state after it; an environment that cannot snapshot its state re-executes
+the prefix in each rollout instead (same values, more steps). A terminal query (the
 episode was submitted after its last step) has one possible continuation,
 the submit itself: its value is the outcome checker's on that episode.
 """
@@ -21,7 +24,7 @@ from typing import Any
 from evoagent.evolution import derive_seed
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
-from evoagent.rollout import Context, execute, rollout
+from evoagent.rollout import Context, Started, begin, execute, rollout
 
 __all__ = ["MonteCarlo"]
 
@@ -40,9 +43,12 @@ class MonteCarlo(RewardModel):
     def source(self) -> str:
         return source_name("mc", {"k": self.k, "aggregate": self.aggregate, "seed": self.seed})
 
-    def _one(self, q: Query, j: int) -> tuple[float, int]:
+    def _begin(self, q: Query) -> Started:
+        return begin(self.ctx, self.ctx.tasks[q.task_id], q.actions)
+
+    def _one(self, q: Query, start: Started, j: int) -> tuple[float, int]:
         rng = random.Random(derive_seed(self.seed, "mc", q.prefix_id, j))
-        out = rollout(self.ctx, self.ctx.tasks[q.task_id], rng, prefix=q.actions, operator="mc")
+        out = rollout(self.ctx, start.task, rng, start=start, operator="mc")
         return out.trajectory.outcome_reward, out.env_steps
 
     def _terminal(self, q: Query) -> tuple[float, int]:
@@ -50,15 +56,21 @@ class MonteCarlo(RewardModel):
         return out.trajectory.outcome_reward, out.env_steps
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
+        """Each open prefix executed once, then its k rollouts; all spread over the rollout threads."""
+        open_ = [q for q in queries if not q.terminal]
+        starts = dict(zip(map(id, open_), self._pool.map(self._begin, open_)))
         jobs = [(q, j) for q in queries for j in range(1 if q.terminal else self.k)]
-        runs = list(self._pool.map(lambda qj: self._terminal(qj[0]) if qj[0].terminal else self._one(*qj), jobs))
+        runs = list(self._pool.map(
+            lambda qj: self._terminal(qj[0]) if qj[0].terminal else self._one(qj[0], starts[id(qj[0])], qj[1]),
+            jobs))
         out, at = [], 0
         for q in queries:
             n = 1 if q.terminal else self.k
             mine, at = runs[at:at + n], at + n
             values = [v for v, _ in mine]
             value = sum(values) / len(values) if self.aggregate == "mean" else max(values)
-            out.append(Score(value, sum(steps for _, steps in mine)))
+            prefix_steps = 0 if q.terminal else starts[id(q)].env_steps
+            out.append(Score(value, prefix_steps + sum(steps for _, steps in mine)))
         return out
 
     def close(self) -> None:

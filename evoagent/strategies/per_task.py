@@ -1,0 +1,102 @@
+"""Strategies of one round: ``n`` items per task with one operator, results ranked by fitness.
+
+    round 0: n items per task, operator op, seed derived from (campaign seed, 0, item)
+    close:   each task's distinct results, best first by ``fitness.reward`` (then fewer steps, id)
+
+- ``rro``: ``strategy.rro.n`` trajectories per task (default 1), each built by the
+  ``rro`` operator (``operators.rro.*``): data collection with RRO's step search.
+- ``ipr``: the same with the ``ipr`` operator (``operators.ipr.k`` candidates a step).
+- ``best_of_n``: ``strategy.best_of_n.n`` rollouts of ``sample`` per task (default 8);
+  the answer is the rank-0 member, i.e. the best ``fitness.reward`` trajectory score.
+  So it picks with a reward model, never gold: ``fitness.reward = "env"`` is refused
+  (set it to the model you search with). With a learned or judge model nothing it
+  does reads gold; ``mc``'s outcome checker does (see ``evoagent.rewards.mc``).
+
+Members, ranking and statistics are the evolution strategy's (success: each task's
+rank-0 member judged by gold afterwards), so ``generations``, ``status`` and the
+report read these campaigns unchanged. ``mu``, ``lambda`` are not read;
+``budget.generations`` must be 0 (one round).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from evoagent import evolution as evo
+from evoagent import registry
+from evoagent.strategies.base import Closed
+from evoagent.strategies.evolution import Evolution
+from stores.base import WorkItem
+
+__all__ = ["IPR", "RRO", "BestOfN", "PerTask"]
+
+
+def _n(default: int) -> registry.Key:
+    return registry.Key(int, default, lambda x: 1 <= x <= 1000, "within 1..1000")
+
+
+class PerTask(Evolution):
+    """``n`` items of one operator per task, one round; see the module docstring."""
+
+    name = ""  # the strategy's registered name (its ``strategy.<name>.n`` key)
+    operator = ""
+
+    @classmethod
+    def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
+        """This strategy's campaign check (``evoagent.campaign.build`` calls it): (key, problem) or None."""
+        if values["budget.generations"] != 0:
+            return "budget.generations", (f"strategy {cls.name!r} runs one round; set it to 0, "
+                                          f"got {values['budget.generations']}")
+        return None
+
+    def last_round(self) -> int:
+        return 0
+
+    def plan(self, round_: int) -> list[WorkItem]:
+        n = self.c.get(f"strategy.{self.name}.n")
+        pairs = [(task_id, j) for task_id in self.task_ids for j in range(n)]
+        return [WorkItem(round_, i, self.operator, task_id, (), evo.derive_seed(self.seed, round_, i))
+                for i, (task_id, _) in enumerate(pairs)]
+
+    def extend(self, round_: int, items: list[WorkItem]) -> list[WorkItem]:
+        return []  # n items per task, distinct or not: no fill-up
+
+    def close(self, round_: int) -> Closed:
+        results = self.store.round_results(round_)
+        found = self.members([traj_id for _, _, traj_id in results])
+        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
+        for _, task_id, traj_id in results:
+            if all(m.traj_id != traj_id for m in pop[task_id]):
+                pop[task_id].append(found[traj_id])
+        pop = {t: evo.ranked(ms) for t, ms in pop.items()}
+        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
+        return Closed(rows, self.stats(round_, pop, len(results)))
+
+
+class RRO(PerTask):
+    """RRO trajectories (data collection): ``strategy.rro.n`` per task."""
+
+    name, operator = "rro", "rro"
+
+
+class IPR(PerTask):
+    """IPR trajectories (the fixed-budget baseline): ``strategy.ipr.n`` per task."""
+
+    name, operator = "ipr", "ipr"
+
+
+class BestOfN(PerTask):
+    """N ``sample`` rollouts per task; the best by the fitness reward model is the answer."""
+
+    name, operator = "best_of_n", "sample"
+
+    @classmethod
+    def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
+        if values["fitness.reward"] == "env":
+            return "fitness.reward", "best_of_n picks with a reward model, not gold (env): set it, e.g. to search.reward"
+        return super().check_campaign(values)
+
+
+for _cls, _n_default, _doc in ((RRO, 1, "RRO step search, n trajectories per task"),
+                               (IPR, 1, "IPR step search (k candidates a step), n trajectories per task"),
+                               (BestOfN, 8, "N rollouts per task, the best by the fitness reward model")):
+    registry.register(registry.Part("strategy", _cls.name, _cls, {"n": _n(_n_default)}, doc=_doc))

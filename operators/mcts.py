@@ -1,0 +1,160 @@
+"""``mcts`` — one Monte Carlo tree search pass below a selected leaf (LATS: Zhou et al.,
+2024, "Language Agent Tree Search Unifies Reasoning, Acting, and Planning in Language Models").
+
+The ``mcts`` strategy (``evoagent/strategies/mcts.py``) selects a leaf by UCT and
+hands its path here as the work item's ``args`` (``{"path": [node ids from the
+root], "actions": [the leaf's actions]}``). This operator expands and evaluates:
+
+1. executes the leaf's prefix, for the history the policy sees;
+2. asks the policy for ``strategy.mcts.children`` next actions (the same
+   history, independent draws); duplicates are one child (one node id), ranked
+   by first proposal;
+3. executes every child in a fresh episode (no environment clone: each one
+   re-executes the prefix) and evaluates it with the campaign's search signal:
+   a child that submits, or that reaches the depth limit, is terminal and gets
+   the value of the episode submitted there;
+4. takes the best child (highest value, then lowest rank); with
+   ``strategy.mcts.rollout = true`` and a non-terminal best child, the policy
+   plays on from it to a submitted answer, and the value backed up is the
+   search signal's value of that finished episode; otherwise it is the best
+   child's value. Gold is read only if the search signal is the oracle (or
+   ``mc``'s outcome checker).
+
+With an LLM policy (and ``operators.llm``), a pass that ends at a terminal node
+(or a rollout) whose value is below 1 gets a reflection from the operators' LLM
+(LATS's self-reflection, through the call ledger), kept in the thought of the
+trajectory's last step after ``REFLECTION``; the strategy hands the task's latest
+ones (``args["reflections"]``) to later expansions, whose proposals see them as
+advice in the policy's prompt.
+
+It returns every child as a ``Candidate`` row (``strategy = "mcts"``, the leaf's
+id as ``prefix_id``), one ``Simulation`` (path + the best child, the value) and,
+as the item's trajectory, the rollout or the best child's prefix submitted.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from evoagent.policies.base import SUBMIT, Guidance, masked
+from evoagent.registry import Part, register
+from evoagent.rewards.base import Query
+from evoagent.rewards.signal import queries
+from evoagent.rollout import Context, Rollout, execute, rollout
+from evoagent.trajectory import Task, Trajectory, trajectory_id
+from stores.base import Candidate, Simulation
+
+__all__ = ["REFLECTION", "depth_limit", "is_terminal", "mcts"]
+
+
+REFLECTION = "[mcts reflection] "  # marks a reflection in a step's thought
+REFLECTIONS, REFLECTION_CHARS = 3, 1000  # at most this many, this long, shown in one expansion's prompts
+
+
+def depth_limit(settings: Mapping[str, Any]) -> int:
+    """The deepest node (in actions): ``strategy.mcts.max_depth``, at most the episode's ``env.max_steps``."""
+    return min(int(settings["strategy.mcts.max_depth"]), int(settings["env.max_steps"]))
+
+
+def is_terminal(action: str, depth: int, limit: int) -> bool:
+    """A node that is never expanded: its action submits, or it is at the depth limit."""
+    return action.strip().lower() == SUBMIT or depth >= limit
+
+
+def _propose(ctx: Context, task: Task, leaf: Trajectory, n: int, rng: random.Random,
+             guidance: Guidance) -> list[str]:
+    """Up to ``n`` distinct next actions, in order of first proposal (duplicates are dropped)."""
+    shown = replace(task, gold="")  # the task as a policy may see it
+    seen = masked(leaf.steps)
+    found: dict[str, str] = {}  # node id -> action
+    for _ in range(n):
+        text = ctx.policy.next_action(shown, seen, guidance, rng).text
+        if text.strip().lower() == SUBMIT:
+            text = SUBMIT
+        found.setdefault(trajectory_id(task.task_id, leaf.actions + (text,)), text)
+    return list(found.values())
+
+
+def _value(ctx: Context, episode: Trajectory, n_actions: int, terminal: bool) -> float:
+    """The search signal's value of ``episode``'s first ``n_actions`` actions (of it submitted there)."""
+    if ctx.search is None:  # no reward model: the environment's own (gold's)
+        return episode.outcome_reward if terminal else float(episode.steps[n_actions - 1].reward or 0.0)
+    if n_actions == 0:  # the empty answer, submitted at the root
+        return ctx.search.scorer.score([Query(episode.task_id, (), episode.outcome_reward, terminal=True)])[0]
+    q = queries(episode)[n_actions - 1]
+    q = Query(q.task_id, q.actions, episode.outcome_reward if terminal else q.observed, terminal=terminal,
+              observations=q.observations)
+    return ctx.search.scorer.score([q])[0]
+
+
+def _lessons(reflections: Sequence[str]) -> Guidance:
+    """Advice for the proposals: the task's latest reflections (bounded: they are model text)."""
+    lessons = [str(r)[:REFLECTION_CHARS] for r in reflections][:REFLECTIONS]
+    return Guidance(notes="lessons from failed attempts at this task: " + " | ".join(lessons)) if lessons \
+        else Guidance()
+
+
+def _candidate(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, episode: Trajectory, value: float,
+               prev: float | None, traj_id: str, rank: int, accepted: bool) -> Candidate:
+    """One child as a ``candidates`` row; ``episode`` is the one that executed it (submitted)."""
+    step = episode.steps[len(prefix)] if action != SUBMIT else None
+    return Candidate(
+        strategy="mcts", task_id=task.task_id, traj_id=traj_id, step_idx=len(prefix),
+        prefix_id=trajectory_id(task.task_id, prefix), node_id=trajectory_id(task.task_id, prefix + (action,)),
+        action=action, observation=step.observation if step else "submitted",
+        env_reward=step.reward if step else episode.outcome_reward, reward=value, prev_reward=prev,
+        reward_source=ctx.search.source if ctx.search is not None else "env", accepted=accepted, rank=rank)
+
+
+def _reflect(ctx: Context, task: Task, episode: Trajectory, rng: random.Random) -> Trajectory:
+    """LATS's self-reflection on a failed leaf, kept as its last step's thought (after ``REFLECTION``)."""
+    assert ctx.advisor is not None
+    shown = ctx.view(episode)  # rewards as the search signal gives them (the advisor shows none from gold)
+    note = ctx.advisor.reflect(task, shown, shown.n_steps - 1, rng).strip()[:REFLECTION_CHARS]
+    if not note:
+        return episode
+    last = episode.steps[-1]
+    thought = f"{last.thought}\n{REFLECTION}{note}" if last.thought else f"{REFLECTION}{note}"
+    return replace(episode, steps=episode.steps[:-1] + (replace(last, thought=thought),))
+
+
+def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) -> Rollout:
+    """Expand the leaf in ``args``, evaluate its children, simulate from the best; see the module docstring."""
+    path: Sequence[str] = args["path"]
+    prefix = tuple(args["actions"])
+    limit = depth_limit(ctx.settings)
+    leaf = execute(ctx, task, prefix, "mcts")
+    used = leaf.env_steps
+    depth = len(prefix) + 1
+    children: list[tuple[str, Trajectory, bool]] = []  # action, its episode (submitted), terminal
+    guidance = _lessons(args.get("reflections", ()))
+    for action in _propose(ctx, task, leaf.trajectory, int(ctx.settings["strategy.mcts.children"]), rng, guidance):
+        if action == SUBMIT:
+            children.append((action, leaf.trajectory, True))
+            continue
+        run = execute(ctx, task, prefix + (action,), "mcts")
+        used += run.env_steps
+        children.append((action, run.trajectory, is_terminal(action, depth, limit)))
+    values = [_value(ctx, ep, len(prefix) if a == SUBMIT else depth, term) for a, ep, term in children]
+    best = max(range(len(children)), key=lambda i: (values[i], -i))
+    action, episode, terminal = children[best]
+    value = values[best]
+    if ctx.settings["strategy.mcts.rollout"] and not terminal:
+        played = rollout(ctx, task, rng, prefix=episode.actions, operator="mcts")
+        used += played.env_steps
+        episode = played.trajectory
+        value = _value(ctx, episode, episode.n_steps, True)
+    if ctx.advisor is not None and ctx.settings.get("operators.llm", True) and value < 1.0 and episode.steps \
+            and (terminal or ctx.settings["strategy.mcts.rollout"]):
+        episode = _reflect(ctx, task, episode, rng)
+    prev = _value(ctx, leaf.trajectory, len(prefix), False) if prefix else None
+    cands = tuple(_candidate(ctx, task, prefix, act, ep, v, prev, episode.traj_id, rank, rank == best)
+                  for rank, ((act, ep, _), v) in enumerate(zip(children, values)))
+    sim = Simulation(task.task_id, tuple(path) + (cands[best].node_id,), float(value), terminal)
+    return Rollout(episode, used, candidates=cands, simulations=(sim,))
+
+
+register(Part("operator", "mcts", mcts, arity=0, takes_args=True,
+              doc="one MCTS pass (LATS): expand a selected leaf, evaluate its children, back up a value"))

@@ -1,0 +1,173 @@
+"""Step-level search: build one trajectory a step at a time, scoring sampled next actions.
+
+The shared engine of ``rro`` (Reward Rising Optimization, Wang et al., COLM 2025,
+arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
+
+    prefix, bar = (), rise_from
+    for step i = 0 .. max_steps - 1:
+        for rank r = 0 .. budget - 1:
+            a = policy(task, prefix, avoid = this step's candidates so far; generator (i, r))
+            execute prefix + a in a fresh episode (acting steps); a == submit: the prefix, submitted
+            v = search.reward(prefix + a)             # submit: the value of the submitted episode
+            first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
+        none taken: fallback "best" (the highest v, first sampled on ties) or "stop"
+        a is submit, or "stop": the episode ends; else prefix += a, bar = v
+
+A value cannot rise past the top of the reward scale: at ``ceiling`` (rro's
+default 1.0) a candidate that reaches it is taken, or a solved prefix would
+sample every one of its candidates in vain (the ``rising`` column stays strict).
+Every candidate's generator is seeded from (the item's seed, step, rank), so a
+result never depends on timing; candidates sampled twice at one prefix are
+executed and scored once. Every candidate becomes a ``stores.base.Candidate``
+row (its reward, the bar it had to beat, its rank, whether it was taken), committed
+with the work item. The environment's own step reward is recorded, never used to
+decide (unless ``search.reward`` is the oracle, whose values it is).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+
+from evoagent.evolution import derive_seed
+from evoagent.policies.base import SUBMIT, Guidance, masked
+from evoagent.rewards.base import Query
+from evoagent.rollout import Context, Rollout, execute
+from evoagent.trajectory import Task, Trajectory, trajectory_id
+from stores.base import Candidate
+
+__all__ = ["step_search"]
+
+FALLBACKS = ("best", "stop")
+# A candidate row keeps this much of its observation (a taken action's whole one is in its step):
+# an item holds every candidate's row until it ends, and an observation can be 8 million characters.
+OBSERVATION_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class _Sampled:
+    """One candidate at a prefix: what the policy proposed and what executing it gave."""
+
+    rank: int
+    action: str  # "submit" for a candidate that ends the episode
+    thought: str
+    run: Trajectory  # the episode prefix + action (the prefix alone for a submit), submitted
+    query: Query
+
+    @property
+    def submits(self) -> bool:
+        return self.action == SUBMIT
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What a candidate's row keeps once its step is decided (not its whole episode)."""
+
+    rank: int
+    action: str
+    observation: str | None
+    env_reward: float | None
+
+    @classmethod
+    def of(cls, c: _Sampled) -> _Row:
+        seen = c.run.steps[-1].observation if not c.submits and c.run.steps else None
+        return cls(c.rank, c.action, seen[:OBSERVATION_CHARS] if seen is not None else None, c.query.observed)
+
+
+def _execute(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, thought: str, rank: int,
+             operator: str) -> tuple[_Sampled, int]:
+    """Run prefix + action in a fresh episode; the query that scores it; acting env steps used."""
+    submits = action == SUBMIT
+    out = execute(ctx, task, prefix if submits else prefix + (action,), operator)
+    run = out.trajectory
+    seen = tuple(s.observation for s in run.steps)
+    if submits:  # the value of this prefix submitted now: the terminal query
+        query = Query(task.task_id, prefix, run.outcome_reward, terminal=True, observations=seen)
+    else:
+        if len(run.steps) != len(prefix) + 1:
+            raise RuntimeError(f"the environment ended the episode before step {len(prefix)}")
+        query = Query(task.task_id, prefix + (action,), run.steps[-1].reward, observations=seen)
+    return _Sampled(rank, action, thought, run, query), out.env_steps
+
+
+def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, budget: int,
+                first_rising: bool, fallback: str = "best", rise_from: float = 0.0,
+                ceiling: float = math.inf) -> Rollout:
+    """Build one trajectory for ``task`` by step-level search; see the module docstring.
+
+    ``budget``: candidates at most per step; ``first_rising``: take the first whose
+    score beats the previous step's (RRO) instead of the best of all ``budget`` (IPR).
+    ``method`` names the search in the candidate rows.
+    """
+    if ctx.search is None:
+        raise RuntimeError(f"{method} needs the campaign's search signal (search.reward)")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    shown = replace(task, gold="")  # the task as a policy may see it
+    base = rng.getrandbits(63)
+    prefix: tuple[str, ...] = ()
+    thoughts: list[str] = []
+    current: Trajectory | None = None  # the accepted prefix, executed and submitted
+    bar = float(rise_from)
+    acting = 0
+    cost, tokens_in, tokens_out = 0.0, 0, 0
+    rows: list[tuple[int, _Row, float, float, bool]] = []  # (step, candidate, reward, bar, accepted)
+    for step in range(ctx.max_steps):
+        seen = masked(current.steps) if current is not None else ()
+        sampled: list[_Sampled] = []
+        scores: list[float] = []
+        by_action: dict[str, tuple[_Sampled, float | None]] = {}
+        taken: int | None = None
+        for rank in range(budget):
+            guidance = Guidance(avoid=frozenset(a for a in by_action if a != SUBMIT))
+            act = ctx.policy.next_action(shown, seen, guidance, random.Random(derive_seed(base, step, rank)))
+            cost, tokens_in, tokens_out = cost + act.cost_usd, tokens_in + act.input_tokens, tokens_out + act.output_tokens
+            text = SUBMIT if act.text.strip().lower() == SUBMIT else act.text
+            if text in by_action:  # proposed again: same episode, same score
+                again, value = by_action[text]
+                cand = replace(again, rank=rank, thought=act.thought)
+            else:
+                cand, used = _execute(ctx, task, prefix, text, act.thought, rank, method)
+                acting += used
+                value = None
+            sampled.append(cand)
+            if first_rising:  # RRO decides after each candidate
+                if value is None:
+                    value = ctx.search.scorer.score([cand.query])[0]
+                by_action[text] = (cand, value)
+                scores.append(value)
+                if value > bar or value >= ceiling:
+                    taken = rank
+                    break
+            else:
+                by_action.setdefault(text, (cand, value))
+        if not first_rising:  # IPR: every candidate scored, in one batch
+            values = ctx.search.scorer.score([c.query for c in sampled])
+            scores = [float(v) for v in values]
+        if taken is None and fallback == "best" and scores:
+            taken = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        rows += [(step, _Row.of(c), scores[i], bar, i == taken) for i, c in enumerate(sampled)]
+        if taken is None:  # fallback "stop": the episode ends with the prefix so far
+            break
+        chosen = sampled[taken]
+        current = chosen.run
+        if chosen.submits:
+            break
+        prefix += (chosen.action,)
+        thoughts.append(chosen.thought)
+        bar = scores[taken]
+    if current is None:  # nothing taken at step 0: the empty episode, submitted
+        out = execute(ctx, task, (), method)
+        current, acting = out.trajectory, acting + out.env_steps
+    steps = tuple(replace(s, thought=t) for s, t in zip(current.steps, thoughts + [""] * len(current.steps)))
+    final = replace(current, steps=steps, operator=method, cost_usd=cost, input_tokens=tokens_in,
+                    output_tokens=tokens_out)
+    source = ctx.search.source
+    candidates = tuple(
+        Candidate(strategy=method, task_id=task.task_id, traj_id=final.traj_id, step_idx=step,
+                  prefix_id=trajectory_id(task.task_id, final.actions[:step]),
+                  node_id=trajectory_id(task.task_id, final.actions[:step] + (c.action,)),
+                  action=c.action, observation=c.observation, env_reward=c.env_reward, reward=value,
+                  prev_reward=prev, reward_source=source, accepted=accepted, rank=c.rank)
+        for step, c, value, prev, accepted in rows)
+    return Rollout(final, acting, candidates=candidates)

@@ -1,0 +1,50 @@
+"""Bounded memory: a campaign's resident memory and live Python objects stay flat across generations.
+
+Runs ``experiments/bench_engine.py --rss`` in a fresh process (the figures are
+that process's alone) and compares generation 3, after warm-up (every task's
+gold result cached, the SQL workers started), with the last. The bounds are
+generous (the machine is shared, allocators keep what they took); they catch
+what the previous engine did: keep every committed trajectory in memory
+(``Engine._known``), which at this scale (100 tasks) added ~2k live objects per generation.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM = 3
+MB_BOUND, MB_PER_GEN = 20.0, 1.0  # RSS growth allowed from generation WARM to the last
+OBJECTS_BOUND = 5_000  # live Python objects growth allowed over the same span
+
+
+def memory_rows(stdout: str) -> list[dict[str, float]]:
+    """The benchmark's table as numbers by column name, one row per committed generation."""
+    from bench_engine import RSS_COLUMNS  # experiments/ is on the path (conftest)
+
+    rows = [ln.split() for ln in stdout.splitlines()]
+    rows = [r for r in rows if len(r) == len(RSS_COLUMNS) and r[0].isdigit()]
+    return [dict(zip(RSS_COLUMNS, (float(v.replace(",", "")) for v in r))) for r in rows]
+
+
+def memory_table(tasks: int, generations: int) -> list[dict[str, float]]:
+    """Runs the benchmark in a fresh process; its rows."""
+    out = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_engine.py"), "--rss",
+                          "--tasks", str(tasks), "--generations", str(generations)],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return memory_rows(out.stdout)
+
+
+@pytest.mark.slow  # ~1-2 min: a campaign of 8 generations in a subprocess
+def test_rss_and_python_objects_stay_flat_across_generations() -> None:
+    rows = memory_table(tasks=100, generations=8)
+    assert [int(r["gen"]) for r in rows] == list(range(9))
+    warm, last = rows[WARM], rows[-1]
+    assert last["trajectories"] > 1.5 * warm["trajectories"]  # the archive did grow meanwhile
+    grew = last["rss MB"] - warm["rss MB"]
+    assert grew < MB_BOUND + MB_PER_GEN * (len(rows) - 1 - WARM), rows
+    assert last["py objects"] - warm["py objects"] < OBJECTS_BOUND, rows
