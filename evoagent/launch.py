@@ -34,7 +34,8 @@ Progress = Callable[[dict[str, Any]], None]  # the CLI's printer: stages, items,
 RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
              "policy.processes", "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s",
              "policy.timeout_s", "rewards.batch_size", "rewards.batch_wait_ms", "rewards.mc.threads",
-             "executor.")
+             "rewards.http.timeout_s", "rewards.http.max_attempts", "rewards.http.retry_base_s",
+             "rewards.http.max_batch", "executor.")
 
 
 def database(c: Campaign) -> Path | None:

@@ -295,24 +295,23 @@ def prm_rows(store: Any, prompts: _Prompts, reward_source: str, threshold: float
 
 
 def _write(rows: list[dict[str, Any]], schema: pa.Schema, path: Path, jsonl: bool) -> list[str]:
-    """Parquet (and JSONL), each under a temporary name renamed into place."""
-    written = []
-    staging = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    """Parquet (and JSONL): every file written under a temporary name first, then all renamed into
+    place, so a failed write leaves the folder as it was (never a new .parquet beside an old .jsonl)."""
+    targets = [path, path.with_suffix(".jsonl")] if jsonl else [path]
+    staged = [t.with_name(f".{t.name}.partial-{os.getpid()}") for t in targets]
     try:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), staging, compression="zstd")
-        os.replace(staging, path)
-        written.append(str(path))
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), staged[0], compression="zstd")
         if jsonl:
-            target = path.with_suffix(".jsonl")
-            staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-            with staging.open("w", encoding="utf-8") as fh:
+            with staged[1].open("w", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for staging, target in zip(staged, targets):
             os.replace(staging, target)
-            written.append(str(target))
     finally:
-        staging.unlink(missing_ok=True)
-    return written
+        for staging in staged:
+            if staging.is_file():
+                staging.unlink()
+    return [str(t) for t in targets]
 
 
 def export_training(store_path: str, fmt: str, out_dir: str, *, jsonl: bool = False,

@@ -165,6 +165,7 @@ def main() -> None:
     args = ap.parse_args()
     common = [f"tasks.sample={args.tasks}", f"seed={args.seed}", f"search.reward={args.reward}",
               f"fitness.reward={args.reward}", "fitness.aggregate=mean", f"strategy.best_of_n.n={args.n}",
+              "strategy.best_of_n.allow_gold=true",  # mc's pick sees gold through its outcome checker
               f"operators.ipr.k={args.candidates}", f"operators.rro.max_candidates={args.candidates}"]
     if args.reward == "mc":
         common.append(f"rewards.mc.k={args.k}")

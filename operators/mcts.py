@@ -12,7 +12,9 @@ root], "actions": [the leaf's actions]}``). This operator expands and evaluates:
 3. executes every child in a fresh episode (no environment clone: each one
    re-executes the prefix) and evaluates it with the campaign's search signal:
    a child that submits, or that reaches the depth limit, is terminal and gets
-   the value of the episode submitted there;
+   the value of the episode submitted there; so is a child whose action ended the
+   episode (e.g. game24's last number: no action can follow). A leaf whose episode
+   has ended is not expanded: the pass backs up its value, as a terminal node's;
 4. takes the best child (highest value, then lowest rank); with
    ``strategy.mcts.rollout = true`` and a non-terminal best child, the policy
    plays on from it to a submitted answer, and the value backed up is the
@@ -22,10 +24,9 @@ root], "actions": [the leaf's actions]}``). This operator expands and evaluates:
 
 With an LLM policy (and ``operators.llm``), a pass that ends at a terminal node
 (or a rollout) whose value is below 1 gets a reflection from the operators' LLM
-(LATS's self-reflection, through the call ledger), kept in the thought of the
-trajectory's last step after ``REFLECTION``; the strategy hands the task's latest
-ones (``args["reflections"]``) to later expansions, whose proposals see them as
-advice in the policy's prompt.
+(LATS's self-reflection, through the call ledger), kept in its ``Simulation`` row
+(``reflection``); the strategy hands the task's latest ones (``args["reflections"]``)
+to later expansions, whose proposals see them as advice in the policy's prompt.
 
 It returns every child as a ``Candidate`` row (``strategy = "mcts"``, the leaf's
 id as ``prefix_id``), one ``Simulation`` (path + the best child, the value) and,
@@ -42,14 +43,14 @@ from evoagent.policies.base import SUBMIT, Guidance, masked
 from evoagent.registry import Part, register
 from evoagent.rewards.base import Query
 from evoagent.rewards.signal import queries
-from evoagent.rollout import Context, Rollout, execute, rollout
+from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Task, Trajectory, trajectory_id
+from operators.stepwise import execute_ended
 from stores.base import Candidate, Simulation
 
-__all__ = ["REFLECTION", "depth_limit", "is_terminal", "mcts"]
+__all__ = ["depth_limit", "is_terminal", "mcts"]
 
 
-REFLECTION = "[mcts reflection] "  # marks a reflection in a step's thought
 REFLECTIONS, REFLECTION_CHARS = 3, 1000  # at most this many, this long, shown in one expansion's prompts
 
 
@@ -108,16 +109,12 @@ def _candidate(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, e
         reward_source=ctx.search.source if ctx.search is not None else "env", accepted=accepted, rank=rank)
 
 
-def _reflect(ctx: Context, task: Task, episode: Trajectory, rng: random.Random) -> Trajectory:
-    """LATS's self-reflection on a failed leaf, kept as its last step's thought (after ``REFLECTION``)."""
-    assert ctx.advisor is not None
+def _reflect(ctx: Context, task: Task, episode: Trajectory, value: float, rng: random.Random) -> str:
+    """LATS's self-reflection on a failed leaf (LLM policies, ``operators.llm``); empty: none."""
+    if ctx.advisor is None or not ctx.settings.get("operators.llm", True) or value >= 1.0 or not episode.steps:
+        return ""
     shown = ctx.view(episode)  # rewards as the search signal gives them (the advisor shows none from gold)
-    note = ctx.advisor.reflect(task, shown, shown.n_steps - 1, rng).strip()[:REFLECTION_CHARS]
-    if not note:
-        return episode
-    last = episode.steps[-1]
-    thought = f"{last.thought}\n{REFLECTION}{note}" if last.thought else f"{REFLECTION}{note}"
-    return replace(episode, steps=episode.steps[:-1] + (replace(last, thought=thought),))
+    return ctx.advisor.reflect(task, shown, shown.n_steps - 1, rng).strip()[:REFLECTION_CHARS]
 
 
 def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) -> Rollout:
@@ -125,8 +122,13 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     path: Sequence[str] = args["path"]
     prefix = tuple(args["actions"])
     limit = depth_limit(ctx.settings)
-    leaf = execute(ctx, task, prefix, "mcts")
+    leaf, ended = execute_ended(ctx, task, prefix, "mcts")
     used = leaf.env_steps
+    if ended:  # a terminal node the tree did not know as one: back up its value, expand nothing
+        value = _value(ctx, leaf.trajectory, leaf.trajectory.n_steps, True)
+        note = _reflect(ctx, task, leaf.trajectory, value, rng)
+        sim = Simulation(task.task_id, tuple(path), float(value), True, note)
+        return Rollout(leaf.trajectory, used, simulations=(sim,))
     depth = len(prefix) + 1
     children: list[tuple[str, Trajectory, bool]] = []  # action, its episode (submitted), terminal
     guidance = _lessons(args.get("reflections", ()))
@@ -134,9 +136,9 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
         if action == SUBMIT:
             children.append((action, leaf.trajectory, True))
             continue
-        run = execute(ctx, task, prefix + (action,), "mcts")
+        run, over = execute_ended(ctx, task, prefix + (action,), "mcts")
         used += run.env_steps
-        children.append((action, run.trajectory, is_terminal(action, depth, limit)))
+        children.append((action, run.trajectory, over or is_terminal(action, depth, limit)))
     values = [_value(ctx, ep, len(prefix) if a == SUBMIT else depth, term) for a, ep, term in children]
     best = max(range(len(children)), key=lambda i: (values[i], -i))
     action, episode, terminal = children[best]
@@ -146,13 +148,11 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
         used += played.env_steps
         episode = played.trajectory
         value = _value(ctx, episode, episode.n_steps, True)
-    if ctx.advisor is not None and ctx.settings.get("operators.llm", True) and value < 1.0 and episode.steps \
-            and (terminal or ctx.settings["strategy.mcts.rollout"]):
-        episode = _reflect(ctx, task, episode, rng)
+    note = _reflect(ctx, task, episode, value, rng) if terminal or ctx.settings["strategy.mcts.rollout"] else ""
     prev = _value(ctx, leaf.trajectory, len(prefix), False) if prefix else None
     cands = tuple(_candidate(ctx, task, prefix, act, ep, v, prev, episode.traj_id, rank, rank == best)
                   for rank, ((act, ep, _), v) in enumerate(zip(children, values)))
-    sim = Simulation(task.task_id, tuple(path) + (cands[best].node_id,), float(value), terminal)
+    sim = Simulation(task.task_id, tuple(path) + (cands[best].node_id,), float(value), terminal, note)
     return Rollout(episode, used, candidates=cands, simulations=(sim,))
 
 

@@ -11,7 +11,8 @@ arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
             v = search.reward(prefix + a)             # submit: the value of the submitted episode
             first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
         none taken: fallback "best" (the highest v, first sampled on ties) or "stop"
-        a is submit, or "stop": the episode ends; else prefix += a, bar = v
+        a is submit, "stop", or a ended the episode (e.g. game24's last number): the episode
+        ends; else prefix += a, bar = v
 
 A value cannot rise past the top of the reward scale: at ``ceiling`` (rro's
 default 1.0) a candidate that reaches it is taken, or a solved prefix would
@@ -27,16 +28,17 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from evoagent.evolution import derive_seed
-from evoagent.policies.base import SUBMIT, Guidance, masked
+from evoagent.policies.base import SUBMIT, Action, Guidance, masked
 from evoagent.rewards.base import Query
-from evoagent.rollout import Context, Rollout, execute
-from evoagent.trajectory import Task, Trajectory, trajectory_id
+from evoagent.rollout import Context, Rollout, execute, rollout
+from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
 from stores.base import Candidate
 
-__all__ = ["step_search"]
+__all__ = ["execute_ended", "step_search"]
 
 FALLBACKS = ("best", "stop")
 # A candidate row keeps this much of its observation (a taken action's whole one is in its step):
@@ -53,6 +55,7 @@ class _Sampled:
     thought: str
     run: Trajectory  # the episode prefix + action (the prefix alone for a submit), submitted
     query: Query
+    ended: bool  # no action can follow: the environment ended the episode, or the step limit
 
     @property
     def submits(self) -> bool:
@@ -74,11 +77,33 @@ class _Row:
         return cls(c.rank, c.action, seen[:OBSERVATION_CHARS] if seen is not None else None, c.query.observed)
 
 
+@dataclass
+class _AskedProbe:
+    """A policy that submits at once, noting whether it was asked: a rollout asks only while its
+    episode goes on (the environment did not end it and the step limit is not reached)."""
+
+    name: str
+    asked: bool = False
+
+    def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
+                    rng: random.Random) -> Action:
+        self.asked = True
+        return Action(SUBMIT)
+
+
+def execute_ended(ctx: Context, task: Task, actions: Sequence[str], operator: str) -> tuple[Rollout, bool]:
+    """``rollout.execute(ctx, task, actions, operator)`` (the same episode, submitted), and whether it
+    ended there: the environment ended it (e.g. game24's last number) or the step limit, so no action can follow."""
+    probe = _AskedProbe(ctx.policy.name)
+    out = rollout(replace(ctx, policy=probe), task, random.Random(0), prefix=tuple(actions), operator=operator)
+    return out, not probe.asked
+
+
 def _execute(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, thought: str, rank: int,
              operator: str) -> tuple[_Sampled, int]:
     """Run prefix + action in a fresh episode; the query that scores it; acting env steps used."""
     submits = action == SUBMIT
-    out = execute(ctx, task, prefix if submits else prefix + (action,), operator)
+    out, ended = execute_ended(ctx, task, prefix if submits else prefix + (action,), operator)
     run = out.trajectory
     seen = tuple(s.observation for s in run.steps)
     if submits:  # the value of this prefix submitted now: the terminal query
@@ -87,7 +112,7 @@ def _execute(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, tho
         if len(run.steps) != len(prefix) + 1:
             raise RuntimeError(f"the environment ended the episode before step {len(prefix)}")
         query = Query(task.task_id, prefix + (action,), run.steps[-1].reward, observations=seen)
-    return _Sampled(rank, action, thought, run, query), out.env_steps
+    return _Sampled(rank, action, thought, run, query, ended), out.env_steps
 
 
 def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, budget: int,
@@ -156,6 +181,8 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
         prefix += (chosen.action,)
         thoughts.append(chosen.thought)
         bar = scores[taken]
+        if chosen.ended:  # no next step to search
+            break
     if current is None:  # nothing taken at step 0: the empty episode, submitted
         out = execute(ctx, task, (), method)
         current, acting = out.trajectory, acting + out.env_steps

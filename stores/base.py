@@ -81,12 +81,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Simulation:
-    """One MCTS pass: the node ids selected from the root (``path``) and the value backed up."""
+    """One MCTS pass: the node ids selected from the root (``path``) and the value backed up;
+    ``reflection``: LATS's self-reflection on the pass's failed leaf (empty: none)."""
 
     task_id: str
     path: tuple[str, ...]
     value: float
     terminal: bool = False
+    reflection: str = ""
 
 
 @dataclass(frozen=True)

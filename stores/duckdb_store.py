@@ -329,7 +329,8 @@ class DuckDBStore(Store):
                 "task_id": [s.task_id for _, s in sims],
                 "path": pa.array([list(s.path) for _, s in sims], pa.list_(pa.string())),
                 "value": pa.array([s.value for _, s in sims], pa.float64()),
-                "terminal": [s.terminal for _, s in sims]})
+                "terminal": [s.terminal for _, s in sims],
+                "reflection": pa.array([s.reflection for _, s in sims], pa.string())})
             with self._registered(_sims=table) as con:
                 con.execute("INSERT INTO raw.simulations BY NAME SELECT *, current_timestamp AS created_at FROM _sims")
 

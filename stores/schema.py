@@ -78,7 +78,8 @@ DAG_TABLES: dict[str, str] = {
 # ``prefix_id`` is the content id of the prefix it extends (``trajectory_id(task, actions[:step_idx])``),
 # ``node_id`` that of the prefix with it; ``prev_reward`` the score of the prefix it extends (what
 # RRO's "rising" compares with); ``traj_id`` the trajectory the item was building. A simulation
-# is one MCTS pass: its selected path of node ids from the root and the value backed up along it.
+# is one MCTS pass: its selected path of node ids from the root and the value backed up along it
+# (and LATS's reflection on its failed leaf, empty for none).
 SEARCH_TABLES: dict[str, str] = {
     "candidates": (
         "generation INTEGER, item_id INTEGER, strategy VARCHAR, task_id VARCHAR, traj_id VARCHAR, "
@@ -88,7 +89,7 @@ SEARCH_TABLES: dict[str, str] = {
     ),
     "simulations": (
         "generation INTEGER, item_id INTEGER, task_id VARCHAR, path VARCHAR[], value DOUBLE, "
-        "terminal BOOLEAN, created_at TIMESTAMP"
+        "terminal BOOLEAN, reflection VARCHAR, created_at TIMESTAMP"
     ),
 }
 RAW_TABLES: dict[str, str] = {**CORE_TABLES, **LLM_TABLES, **DAG_TABLES, **SEARCH_TABLES}
@@ -178,7 +179,7 @@ VIEWS: dict[str, str] = {
         "bool_or(accepted AND reward > prev_reward) AS accepted_rose, "
         "max(reward) FILTER (WHERE accepted) AS accepted_reward FROM raw.candidates GROUP BY ALL"
     ),
-    "simulations": "SELECT generation, item_id, task_id, path, value, terminal, created_at FROM raw.simulations",
+    "simulations": "SELECT generation, item_id, task_id, path, value, terminal, reflection, created_at FROM raw.simulations",
     # MCTS statistics of every node (a prefix): visits and mean backed-up value, SQL over simulations.
     "search_nodes": (
         "SELECT task_id, node_id, count(*) AS visits, avg(value) AS value FROM "

@@ -1,6 +1,7 @@
 """Game of 24: exact rules, the oracle, GPT-4's recorded runs and values, offline and LLM campaigns."""
 from __future__ import annotations
 
+import json
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +16,7 @@ from evoagent.envs.game24.data import load_tasks
 from evoagent.envs.game24.env import advance
 from evoagent.envs.game24.solver import solvable
 from evoagent.errors import UserError
-from evoagent.trajectory import Task
+from evoagent.trajectory import Task, trajectory_id
 from stores import SnapshotStore
 
 PUZZLE = Task("game24/901", "game24", "4 5 6 10")
@@ -268,6 +269,23 @@ def test_import_and_one_query_reproduce_the_logs_success_rates(tmp_path: Path) -
         ("gpt-4-cot", 10000, 4.0, 49.0), ("gpt-4-standard", 10000, 7.3, 33.0), ("gpt-4-tot", 500, 23.8, 69.0)]
 
 
+@pytest.mark.parametrize("step", ["abc", [1], -1, True, 10**9])
+def test_a_bad_tot_step_is_one_line_and_nothing_is_written(tmp_path: Path, step: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from evoagent.cli import main
+
+    log = tmp_path / "gpt-4_0.7_propose1_value3_greedy5_start900_end901.json"
+    log.write_text(json.dumps([{"idx": 900, "ys": ["Answer: (4 + 5 - 6) * 8 = 24"], "infos": [{"r": 0}],
+                                "steps": [{"step": step, "new_ys": ["4 + 5 = 9 (left: 6 9 10)"], "values": [1.0]}]}]))
+    res = CliRunner().invoke(main, ["import", "game24", str(log), "--store", str(tmp_path / "l.duckdb")])
+    assert res.exit_code == 2, res.output
+    assert "steps[].step must be a whole number 0..50" in res.output and len(res.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [log]
+
+
 SUCCESS_SQL = (
     "WITH answers AS (SELECT traj_id, source, item_id FROM trajectories UNION "
     "SELECT traj_id, source, item_id FROM rediscoveries) "
@@ -323,3 +341,98 @@ def test_step_search_with_replay_never_fails_an_item(tmp_path: Path) -> None:
             "policy.explore=0.0", lo=901, hi=915)
     assert r.scalar("SELECT count(*) FROM work_items WHERE status <> 'done'") == 0
     assert r.scalar("SELECT count(*) FROM candidates WHERE action LIKE 'Answer:%'") > 0
+
+
+# -- step-level search when an accepted step ends the episode -----------------------------------------
+AFTER_THE_END = "4 + 5 = 9 (left: 6 9 10)"
+
+
+class PlaysOn:
+    """Never submits: keeps 24 reachable while numbers are left (or writes ``answer`` at once),
+    then writes lines after the episode has ended, as an LLM policy may."""
+
+    name = "plays_on"
+
+    def __init__(self, answer: str = "") -> None:
+        self.answer = answer
+
+    def next_action(self, task: Task, history: Any, guidance: Any, rng: Any) -> Any:
+        from evoagent.policies.base import Action
+
+        episode = advance(task, [s.action for s in history])
+        if self.answer and not history:
+            return Action(self.answer)
+        return Action(AFTER_THE_END if episode.done else keeping_24(episode.state))
+
+
+def keeping_24(state: tuple[Fraction, ...]) -> str:
+    """The first legal move after which 24 is still reachable."""
+    return next(m for m in rules.moves(state) if solvable(advance_line(state, m)))
+
+
+@pytest.fixture
+def playing_on(tmp_path: Path) -> Any:
+    """A game24 context on puzzle 901 (4 5 6 10) with ``PlaysOn`` and the oracle as search.reward."""
+    from evoagent.rewards import build_signals
+    from stores import DuckDBStore
+
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(CAMPAIGN.format(lo=901, hi=901, policy="enumerate"))
+    opened = []
+
+    def make(*overrides: str, answer: str = "") -> Any:
+        c = campaign.load(cfg, list(overrides))
+        ctx = launch.build_context(c, launch.select_tasks(c))
+        ctx.policy, ctx.settings = PlaysOn(answer), dict(c.values)
+        store = DuckDBStore(tmp_path / f"s{len(opened)}.duckdb")
+        opened.append((ctx, store))
+        ctx.search, ctx.fitness = build_signals(c, ctx, store)
+        return c, ctx, store
+
+    yield make
+    for ctx, store in opened:
+        ctx.close()
+        store.close()
+
+
+@pytest.mark.parametrize("answer", ["", "Answer: 5 * (10 - 6) + 4 = 24"], ids=["last-number", "answer-line"])
+@pytest.mark.parametrize("method", ["rro", "ipr"])
+def test_step_search_stops_when_the_accepted_step_ends_the_episode(playing_on: Any, method: str, answer: str) -> None:
+    import random
+
+    from operators.ipr import ipr
+    from operators.rro import rro
+
+    _, ctx, _ = playing_on(answer=answer)
+    out = (rro if method == "rro" else ipr)(ctx.tasks["game24/901"], random.Random(1), ctx)
+    assert out.trajectory.outcome_reward == 1.0
+    assert out.trajectory.n_steps == (1 if answer else 3) == len({c.step_idx for c in out.candidates})
+    assert AFTER_THE_END not in out.trajectory.actions
+
+
+def test_mcts_treats_a_node_whose_action_ended_the_episode_as_terminal(playing_on: Any) -> None:
+    import random
+
+    from evoagent.loop import Runner
+    from operators.mcts import mcts
+
+    c, ctx, store = playing_on("strategy.kind=mcts", "strategy.mcts.children=2", "budget.generations=4",
+                               "mu=1", "lambda=1")
+    task = ctx.tasks["game24/901"]
+    line: list[str] = []  # PlaysOn's 3 moves to the last number, 24
+    for _ in range(3):
+        line.append(keeping_24(advance(task, line).state))
+    path = [trajectory_id("game24/901", line[:i]) for i in range(4)]
+    child = mcts(task, random.Random(1), ctx, args={"path": path[:3], "actions": line[:2]})
+    assert [c.action for c in child.candidates] == [line[2]]
+    assert child.simulations[0].terminal and child.simulations[0].value == 1.0  # the last number: terminal
+    # a leaf whose episode has ended is not expanded: its value is backed up as a terminal node's
+    leaf = mcts(task, random.Random(1), ctx, args={"path": path, "actions": line})
+    assert leaf.candidates == () and leaf.simulations[0].path == tuple(path) and leaf.simulations[0].terminal
+    # a campaign: one child per expansion; the node that ended the episode is never expanded
+    store.put_meta("campaign", c.to_json())
+    store.add_tasks(list(ctx.tasks.values()))
+    assert Runner(c, store, ctx).run().status == "completed"
+    done = store.query("SELECT status, args FROM work_items ORDER BY generation").to_pylist()
+    assert [(d["status"], json.loads(d["args"])["actions"]) for d in done] == [
+        ("done", line[:i]) for i in range(3)]

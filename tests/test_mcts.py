@@ -85,6 +85,26 @@ def test_campaign_mistakes_are_one_line(campaign_file: Path) -> None:
     assert campaign.load(campaign_file, MCTS).get("strategy.mcts.children") == 5
 
 
+def test_reflections_are_facts_of_their_simulation_even_on_a_repeated_trajectory(campaign_file: Path,
+                                                                                   tmp_path: Path) -> None:
+    """Two passes ending in the same trajectory: each one's reflection is seen (a trajectory is stored once)."""
+    from evoagent.strategies.mcts import MCTS as Strategy
+    from evoagent.trajectory import Step, Trajectory
+    from stores.base import ItemResult, Simulation, WorkItem
+
+    c = campaign.load(campaign_file, MCTS)
+    traj = Trajectory("sql/42", (Step(0, "SELECT 1", "[(1,)]", 0.0),), 0.0, "replay")
+    path = (trajectory_id("sql/42", ()), traj.traj_id)
+    items = [WorkItem(0, i, "mcts", "sql/42", (), i, json.dumps({"path": path[:1], "actions": []})) for i in range(4)]
+    with DuckDBStore(tmp_path / "r.duckdb") as s:
+        s.plan_generation(0, items)
+        s.commit_items([ItemResult(item, traj, simulations=(Simulation("sql/42", path, 0.0, True, note),))
+                        for item, note in zip(items, ("first", "", "second", "third"))], campaign="c")
+        assert s.scalar("SELECT count(*) FROM trajectories") == 1
+        got = Strategy(c, s, ["sql/42", "sql/100"]).reflections(1)
+    assert got == {"sql/42": ["third", "second", "first"]}  # newest first, the empty one is none
+
+
 def search(c: campaign.Campaign, store_path: Path, ctx: Context) -> None:
     """Run campaign ``c`` into a new store through the runner, sharing the policy in ``ctx``
     between runs (``launch.start`` without its start-up steps: loading the recordings, the bound)."""
@@ -204,7 +224,6 @@ def test_llm_reflections_on_failed_leaves_reach_later_expansions(tmp_path: Path,
 
     from evoagent.testing.fake_intercode import intercode_responder
     from evoagent.testing.fake_server import FakeAnthropic
-    from operators.mcts import REFLECTION
 
     (tmp_path / "c.toml").write_text(SMALL)
     c = campaign.load(tmp_path / "c.toml", MCTS + ['policy.kind="anthropic"', "policy.retry_base_s=0.01",
@@ -214,14 +233,14 @@ def test_llm_reflections_on_failed_leaves_reach_later_expansions(tmp_path: Path,
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
         assert launch.start(c, str(tmp_path / "llm.duckdb")).status == "completed"
     with DuckDBStore(tmp_path / "llm.duckdb") as s:
-        kept = s.query("SELECT w.generation, w.task_id, s.thought FROM work_items w JOIN steps s USING (traj_id) "
-                       "WHERE strpos(s.thought, ?) > 0", [REFLECTION]).to_pylist()
+        kept = s.query("SELECT generation, task_id, reflection FROM simulations WHERE reflection <> '' "
+                       "ORDER BY generation, item_id").to_pylist()
         plans = s.query("SELECT generation, task_id, args FROM work_items ORDER BY generation, item_id").to_pylist()
         asked = s.query("SELECT generation, request FROM raw.llm_calls WHERE template LIKE 'agent/%' "
                         "AND status = 'ok'").to_pylist()
         reflected = s.scalar("SELECT count(*) FROM llm_calls WHERE template LIKE 'operator/revise/%'")
     assert kept and reflected >= len({(k["task_id"], k["generation"]) for k in kept})
-    lesson = kept[0]["thought"].split(REFLECTION, 1)[1]
+    lesson = kept[0]["reflection"]
     assert lesson.startswith("The query did not match")  # the fake reviewer's diagnosis
     # a task's reflections go with its later items, never with earlier ones
     first = min(k["generation"] for k in kept)

@@ -247,3 +247,36 @@ def test_killed_driver_then_evoagent_resume_gives_the_same_campaign(tmp_path: Pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert facts(store) == want
     assert double_commits(store) == 0
+
+
+class _GoneMailbox:
+    """The mailbox of a Ray session that is going away: every call raises (the service suppresses it)."""
+
+    def __getattr__(self, name: str) -> _GoneMailbox:
+        return self
+
+    def remote(self, *args: object) -> None:
+        raise ConnectionError("the Ray session is gone")
+
+
+def test_scoring_service_close_waits_for_the_answers_being_computed() -> None:
+    """ctx.close() closes the service, then the runner closes the store: no scoring thread may write after."""
+    from evoagent.executors.ray import _ScoringService
+    from evoagent.rewards.base import Query
+
+    finished: list[int] = []
+    started = threading.Event()
+
+    class SlowScorer:  # a scorer still computing (then writing) when the campaign closes
+        def score(self, queries: list[Query]) -> list[float]:
+            started.set()
+            service._stop.wait()  # close() has begun
+            time.sleep(0.3)
+            finished.append(len(queries))
+            return [0.5] * len(queries)
+
+    service = _ScoringService(_GoneMailbox(), {"slow": SlowScorer()}, threads=1)
+    service._pool.submit(service._answer, 1, "slow", [Query("t", ("a",))])
+    assert started.wait(10)
+    service.close()
+    assert finished == [1]  # the old close(wait=False) returned while it was still running

@@ -225,9 +225,17 @@ def test_campaign_keys_are_checked(small_file: Path) -> None:
     for bad, reason in [("rewards.http.url=ftp://x", "http:// or https://"),
                         ("rewards.http.api=embed", "get_reward"),
                         ("rewards.http.max_attempts=0", "within 1..100"),
+                        ("rewards.http.url=http://h:99999", "http:// or https://"),
                         ("rewards.http.timeout_s=0", "> 0")]:
         with pytest.raises(UserError, match=reason):
             campaign.load(small_file, ["search.reward=http", bad])
+
+
+def test_a_campaign_whose_server_is_not_there_stops_before_any_file(small_file: Path, tmp_path: Path) -> None:
+    c = campaign.load(small_file, ["search.reward=http", "rewards.http.url=http://127.0.0.1:9"])
+    with pytest.raises(UserError, match=r"key 'rewards.http.url': nothing answers at http://127.0.0.1:9 \("):
+        launch.start(c, str(tmp_path / "s.duckdb"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def _rewards_by_step(store: Path, source_prefix: str) -> dict[tuple[str, int], float]:

@@ -199,6 +199,13 @@ def test_best_of_n_answers_with_the_reward_model_not_gold(models: None, campaign
 def test_campaign_checks_of_these_strategies(models: None, campaign_file: Path) -> None:
     with pytest.raises(UserError, match="key 'fitness.reward': best_of_n picks with a reward model"):
         campaign.load(campaign_file, ["strategy.kind=best_of_n", "budget.generations=0"])
+    best_of_n = ["strategy.kind=best_of_n", "budget.generations=0", "search.reward=hashed_test"]
+    for gold in ("oracle", "mc"):  # models whose values derive from gold: allowed only when the campaign says so
+        with pytest.raises(UserError, match=f"best_of_n picks with a reward model, not gold, and '{gold}' reads gold"):
+            campaign.load(campaign_file, [*best_of_n, f"fitness.reward={gold}"])
+        c = campaign.load(campaign_file, [*best_of_n, f"fitness.reward={gold}", "strategy.best_of_n.allow_gold=true"])
+        assert c.get("strategy.best_of_n.allow_gold") is True
+    assert campaign.load(campaign_file, [*best_of_n, "fitness.reward=hashed_test"]).get("fitness.reward") == "hashed_test"
     with pytest.raises(UserError, match="--set: key 'budget.generations': strategy 'rro' runs one round"):
         campaign.load(campaign_file, ["strategy.kind=rro", "budget.generations=3"])
     with pytest.raises(UserError, match="operators.rro.fallback.*one of"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,16 @@ def test_dpo_pairs_are_candidates_at_one_prefix(search_store: Path, tmp_path: Pa
     # a margin threshold leaves the smaller pair out
     out = export_training(str(search_store), "dpo", str(tmp_path / "t"), reward_source=SOURCE, threshold=0.6)
     assert out.rows == 1
+
+
+def test_a_failed_jsonl_write_leaves_no_new_parquet(search_store: Path, tmp_path: Path) -> None:
+    """Both files are staged before either is renamed: no new .parquet beside an old or missing .jsonl."""
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / f".dpo.jsonl.partial-{os.getpid()}").mkdir()  # the JSONL staging file cannot be written
+    with pytest.raises(IsADirectoryError):
+        export_training(str(search_store), "dpo", str(out), jsonl=True)
+    assert sorted(p.name for p in out.iterdir()) == [f".dpo.jsonl.partial-{os.getpid()}"]
 
 
 def test_prm_labels_every_step_from_one_source(search_store: Path, tmp_path: Path) -> None:

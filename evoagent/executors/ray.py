@@ -99,9 +99,11 @@ class _ScoringService:
             self.mailbox.answer.remote(rid, result)
 
     def close(self) -> None:
+        """Answer nothing more; wait for answers being computed, which write scores to the store
+        (``ctx.close()`` runs this before the store is closed)."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass

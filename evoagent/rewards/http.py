@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -40,13 +41,14 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rm.text import prefix_text, submitted
 from evoagent.rollout import Context, execute
 
-__all__ = ["HttpReward", "RewardServerError", "read_values", "render_queries"]
+__all__ = ["HttpReward", "RewardServerError", "check_http", "read_values", "render_queries"]
 
 APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_reward"}
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -233,10 +235,26 @@ def _seconds(header: str | None) -> float | None:
 def _is_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and len(value) <= 2000 \
         and not parts.query and not parts.fragment
+
+
+def check_http(campaign: Any) -> None:
+    """Before any file is written (the registry's preflight): something listens at
+    ``rewards.http.url``, so a wrong port or a server not started yet is one line, not a
+    campaign that stops at its first score."""
+    url = campaign.get("rewards.http.url")
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    wait = min(5.0, campaign.get("rewards.http.timeout_s"))
+    try:
+        socket.create_connection((parts.hostname, port), timeout=wait).close()
+    except OSError as exc:
+        raise UserError(f"key 'rewards.http.url': nothing answers at {url} ({exc.strerror or exc}); start the "
+                        "server (e.g. evoagent rm serve DIR --port 8000) or fix the URL") from None
 
 
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> HttpReward:
@@ -254,4 +272,4 @@ register(Part("reward", "http", _make, {
     "retry_base_s": Key((int, float), 0.5, lambda x: 0 <= x <= 60, "within 0..60"),
     "max_batch": Key(int, 64, lambda x: 1 <= x <= 10_000, "within 1..10000 (texts per request)"),
     "max_chars": Key(int, 4000, lambda x: 64 <= x <= 1_000_000, "within 64..1000000 (characters per text)"),
-}, uses_gold=False, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))
+}, uses_gold=False, preflight=check_http, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))

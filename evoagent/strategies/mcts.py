@@ -9,8 +9,11 @@ and the value backed up). Visits and mean values are SQL over simulations
 (the ``search_nodes`` view), so backpropagation is a ``GROUP BY`` and a search
 killed anywhere resumes where its committed facts end.
 
-With an LLM policy, the latest reflections on a task's failed leaves (at most
-three, LATS) go with its items, for the proposals of later expansions.
+A node is terminal when its action submits, it is at ``strategy.mcts.max_depth``,
+or a simulation ended there as terminal (its action ended the episode, e.g.
+game24's last number). With an LLM policy, the latest reflections on a task's
+failed leaves (at most three, LATS; the ``reflection`` of ``simulations`` rows)
+go with its items, for the proposals of later expansions.
 
 A round plans ``strategy.mcts.parallel`` simulations per task from the facts
 of earlier rounds only. Each descends from the root by UCT,
@@ -41,7 +44,7 @@ from evoagent import registry
 from evoagent.strategies.base import Closed
 from evoagent.strategies.evolution import Evolution
 from evoagent.trajectory import trajectory_id
-from operators.mcts import REFLECTION, REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
+from operators.mcts import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
 from stores.base import WorkItem
 
 __all__ = ["MCTS", "Tree", "plan_simulations", "select"]
@@ -172,28 +175,27 @@ class MCTS(Evolution):
                 trees[r["task_id"]].add(r["prefix_id"], r["node_id"], r["action"], r["rank"], r["reward"],
                                         is_terminal(r["action"], r["step_idx"] + 1, self.limit))
         stats = self.store.query(
-            "SELECT task_id, node_id, count(*) AS visits, sum(value) AS total FROM "
-            "(SELECT task_id, unnest(path) AS node_id, value FROM simulations WHERE generation < ?) "
-            "GROUP BY ALL", [before_round]).to_pylist()
+            "SELECT task_id, node_id, count(*) AS visits, sum(value) AS total, "
+            "bool_or(terminal AND node_id = last) AS ended FROM (SELECT task_id, unnest(path) AS node_id, "
+            "path[-1] AS last, value, terminal FROM simulations WHERE generation < ?) GROUP BY task_id, node_id",
+            [before_round]).to_pylist()
         for r in stats:
             if r["task_id"] in trees:
-                trees[r["task_id"]].visits[r["node_id"]] = r["visits"]
-                trees[r["task_id"]].total[r["node_id"]] = r["total"]
+                tree = trees[r["task_id"]]
+                tree.visits[r["node_id"]], tree.total[r["node_id"]] = r["visits"], r["total"]
+                if r["ended"]:  # e.g. a child whose action ended the episode
+                    tree.terminal.add(r["node_id"])
         return trees
 
     def reflections(self, before_round: int) -> dict[str, list[str]]:
-        """Each task's latest LATS reflections (newest first), kept in trajectories' last thoughts."""
+        """Each task's latest LATS reflections (newest first), from its simulations' rows."""
         rows = self.store.query(
-            "WITH w AS (SELECT task_id, traj_id, max([generation, item_id]) AS latest FROM work_items "
-            "WHERE operator = 'mcts' AND status = 'done' AND generation < ? GROUP BY ALL) "
-            "SELECT w.task_id, any_value(s.thought) AS thought FROM w JOIN steps s USING (traj_id) "
-            "WHERE strpos(s.thought, ?) > 0 GROUP BY w.task_id, w.traj_id, w.latest "
-            "QUALIFY row_number() OVER (PARTITION BY w.task_id ORDER BY w.latest DESC) <= ? "
-            "ORDER BY w.task_id, w.latest DESC",
-            [before_round, REFLECTION, REFLECTIONS]).to_pylist()
+            "SELECT task_id, reflection FROM simulations WHERE generation < ? AND reflection <> '' "
+            "QUALIFY row_number() OVER (PARTITION BY task_id ORDER BY generation DESC, item_id DESC) <= ? "
+            "ORDER BY task_id, generation DESC, item_id DESC", [before_round, REFLECTIONS]).to_pylist()
         found: dict[str, list[str]] = {}
         for r in rows:
-            found.setdefault(r["task_id"], []).append(r["thought"].split(REFLECTION, 1)[1][:REFLECTION_CHARS])
+            found.setdefault(r["task_id"], []).append(r["reflection"][:REFLECTION_CHARS])
         return found
 
     # -- ask -------------------------------------------------------------------

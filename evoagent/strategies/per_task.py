@@ -8,9 +8,11 @@
 - ``ipr``: the same with the ``ipr`` operator (``operators.ipr.k`` candidates a step).
 - ``best_of_n``: ``strategy.best_of_n.n`` rollouts of ``sample`` per task (default 8);
   the answer is the rank-0 member, i.e. the best ``fitness.reward`` trajectory score.
-  So it picks with a reward model, never gold: ``fitness.reward = "env"`` is refused
-  (set it to the model you search with). With a learned or judge model nothing it
-  does reads gold; ``mc``'s outcome checker does (see ``evoagent.rewards.mc``).
+  It picks with a reward model, not gold: a ``fitness.reward`` whose values derive
+  from gold (``env``, and every model registered with ``uses_gold``: ``oracle``,
+  ``mc``'s outcome checker, game24's ``solvable``) is refused unless the campaign
+  sets ``strategy.best_of_n.allow_gold = true``, and then the pick sees gold (an
+  oracle pick, an upper bound). ``prm``, ``http``, ``judge`` and ``recorded`` never read gold.
 
 Members, ranking and statistics are the evolution strategy's (success: each task's
 rank-0 member judged by gold afterwards), so ``generations``, ``status`` and the
@@ -91,12 +93,17 @@ class BestOfN(PerTask):
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
-        if values["fitness.reward"] == "env":
-            return "fitness.reward", "best_of_n picks with a reward model, not gold (env): set it, e.g. to search.reward"
+        reward = values["fitness.reward"]
+        if (reward == "env" or registry.get("reward", reward).uses_gold) and not values["strategy.best_of_n.allow_gold"]:
+            return "fitness.reward", (f"best_of_n picks with a reward model, not gold, and {reward!r} reads gold: "
+                                      "set one that does not (e.g. prm, http, judge), or "
+                                      "strategy.best_of_n.allow_gold = true for a pick that sees gold")
         return super().check_campaign(values)
 
 
-for _cls, _n_default, _doc in ((RRO, 1, "RRO step search, n trajectories per task"),
-                               (IPR, 1, "IPR step search (k candidates a step), n trajectories per task"),
-                               (BestOfN, 8, "N rollouts per task, the best by the fitness reward model")):
-    registry.register(registry.Part("strategy", _cls.name, _cls, {"n": _n(_n_default)}, doc=_doc))
+for _cls, _keys, _doc in (
+        (RRO, {"n": _n(1)}, "RRO step search, n trajectories per task"),
+        (IPR, {"n": _n(1)}, "IPR step search (k candidates a step), n trajectories per task"),
+        (BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
+         "N rollouts per task, the best by the fitness reward model")):
+    registry.register(registry.Part("strategy", _cls.name, _cls, _keys, doc=_doc))

@@ -51,7 +51,7 @@ VIEW_COLUMNS = {
     ],
     "search_steps": ["generation", "item_id", "strategy", "task_id", "traj_id", "step_idx", "candidates",
                      "rising", "accepted_rose", "accepted_reward"],
-    "simulations": ["generation", "item_id", "task_id", "path", "value", "terminal", "created_at"],
+    "simulations": ["generation", "item_id", "task_id", "path", "value", "terminal", "reflection", "created_at"],
     "search_nodes": ["task_id", "node_id", "visits", "value"],
 }
 

@@ -29,6 +29,7 @@ __all__ = ["DATA_DIR", "N_PUZZLES", "LogRun", "Proposal", "Recording", "bundled_
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "game24"
 N_PUZZLES = 1362
 MAX_LINES = 50  # action lines kept per recorded sample (GPT-4's longest CoT sample has 13)
+MAX_STEP = MAX_LINES  # a ToT proposal's search depth (GPT-4's ToT log: 0..3)
 ENV = "game24"
 
 
@@ -162,8 +163,12 @@ def read_log(path: str | Path) -> Recording:
                 if len(new) != len(values) or not all(isinstance(y, str) for y in new) or not all(
                         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 60 for v in values):
                     raise _Bad(f"record {n}: steps[].new_ys and values must pair texts with values in 0..60")
+                depth = step.get("step", 0)
+                if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_STEP:
+                    raise _Bad(f"record {n}: steps[].step must be a whole number 0..{MAX_STEP}, "
+                               f"got {str(depth)[:20]!r}")
                 for y, v in zip(new, values):
-                    proposals.append(Proposal(task_id(rank), int(step.get("step", 0)), lines_of(y), float(v)))
+                    proposals.append(Proposal(task_id(rank), depth, lines_of(y), float(v)))
     except _Bad as err:
         raise UserError(f"{path}: not a Tree of Thoughts Game of 24 log ({err})") from None
     if not runs:
