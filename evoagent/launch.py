@@ -248,6 +248,9 @@ def _prepare(c: Campaign, note: Progress | None) -> list[Task]:
     check_own_data(c, tasks, note)
     check_scale(c, len(tasks))
     check_policy(c)
+    from evoagent.rewards.prm import check_unseen
+
+    check_unseen(c, tasks)  # a learned model must not score the tasks whose gold it trained on
     if c.get("policy.batch") and c.get("policy.kind") == "anthropic" and c.get("concurrency") < 32 and note:
         note({"event": "note", "text": f"policy.batch = true with concurrency {c.get('concurrency')}: each "
               "batch holds at most that many requests and every round waits for its batch; "

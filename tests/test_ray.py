@@ -130,13 +130,32 @@ def test_ray_gives_the_thread_executors_campaign(tmp_path: Path, campaign_file: 
 @pytest.mark.slow
 def test_reward_model_failure_on_the_driver_stops_the_campaign_as_with_threads(
         tmp_path: Path, campaign_file: Path, ray_session: None) -> None:
-    """The driver's Scorer raises BudgetExceeded (a reward server gone): items stay pending, a clean stop."""
-    overrides = ["budget.generations=1", "search.reward=http", "rewards.http.url=http://127.0.0.1:9",
+    """The driver's Scorer raises BudgetExceeded (a reward server that answers only 503): items stay
+    pending, a clean stop."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    overrides = ["budget.generations=1", "search.reward=http",
+                 f"rewards.http.url=http://127.0.0.1:{server.server_address[1]}",
                  "rewards.http.max_attempts=1", "rewards.http.retry_base_s=0"]
     outcomes = {}
-    for name, extra in (("threads", []), ("ray", ["executor.kind=ray", "executor.actors=2"])):
-        out = launch.start(campaign.load(campaign_file, overrides + extra), str(tmp_path / f"{name}.duckdb"))
-        outcomes[name] = out.status, facts(tmp_path / f"{name}.duckdb")["work_items"]
+    try:
+        for name, extra in (("threads", []), ("ray", ["executor.kind=ray", "executor.actors=2"])):
+            out = launch.start(campaign.load(campaign_file, overrides + extra), str(tmp_path / f"{name}.duckdb"))
+            outcomes[name] = out.status, facts(tmp_path / f"{name}.duckdb")["work_items"]
+    finally:
+        server.shutdown()
     assert outcomes["ray"][0].startswith("stopped: rewards.http:"), outcomes["ray"][0]
     assert outcomes["ray"] == outcomes["threads"]
 

@@ -18,8 +18,8 @@ from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.rewards import Query
 from evoagent.rewards.http import HttpReward, RewardServerError, read_values
+from evoagent.rm.hosting import AppThread, BackgroundServer
 from evoagent.rm.model import ProcessRewardModel, load_model
-from evoagent.rm.server import AppThread, BackgroundServer
 from evoagent.rm.text import prefix_text, submitted
 from evoagent.rollout import Context, execute
 from stores import DuckDBStore
@@ -144,6 +144,10 @@ def test_malformed_answers_are_refused() -> None:
         ("get_reward", [1.0], 1, 1, "not a JSON object"),
         ("pooling", {"data": [{"index": 0, "data": []}]}, 1, 1, "no data list"),
         ("pooling", {"data": [{"index": 0, "data": [["x", "y"]]}]}, 1, 1, "not a finite number"),
+        ("classify", {"data": [{**d, "index": 2} for d in classify["data"]]}, 3, 1, "not exactly 0..2"),
+        ("classify", {"data": [{**d, "index": i + 1} for i, d in enumerate(classify["data"])]}, 3, 1, "0..2"),
+        ("classify", {"data": [{k: v for k, v in d.items() if k != "index"} for d in classify["data"]]}, 3, 1, "0..2"),
+        ("classify", {"data": [{**d, "index": i == 1} for i, d in enumerate(classify["data"][:2])]}, 2, 1, "0..1"),
     ]
     for api, body, n, label, reason in bad:
         with pytest.raises(ValueError, match=re.escape(reason)):
@@ -226,6 +230,8 @@ def test_campaign_keys_are_checked(small_file: Path) -> None:
                         ("rewards.http.api=embed", "get_reward"),
                         ("rewards.http.max_attempts=0", "within 1..100"),
                         ("rewards.http.url=http://h:99999", "http:// or https://"),
+                        ("rewards.http.url=https://user:s3cret@h", "no user:token@"),
+                        ("rewards.http.url=https://s3cret@h", "no user:token@"),
                         ("rewards.http.timeout_s=0", "> 0")]:
         with pytest.raises(UserError, match=reason):
             campaign.load(small_file, ["search.reward=http", bad])
@@ -302,6 +308,7 @@ def test_campaigns_scored_by_our_server_match_in_process_scores_and_survive_an_o
 
     if "prm" in registry.parts("reward"):  # the in-process kind of the same model gives the same campaign
         local = tmp_path / "local.duckdb"
-        prm = [s.replace("=http", "=prm") for s in HTTP[:3]] + ["budget.generations=1", f"rewards.prm.path={prm_path}"]
+        prm = [s.replace("=http", "=prm") for s in HTTP[:3]] + ["budget.generations=1", f"rewards.prm.path={prm_path}",
+                                                                "rewards.prm.allow_seen_tasks=true"]  # trained on them
         assert launch.start(campaign.load(small_file, prm), str(local)).status == "completed"
         assert _population(local) == _population(served)

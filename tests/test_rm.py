@@ -207,3 +207,154 @@ def test_minilm_backbone_trains_a_few_steps_and_reloads(trained: tuple[Path, Pat
     a, b = load_model(tmp_path / "mini"), load_model(tmp_path / "mini")
     assert a.score_texts(texts) == pytest.approx(b.score_texts(texts), abs=1e-6)
     assert all(0.0 < s < 1.0 for s in a.score_texts(texts))
+    hf_config = tmp_path / "mini" / "hf" / "config.json"
+    hf_config.write_text(json.dumps({**json.loads(hf_config.read_text()), "intermediate_size": 10**7}))
+    from evoagent.errors import UserError
+    with pytest.raises(UserError, match="declares .* parameters; the weights hold"):  # not allocated
+        load_model(tmp_path / "mini")
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    shutil.copytree(folder, to)
+    return to
+
+
+def _npz(path: Path, arrays: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """A weights.npz whose members declare (dtype, shape) in their headers but hold 8 bytes of data."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, (dtype, shape) in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+            zf.writestr(f"{name}.npy", buf.getvalue() + b"\0" * 8)
+
+
+def test_weights_whose_header_declares_another_array_are_refused_before_loading(
+        trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from evoagent.errors import UserError
+
+    bits = json.loads((trained[2] / "config.json").read_text())["bits"]
+    model = _copy(trained[2], tmp_path / "m")
+    for arrays, why in (({"coef": ("<f4", (10**11,)), "intercept": ("<f8", (1,))}, r"\(100000000000,\)"),
+                        ({"coef": ("<i8", (1 << bits,)), "intercept": ("<f8", (1,))}, "int64"),
+                        ({"coef": ("<f4", (1 << bits,))}, "exactly the arrays")):
+        _npz(model / "weights.npz", arrays)
+        with pytest.raises(UserError, match="damaged model .*" + why):  # not a 400 GB allocation
+            load_model(model)
+
+
+def test_safetensors_headers_are_checked_against_the_file(tmp_path: Path) -> None:
+    import struct
+
+    from safetensors.numpy import save_file
+
+    from evoagent.rm.transformer import safetensors_size
+
+    good = tmp_path / "good.safetensors"
+    save_file({"a": np.zeros((3, 4), np.float32), "b": np.zeros(5, np.int64)}, str(good))
+    assert safetensors_size(good) == (17, 2)
+
+    def forged(header: dict, data: bytes = b"\0" * 8, length: int | None = None) -> Path:
+        raw = json.dumps(header).encode()
+        path = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
+        return path
+
+    for path, why in ((forged({"w": {"dtype": "F32", "shape": [10**11], "data_offsets": [0, 4 * 10**11]}}), "declares"),
+                      (forged({"w": {"dtype": "F32", "shape": [10**11], "data_offsets": [0, 8]}}), "numbers in 8 bytes"),
+                      (forged({}, length=1 << 40), "exceeds the file"),
+                      (forged({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                               "v": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}), "overlap"),
+                      (forged({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}), "not described")):
+        with pytest.raises(ValueError, match=why):
+            safetensors_size(path)
+
+
+def test_a_model_directory_with_a_link_or_too_many_bytes_is_refused(trained: tuple[Path, Path, Path],
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    import evoagent.rm.model as rm_model
+    from evoagent.errors import UserError
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the model's")
+    linked = _copy(trained[2], tmp_path / "linked")
+    (linked / "extra").symlink_to(outside)  # would be hashed into the digest, read from outside
+    with pytest.raises(UserError, match="symbolic link"):
+        load_model(linked)
+    nested = _copy(trained[2], tmp_path / "nested")
+    (nested / "sub").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(UserError, match="symbolic link"):
+        load_model(nested)
+    monkeypatch.setattr(rm_model, "MAX_MODEL_BYTES", 1000)  # every file counts toward one total
+    with pytest.raises(UserError, match="more than 0 GiB of files"):
+        load_model(trained[2])
+
+
+def test_rm_train_never_replaces_a_folder_it_did_not_write(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, store, _ = trained
+    ckpt = tmp_path / "ckpt"  # a Hugging Face checkpoint has a config.json too
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"model_type": "bert"}')
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    out = CliRunner().invoke(main, ["rm", "train", str(store), "--out", str(ckpt)])
+    assert out.exit_code == 2 and "is not a model directory written by evoagent rm train" in out.output, out.output
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_rm_train_swaps_a_previous_model_in_whole(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from evoagent.rm.train import TrainOptions, train
+
+    _, store, folder = trained
+    out = _copy(folder, tmp_path / "prm")
+    (out / "stale.txt").write_text("from the old model")
+    train(str(store), out, TrainOptions(holdout_dbs=("flight_2", "pets_1")))
+    assert not (out / "stale.txt").exists() and load_model(out).digest == load_model(folder).digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prm"]  # no staging or old folder left
+
+
+def test_prm_refuses_the_tasks_it_was_trained_on_unless_told(trained: tuple[Path, Path, Path], tmp_path: Path,
+                                                             monkeypatch) -> None:
+    from evoagent.errors import UserError
+    from evoagent.rewards.prm import check_unseen
+
+    c_file, _, folder = trained
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["training"]["tasks"]) == {"sql/0", "sql/2", "sql/3", "sql/4", "sql/5", "sql/43", "sql/46",
+                                                "sql/47"}  # every task but the held-out databases'
+    sets = ["search.reward=prm", f"rewards.prm.path={folder}", 'tasks.ids=["sql/42", "sql/0"]']
+    with pytest.raises(UserError, match=r"trained on 1 of this campaign's tasks \(e.g. 'sql/0'\)"):
+        launch.start(campaign.load(c_file, sets), str(tmp_path / "s.duckdb"))
+    assert list(tmp_path.iterdir()) == []
+    told = sets + ["rewards.prm.allow_seen_tasks=true"]
+    tasks = launch.select_tasks(campaign.load(c_file, told))
+    check_unseen(campaign.load(c_file, told), tasks)  # the user knows: scored, as gold
+    with pytest.raises(UserError, match="best_of_n picks by gold"):
+        check_unseen(campaign.load(c_file, told + ["fitness.reward=prm", "strategy.kind=best_of_n"]), tasks)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "unused")
+    with pytest.raises(UserError, match="would show its values in prompts"):
+        check_unseen(campaign.load(c_file, told + ["policy.kind=anthropic"]), tasks)
+    old = _copy(folder, tmp_path / "old")
+    del config["training"]["tasks"]
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="does not record its training tasks"):
+        check_unseen(campaign.load(c_file, [*sets[:1], f"rewards.prm.path={old}", 'tasks.ids=["sql/42"]']), tasks)
+
+
+def test_prm_http_and_judge_read_a_query_through_one_rendering(trained: tuple[Path, Path, Path]) -> None:
+    from evoagent.rewards.base import Query
+    from evoagent.rm.text import observed, render_queries
+
+    c_file, _, folder = trained
+    c = campaign.load(c_file)
+    ctx = launch.build_context(c, launch.select_tasks(c))
+    model = load_model(folder)
+    asked = [Query("sql/0", ("SHOW TABLES", "SELECT count(*) FROM poker_player")),
+             Query("sql/0", ("SHOW TABLES",), terminal=True, observations=("[('singer',)]",))]
+    texts, steps = render_queries(ctx, asked, model.max_chars, "prm")
+    assert steps == [2, 0] and texts[1].endswith(f"step 2 observation: {SUBMITTED}")
+    seen, spent = observed(ctx, asked[0], "judge")  # the judge's half of the same function
+    assert spent == 2 and texts[0].endswith(f"step 2 observation: {seen[1]}") and None not in seen
+    scores = LearnedPRM(ctx, model).score(asked)
+    assert [s.value for s in scores] == pytest.approx(model.score_texts(texts)) and [s.env_steps for s in scores] == steps

@@ -1,7 +1,8 @@
 """`evoagent rm serve`: a real trained model directory behind the real aiohttp server on loopback.
 
 Every route in vLLM's and OpenRLHF's shapes, one-line 4xx answers, truncation,
-dynamic batching, a model error that fails only its own request, 503 when full.
+dynamic batching, a model error that fails only its own request, 503 when full or
+when too many bodies are being received.
 """
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx2
 import pytest
 from click.testing import CliRunner
 
+from evoagent.rm.hosting import BackgroundServer
 from evoagent.rm.model import ProcessRewardModel, load_model
-from evoagent.rm.server import BackgroundServer, Limits, serve_command
+from evoagent.rm.server import Limits, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM = ROOT / "tests" / "data" / "vllm"
@@ -33,13 +36,15 @@ def train_tiny_prm(folder: Path, n_runs: int = 40) -> Path:
 
     tasks = {t.task_id: t for t in load_tasks()}
     texts, labels = [], []
-    for run in load_recorded(bundled_runs()["gpt-4"], list(tasks.values()))[:n_runs]:
+    runs = load_recorded(bundled_runs()["gpt-4"], list(tasks.values()))[:n_runs]
+    for run in runs:
         for i in range(run.n_steps):
             obs = [s.observation for s in run.steps[: i + 1]]
             texts.append(prefix_text(tasks[run.task_id], run.actions[: i + 1], obs))
             labels.append(1.0 if run.outcome_reward == 1.0 else 0.0)
     backbone = HashedLogistic.train(texts, labels, [1.0] * len(texts), bits=12)
-    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome"}).save(folder)
+    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome",
+                                  "training": {"tasks": sorted({r.task_id for r in runs})}}).save(folder)
     return folder
 
 
@@ -284,7 +289,7 @@ def test_replica_processes_serve_the_same_scores_and_survive_a_dead_replica(
     import os
     import signal
 
-    from evoagent.rm.server import ProcessReplicas
+    from evoagent.rm.hosting import ProcessReplicas
 
     replicas = ProcessReplicas(prm_dir, 2, model.name)
     try:
@@ -316,3 +321,28 @@ def test_batches_are_cut_into_sub_batches_of_similar_length() -> None:
     more = texts * 4
     lengths = [[len(more[i]) for i in g] for g in length_groups(more)]
     assert lengths == [[3] * 8 + [5] * 80 + [6] * 4, [7] * 4 + [500] * 4 + [1000] * 8, [1000] * 4]
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the server did not get there in 10 s"
+        time.sleep(0.005)
+
+
+def test_bodies_being_received_at_once_are_bounded(model: ProcessRewardModel) -> None:
+    with BackgroundServer(model, limits=Limits(max_reading=2)) as srv, httpx2.Client(base_url=srv.url) as client:
+        host, port = srv.url.removeprefix("http://").split(":")
+        slow = []
+        for _ in range(2):  # two clients that send headers and start a body they never finish
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"POST /pooling HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 4000000\r\n\r\n{\"input\": \"")
+            slow.append(s)
+        _until(lambda: srv._routes.reading == 2)
+        r = client.post("/pooling", json={"input": "a"})  # refused before its body is read
+        assert r.status_code == 503 and "2 request bodies are being read" in r.json()["error"]["message"]
+        for s in slow:
+            s.close()
+        _until(lambda: srv._routes.reading == 0)
+        assert client.post("/pooling", json={"input": "a"}).status_code == 200

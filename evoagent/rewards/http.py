@@ -20,12 +20,14 @@ steps are counted. What is called and how its answer is read
 Faults: connection errors, timeouts (``timeout_s`` per request), 408, 429 and
 5xx are retried with exponential backoff (``retry_base_s`` x 2^attempt, with
 jitter, or the server's ``Retry-After``) up to ``max_attempts`` tries; then, and
-on any other refusal or a malformed answer, :class:`RewardServerError` stops the
+on any other refusal or a malformed answer (vLLM's ``data[].index`` must be
+exactly 0..n-1), :class:`RewardServerError` stops the
 campaign cleanly: the runner treats it like a spent budget, so the item stays
 pending and ``evoagent resume`` runs it once the server is back. Answers over
 ``MAX_RESPONSE_BYTES`` are refused. Values never derive from gold
 (``uses_gold=False``); the reward source names the server (url, api, model,
-label index), so cached scores of one server are never taken for another's.
+label index), so cached scores of one server are never taken for another's; since
+it is stored with every score, a URL with credentials (``user:token@``) is refused.
 """
 from __future__ import annotations
 
@@ -45,10 +47,10 @@ from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
-from evoagent.rm.text import prefix_text, submitted
-from evoagent.rollout import Context, execute
+from evoagent.rm.text import render_queries
+from evoagent.rollout import Context
 
-__all__ = ["HttpReward", "RewardServerError", "check_http", "read_values", "render_queries"]
+__all__ = ["HttpReward", "RewardServerError", "check_http", "read_values"]
 
 APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_reward"}
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
@@ -87,7 +89,10 @@ def read_values(api: str, body: Any, n: int, label_index: int = 1) -> list[float
     data = body.get("data")
     if not isinstance(data, list) or len(data) != n or not all(isinstance(d, dict) for d in data):
         raise ValueError(f"'data' is not a list of {n} objects")
-    ordered = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
+    indices = [d.get("index") for d in data]
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in indices) or sorted(indices) != list(range(n)):
+        raise ValueError(f"the 'index' of the {n} answers is not exactly 0..{n - 1}")
+    ordered = sorted(data, key=lambda d: d["index"])
     out = []
     for i, item in enumerate(ordered):
         values = item.get("probs" if api == "classify" else "data")
@@ -106,27 +111,6 @@ def read_values(api: str, body: Any, n: int, label_index: int = 1) -> list[float
             raise ValueError(f"data[{i}] has {len(values)} classes; rewards.http.label_index is {label_index}")
         out.append(_number(values[label_index], f"data[{i}] class {label_index}"))
     return out
-
-
-def render_queries(ctx: Context, queries: Sequence[Query], max_chars: int,
-                   operator: str) -> tuple[list[str], list[int]]:
-    """Each query's :func:`prefix_text` (a terminal one with its submit, as the ``prm`` kind reads
-    it), and the environment steps spent to observe it: a prefix that lacks its observations is
-    executed first."""
-    texts, steps = [], []
-    for q in queries:
-        task = ctx.tasks[q.task_id]
-        actions: Sequence[str] = q.actions
-        observations: Sequence[str | None] = q.observations[: len(actions)]
-        spent = 0
-        if len(observations) < len(actions):
-            run = execute(ctx, task, actions, operator)
-            observations, spent = [s.observation for s in run.trajectory.steps], run.env_steps
-        if q.terminal:  # the value of submitting here, not of going on
-            actions, observations = submitted(actions, observations)
-        texts.append(prefix_text(task, actions, observations, max_chars=max_chars))
-        steps.append(spent)
-    return texts, steps
 
 
 class HttpReward(RewardModel):
@@ -239,7 +223,7 @@ def _is_url(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and len(value) <= 2000 \
-        and not parts.query and not parts.fragment
+        and not parts.query and not parts.fragment and parts.username is None and parts.password is None
 
 
 def check_http(campaign: Any) -> None:
@@ -263,7 +247,8 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> HttpReward:
 
 register(Part("reward", "http", _make, {
     "url": Key(str, "http://127.0.0.1:8000", _is_url,
-               "the server's root URL, http:// or https:// (the API's path is added)"),
+               "the server's root URL, http:// or https://, with no query and no user:token@ (the URL is "
+               "stored with every score: put credentials in a proxy, not the URL)"),
     "api": Key(str, "classify", lambda x: x in APIS, '"classify", "pooling" (vLLM) or "get_reward" (OpenRLHF)'),
     "model": Key(str, "", lambda x: len(x) <= 500, "the served model's name (empty: the server's only one)"),
     "label_index": Key(int, 1, lambda x: 0 <= x <= 100_000, "within 0..100000 (the positive class)"),

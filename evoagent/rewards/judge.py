@@ -37,8 +37,8 @@ from evoagent.llm.pricing import MODELS
 from evoagent.prompts import JUDGE
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
-from evoagent.rm.text import prefix_text
-from evoagent.rollout import Context, execute
+from evoagent.rm.text import observed, prefix_text
+from evoagent.rollout import Context
 
 __all__ = ["Judge", "check_judge", "read_score"]
 
@@ -100,14 +100,6 @@ class Judge(RewardModel):
                 {"type": "text", "text": ask}]}],
         }
 
-    def _observations(self, q: Query) -> tuple[tuple[str | None, ...], int]:
-        """What the environment answered to each action: the query's, else by executing the prefix."""
-        if len(q.observations) >= len(q.actions):
-            return tuple(q.observations[: len(q.actions)]), 0
-        run = execute(self.ctx, self.ctx.tasks[q.task_id], q.actions, "judge")
-        seen = [s.observation for s in run.trajectory.steps]
-        return tuple(seen + [None] * (len(q.actions) - len(seen))), run.env_steps
-
     def _ask(self, request: dict[str, Any], nonce: str) -> float:
         from evoagent.llm.ledger import call_context
 
@@ -121,7 +113,7 @@ class Judge(RewardModel):
         return self.fallback if value is None else value
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
-        seen = list(self._pool.map(self._observations, queries))
+        seen = list(self._pool.map(lambda q: observed(self.ctx, q, "judge"), queries))
         jobs = [(self.request(q, obs), f"{q.prefix_id}:{q.step_idx}:{j}")
                 for q, (obs, _) in zip(queries, seen) for j in range(self.samples)]
         # All calls of the batch at once: with Message Batches they go out as one batch.

@@ -2,9 +2,13 @@
 
 The model reads each query as :func:`evoagent.rm.text.prefix_text` renders it
 (question, tables, actions and their observations) and answers the
-probability that the prefix leads to success: no gold of the searched tasks
-is read, so a campaign scored by it (``search.reward = "prm"``,
-``fitness.reward = "prm"``) searches without gold. A query that arrives
+probability that the prefix leads to success. Its weights learned from the
+gold-derived labels of its training tasks (``training.tasks`` in its
+``config.json``), so a campaign scored by it (``search.reward = "prm"``,
+``fitness.reward = "prm"``) searches without gold only on other tasks:
+:func:`check_unseen` refuses a campaign whose tasks overlap them, unless
+``rewards.prm.allow_seen_tasks = true``, and then the model counts as reading
+gold (no prompt may show its values, best-of-N needs ``allow_gold``). A query that arrives
 without its observations (a prefix no episode has executed yet) is executed
 once to get them, and those environment steps are counted. Batches come from
 the store-backed :class:`~evoagent.rewards.scorer.Scorer` like every model's;
@@ -20,9 +24,9 @@ from typing import Any
 from evoagent.errors import UserError
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
-from evoagent.rollout import Context, execute
+from evoagent.rollout import Context
 
-__all__ = ["LearnedPRM", "check_prm"]
+__all__ = ["LearnedPRM", "check_prm", "check_unseen", "training_tasks"]
 
 
 class LearnedPRM(RewardModel):
@@ -38,24 +42,10 @@ class LearnedPRM(RewardModel):
     def source(self) -> str:
         return source_name("prm", {"model": self.model.digest})
 
-    def _observations(self, q: Query) -> tuple[tuple[str | None, ...], int]:
-        if len(q.observations) >= len(q.actions):
-            return tuple(q.observations[: len(q.actions)]), 0
-        run = execute(self.ctx, self.ctx.tasks[q.task_id], q.actions, "prm")
-        return tuple(s.observation for s in run.trajectory.steps), run.env_steps
-
     def score(self, queries: Sequence[Query]) -> list[Score]:
-        from evoagent.rm.text import prefix_text, submitted
+        from evoagent.rm.text import render_queries
 
-        texts, steps = [], []
-        for q in queries:
-            observations, n = self._observations(q)
-            actions = q.actions
-            if q.terminal:  # the value of submitting here, not of going on
-                actions, observations = submitted(actions, observations)
-            texts.append(prefix_text(self.ctx.tasks[q.task_id], actions, observations,
-                                     max_chars=self.model.max_chars))
-            steps.append(n)
+        texts, steps = render_queries(self.ctx, queries, self.model.max_chars, "prm")
         return [Score(v, n) for v, n in zip(self.model.score_texts(texts), steps)]
 
 
@@ -83,6 +73,42 @@ def check_prm(campaign: Any) -> None:
     _load(campaign.get("rewards.prm.path"))
 
 
+def training_tasks(config: dict[str, Any]) -> set[str]:
+    """The ids of the tasks whose labels (gold-derived) a model's weights learned from."""
+    training = config.get("training")
+    tasks = training.get("tasks") if isinstance(training, dict) else None
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise UserError("key 'rewards.prm.path': the model does not record its training tasks (trained by an "
+                        "older evoagent); train it again with evoagent rm train")
+    return set(tasks)
+
+
+def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
+    """Once the campaign's tasks are known: a prm model never scores a task it trained on (it
+    would search with that task's gold) unless ``rewards.prm.allow_seen_tasks``, and then it
+    counts as gold: refused where a prompt would show its values or best-of-N would pick by it."""
+    from evoagent.llm import LLM_POLICIES
+    from evoagent.rm.model import read_config
+
+    c = campaign
+    if "prm" not in (c.get("search.reward"), c.get("fitness.reward")):
+        return
+    seen = sorted(training_tasks(read_config(Path(c.get("rewards.prm.path")))) & {t.task_id for t in tasks})
+    if not seen:
+        return
+    if not c.get("rewards.prm.allow_seen_tasks"):
+        raise UserError(f"key 'rewards.prm.path': the model was trained on {len(seen)} of this campaign's tasks "
+                        f"(e.g. {seen[0]!r}), so it knows their gold; search other tasks, train with them held out, "
+                        "or set rewards.prm.allow_seen_tasks = true to score with gold knowingly")
+    if c.get("search.reward") == "prm" and c.get("policy.kind") in LLM_POLICIES and c.get("operators.llm"):
+        raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold and LLM operators "
+                        "would show its values in prompts; set operators.llm = false")
+    if c.get("strategy.kind") == "best_of_n" and c.get("fitness.reward") == "prm" \
+            and not c.get("strategy.best_of_n.allow_gold"):
+        raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold, so best_of_n "
+                        "picks by gold; set strategy.best_of_n.allow_gold = true")
+
+
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
     return LearnedPRM(ctx, _load(params["path"]))
 
@@ -90,5 +116,6 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
 register(Part("reward", "prm", _make, {
     "path": Key(str, "", lambda p: p == "" or _is_model_dir(p),
                 "a model directory written by `evoagent rm train` (with its config.json)"),
+    "allow_seen_tasks": Key(bool, False),
 }, uses_gold=False, preflight=check_prm,
    doc="a learned process reward model (evoagent rm train), scored in-process"))

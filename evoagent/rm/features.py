@@ -196,8 +196,30 @@ class HashedLogistic:
         bits = config.get("bits")
         if not isinstance(bits, int) or not 8 <= bits <= 24:
             raise ValueError("config 'bits' must be an integer within 8..24")
+        expected = {"coef": (1 << bits,), "intercept": (1,)}
+        _check_headers(folder / WEIGHTS, expected)  # before anything is allocated
         with np.load(folder / WEIGHTS, allow_pickle=False) as z:
             coef, intercept = z["coef"], z["intercept"]
-        if coef.shape != (1 << bits,) or intercept.shape != (1,) or not np.isfinite(coef).all():
+        if coef.shape != expected["coef"] or intercept.shape != (1,) or not np.isfinite(coef).all():
             raise ValueError(f"{WEIGHTS} does not hold {1 << bits} finite weights")
         return cls(coef.astype(np.float32), float(intercept[0]), bits)
+
+
+def _check_headers(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Each array's ``.npy`` header declares the expected shape and a float dtype: a hostile
+    file's header could otherwise make ``np.load`` allocate whatever it declares."""
+    import zipfile
+
+    fmt = np.lib.format
+    with zipfile.ZipFile(path) as zf:
+        if sorted(zf.namelist()) != sorted(f"{name}.npy" for name in expected):
+            raise ValueError(f"{WEIGHTS} must hold exactly the arrays {', '.join(sorted(expected))}")
+        for name, shape in expected.items():
+            with zf.open(f"{name}.npy") as fh:
+                version = fmt.read_magic(fh)
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+                if read is None:
+                    raise ValueError(f"{WEIGHTS}: {name} has .npy format version {version}")
+                declared, _, dtype = read(fh)
+            if declared != shape or dtype not in (np.dtype("<f4"), np.dtype("<f8")):
+                raise ValueError(f"{WEIGHTS}: {name} is {dtype} {declared}, not float {shape}")

@@ -20,13 +20,13 @@ from typing import Any, Protocol
 
 from evoagent.errors import UserError
 
-__all__ = ["FORMAT", "ProcessRewardModel", "content_digest", "load_model"]
+__all__ = ["FORMAT", "ProcessRewardModel", "check_out", "content_digest", "load_model", "model_files"]
 
 FORMAT = "evoagent-prm"
 VERSION = 1
 CONFIG, METRICS = "config.json", "metrics.json"
 MAX_CONFIG_BYTES = 16 << 20  # the task split lists held-out ids; 16 MiB is far beyond any task set
-MAX_FILE_BYTES = 4 << 30  # a local checkpoint may be large; nothing bigger is hashed or read
+MAX_MODEL_BYTES = 16 << 30  # a local checkpoint may be large; nothing bigger, in all, is hashed or read
 BACKBONES = ("hashed-logistic", "transformer")
 
 
@@ -38,11 +38,33 @@ class Backbone(Protocol):
     def save(self, folder: Path) -> dict[str, Any]: ...
 
 
+def model_files(folder: Path) -> list[Path]:
+    """The regular files of a model directory, sorted. A symbolic link (which could make the
+    digest or a loader read files outside the directory) or more than ``MAX_MODEL_BYTES`` in all
+    is one UserError line."""
+    root, files, total = folder.resolve(), [], 0
+    for here, dirs, names in os.walk(folder):  # never descends into a linked folder
+        for name in dirs + names:
+            path = Path(here) / name
+            if path.is_symlink() or not path.resolve().is_relative_to(root):
+                raise UserError(f"{path}: a symbolic link; a model directory must hold its files itself")
+            if name in names:
+                if not path.is_file():
+                    raise UserError(f"{path}: not a regular file; a model directory holds files and folders only")
+                files.append(path)
+                total += path.stat().st_size
+    if total > MAX_MODEL_BYTES:
+        raise UserError(f"{folder}: more than {MAX_MODEL_BYTES >> 30} GiB of files; refusing to read it")
+    return sorted(files)
+
+
 def content_digest(folder: Path) -> str:
     """12 hex characters of a hash of every file the model is made of (not its metrics):
     retraining changes it, so cached scores of an old model are never taken for the new one's."""
     h = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != METRICS):
+    for path in model_files(folder):
+        if path.name == METRICS:
+            continue
         h.update(str(path.relative_to(folder)).encode() + b"\x00")
         with path.open("rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -69,8 +91,7 @@ class ProcessRewardModel:
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None) -> Path:
         """Write the directory (config, weights, metrics); refuses a non-empty folder that is not a model."""
         folder = Path(path)
-        if folder.exists() and any(folder.iterdir()) and not (folder / CONFIG).is_file():
-            raise UserError(f"--out {folder}: a folder with other files in it; give a new or empty one")
+        check_out(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = {**self.config, **self.backbone.save(folder), "format": FORMAT, "version": VERSION,
                   "backbone": self.backbone.kind}
@@ -79,6 +100,20 @@ class ProcessRewardModel:
             _write_json(folder / METRICS, metrics)
         self.config, self.name, self.digest = config, folder.resolve().name, content_digest(folder)
         return folder
+
+
+def check_out(folder: Path) -> None:
+    """A folder a model may be written to: a new one, an empty one, or a model directory evoagent
+    wrote (it is replaced whole). Anything else, e.g. a Hugging Face checkpoint, is one line."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        return
+    try:
+        read_config(folder)
+    except UserError:
+        raise UserError(f"--out {folder}: exists and is not a model directory written by evoagent rm train; "
+                        "give a new or empty folder") from None
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -94,6 +129,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise UserError(f"{folder}: no model directory there (train one with: evoagent rm train STORE --out DIR)")
     if not where.is_file():
         raise UserError(f"{folder}: no {CONFIG}; not a model directory written by evoagent rm train")
+    model_files(folder)  # no link out of it, bounded in size, before anything is read
     if where.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"{where}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a model config")
     try:
@@ -109,9 +145,6 @@ def read_config(folder: Path) -> dict[str, Any]:
     limit = config.get("max_chars")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 64 <= limit <= 1_000_000:
         raise UserError(f"{where}: 'max_chars' must be an integer within 64..1000000")
-    for p in folder.rglob("*"):
-        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{p}: larger than {MAX_FILE_BYTES >> 30} GiB; refusing to read it")
     return config
 
 
@@ -130,6 +163,8 @@ def load_model(path: str | Path) -> ProcessRewardModel:
             backbone = TransformerBackbone.load(folder, config)
     except UserError:
         raise
+    except MemoryError:
+        raise UserError(f"{folder}: damaged model (its weights would not fit in memory)") from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise UserError(f"{folder}: damaged model ({reason})") from None

@@ -19,7 +19,9 @@ memory bounded: a body over ``max_body_bytes`` is refused (413); more than
 not a string, invalid JSON (400) and a model name other than the served one
 (404) get a one-line reason; a text longer than ``max_chars`` characters keeps
 its last ``max_chars`` (the end of a prefix is the step being scored, as in
-``evoagent.rm.text.prefix_text``); more than ``max_queued`` texts waiting -> 503;
+``evoagent.rm.text.prefix_text``); more than ``max_queued`` texts waiting, or
+``max_reading`` bodies being received already, -> 503 (so bodies in memory are
+at most ``max_reading`` x ``max_body_bytes``, and one is parsed at a time);
 a model error fails only the requests it came from (500). ``usage.prompt_tokens``
 counts whitespace-separated words: the server does not tokenize.
 """
@@ -27,10 +29,9 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,13 +41,9 @@ import click
 from evoagent.errors import UserError
 
 if TYPE_CHECKING:  # aiohttp, asyncio and the batcher load when a server is built: `evoagent` starts without them
-    from concurrent.futures import ProcessPoolExecutor
-
     from aiohttp import web
 
-    from evoagent.rm.batching import BatchStats, DynamicBatcher
-
-__all__ = ["AppThread", "BackgroundServer", "Limits", "ProcessReplicas", "build_app", "serve", "serve_command"]
+__all__ = ["Limits", "build_app", "serve", "serve_command"]
 
 
 class ScoresTexts(Protocol):
@@ -67,6 +64,7 @@ class Limits:
     max_body_bytes: int = 4 * 1024 * 1024
     max_inputs: int = 1024  # texts per request
     max_queued: int = 8192  # texts waiting before new requests get 503
+    max_reading: int = 8  # request bodies being read at once before new requests get 503
 
     def check(self) -> None:
         """A bad limit is a user mistake, named in one line."""
@@ -125,6 +123,7 @@ class _Routes:
         from evoagent.rm.batching import DynamicBatcher
 
         self.started = int(time.time())
+        self.reading = 0  # bodies being read now (one event loop: no lock needed)
         self.batcher = DynamicBatcher(model.score_texts, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
                                       max_queued=limits.max_queued, parallel=parallel)
 
@@ -156,8 +155,15 @@ class _Routes:
         limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise _Refused(413, f"the body ({request.content_length} bytes) is over the server's limit of {limit} bytes")
-        raw = await request.read()  # aiohttp stops at client_max_size (413)
+        if self.reading >= self.limits.max_reading:
+            raise _Refused(503, f"{self.reading} request bodies are being read (at most {self.limits.max_reading} "
+                                "at once); retry")
+        self.reading += 1
         try:
+            raw = await request.read()  # aiohttp stops at client_max_size (413)
+        finally:
+            self.reading -= 1
+        try:  # synchronous: one body is parsed at a time
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise _Refused(400, f"invalid JSON: {exc}") from None
@@ -237,63 +243,6 @@ def _build(model: ScoresTexts, limits: Limits, parallel: int) -> tuple[web.Appli
     return app, routes
 
 
-_REPLICA: Any = None  # the model of a replica process
-
-
-def _load_replica(path: str) -> None:
-    global _REPLICA
-    from evoagent.rm.model import load_model
-
-    _REPLICA = load_model(path)
-
-
-def _score_replica(texts: list[str]) -> list[float]:
-    return _REPLICA.score_texts(texts)
-
-
-class ProcessReplicas:
-    """``n`` copies of a model directory in worker processes (``--workers``).
-
-    The CPU backbone's forward pass is Python work: in the server's process it
-    shares one interpreter lock with the event loop. In replicas it runs beside
-    it, on other cores, ``n`` batches at once. A replica that dies (killed, out
-    of memory) fails the batch it held (500) and the replicas are started afresh.
-    """
-
-    def __init__(self, path: str | Path, n: int, name: str):
-        self.name, self._path, self._n = name, str(path), n
-        self._lock = threading.Lock()
-        self._pool = self._start()
-
-    def _start(self) -> ProcessPoolExecutor:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(self._n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_load_replica, initargs=(self._path,))
-        for f in [pool.submit(_score_replica, []) for _ in range(self._n)]:
-            f.result()  # every replica has loaded the model before the server says it is ready
-        return pool
-
-    def score_texts(self, texts: Sequence[str]) -> list[float]:
-        from concurrent.futures.process import BrokenProcessPool
-
-        from evoagent.rm.batching import ModelFailure
-
-        pool = self._pool
-        try:
-            return pool.submit(_score_replica, list(texts)).result()
-        except BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._start()
-            raise ModelFailure("a model replica died; the replicas were restarted") from None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _listen(host: str, port: int) -> socket.socket:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -305,79 +254,6 @@ def _listen(host: str, port: int) -> socket.socket:
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class AppThread:
-    """Any aiohttp application on its own thread and event loop; port 0 picks a free one.
-
-    ``with AppThread(app) as t: ... t.url ...``: tests' replay and fault servers use it as they are.
-    """
-
-    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0):
-        import asyncio
-
-        from aiohttp import web
-
-        self.app = app
-        self._sock = _listen(host, port)
-        self.url = _url(self._sock)
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rm-server", daemon=True)
-
-    def _run(self) -> None:
-        import asyncio
-
-        from aiohttp import web
-
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        finally:
-            self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def start(self) -> AppThread:
-        self._thread.start()
-        self._ready.wait(30)
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
-
-    def __enter__(self) -> AppThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class BackgroundServer(AppThread):
-    """``evoagent rm serve`` in-process (tests, benchmarks, campaigns on loopback)."""
-
-    def __init__(self, model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits(),
-                 parallel: int = 1):
-        limits.check()
-        app, self._routes = _build(model, limits, parallel)
-        super().__init__(app, host=host, port=port)
-
-    def __enter__(self) -> BackgroundServer:
-        self.start()
-        return self
-
-    @property
-    def batcher(self) -> DynamicBatcher:
-        return self._routes.batcher
-
-    @property
-    def stats(self) -> BatchStats:
-        return self._routes.batcher.stats
 
 
 def serve(model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
@@ -425,6 +301,8 @@ def serve_command(model_dir: str, port: int, host: str, max_batch: int, max_wait
                         max_body_bytes=max_body_bytes)
         limits.check()
         if workers:
+            from evoagent.rm.hosting import ProcessReplicas
+
             model = ProcessReplicas(model_dir, workers, model.name)
         try:
             serve(model, host=host, port=port, limits=limits, parallel=max(1, workers), announce=click.echo)

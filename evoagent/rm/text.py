@@ -28,16 +28,26 @@ A terminal prefix (the episode was submitted right after its last step) is
 rendered through :func:`submitted`: one more step, action ``submit``,
 observation ``(submitted: the last result is the answer)``; its content id is
 that of the actions with the submit, as in the ``rewards`` table.
+
+:func:`render_queries` is how every scorer in a campaign (``prm``, ``http``)
+gets these texts for its queries; :func:`observed` is its first half (the
+``judge`` reuses it and words the submit in its own prompt).
 """
 from __future__ import annotations
 
 import functools
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from evoagent.trajectory import Task
 
-__all__ = ["FIELD_LIMITS", "MISSING", "OMITTED", "SUBMIT", "SUBMITTED", "prefix_text", "submitted"]
+if TYPE_CHECKING:
+    from evoagent.rewards.base import Query
+    from evoagent.rollout import Context
+
+__all__ = ["FIELD_LIMITS", "MISSING", "OMITTED", "SUBMIT", "SUBMITTED", "observed", "prefix_text",
+           "render_queries", "submitted"]
 
 FIELD_LIMITS = {"question": 1000, "tables": 1500, "action": 1000, "observation": 400}
 OMITTED = "({n} earlier steps omitted)"
@@ -94,3 +104,32 @@ def submitted(actions: Sequence[str], observations: Sequence[str | None]) -> tup
     """(actions, observations) of a prefix submitted after its last step, as every model reads it."""
     seen = tuple(observations[: len(actions)]) + (None,) * (len(actions) - len(observations))
     return tuple(actions) + (SUBMIT,), seen + (SUBMITTED,)
+
+
+def observed(ctx: Context, query: Query, operator: str) -> tuple[tuple[str | None, ...], int]:
+    """What the environment answered to each of the query's actions, and the environment steps
+    spent to learn it: the query's own observations, else the prefix executed once (an action it
+    never reached reads None)."""
+    n = len(query.actions)
+    if len(query.observations) >= n:
+        return tuple(query.observations[:n]), 0
+    from evoagent.rollout import execute
+
+    run = execute(ctx, ctx.tasks[query.task_id], query.actions, operator)
+    seen = [s.observation for s in run.trajectory.steps][:n]
+    return tuple(seen) + (None,) * (n - len(seen)), run.env_steps
+
+
+def render_queries(ctx: Context, queries: Sequence[Query], max_chars: int,
+                   operator: str) -> tuple[list[str], list[int]]:
+    """Each query's :func:`prefix_text` (a terminal one with its submit) and the environment steps
+    spent to observe it (see :func:`observed`): what every learned or remote model is asked."""
+    texts, steps = [], []
+    for q in queries:
+        observations, spent = observed(ctx, q, operator)
+        actions: Sequence[str] = q.actions
+        if q.terminal:  # the value of submitting here, not of going on
+            actions, observations = submitted(actions, observations)
+        texts.append(prefix_text(ctx.tasks[q.task_id], actions, observations, max_chars=max_chars))
+        steps.append(spent)
+    return texts, steps

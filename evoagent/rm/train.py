@@ -28,7 +28,7 @@ from evoagent.rm.labels import (
     examples,
     store_tasks,
 )
-from evoagent.rm.model import CONFIG, ProcessRewardModel
+from evoagent.rm.model import ProcessRewardModel, check_out
 from evoagent.rm.text import prefix_text
 from evoagent.trajectory import Task
 
@@ -105,10 +105,31 @@ def _check(opts: TrainOptions, out: Path) -> None:
         raise UserError(f"--labels: unknown label source {opts.labels!r} (have {', '.join(LABELS)})")
     if not 0 < opts.holdout < 1:
         raise UserError(f"--holdout: must be within 0..1 (exclusive), got {opts.holdout}")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG).is_file())):
-        raise UserError(f"--out {out}: exists and is not a model directory; give a new or empty folder")
+    check_out(out)
     if opts.backbone not in ("cpu", "minilm") and not Path(opts.backbone).is_dir():
         raise UserError(f"--backbone: {opts.backbone!r} is neither cpu, minilm nor a checkpoint directory")
+
+
+def _replace(out: Path, write: Callable[[Path], Any]) -> None:
+    """Write into a staging folder beside ``out``, then swap it in by renames: ``out`` is always
+    either the old model or the new one, and only a folder :func:`check_out` accepts is removed."""
+    tmp, old = (out.parent / f".{out.name}.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        write(tmp)
+        check_out(out)  # still what it was when training started
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists():
+                os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train(store_path: str, out: str | Path, opts: TrainOptions, note: Note = lambda s: None) -> dict[str, Any]:
@@ -139,7 +160,8 @@ def train(store_path: str, out: str | Path, opts: TrainOptions, note: Note = lam
         "training": {"store": str(Path(store_path).resolve()), "data_digest": data_digest(fit_ex),
                      "campaign": json.loads(campaign).get("name") if campaign else None,
                      "n_examples": len(fit_ex), "n_tasks": len(train_ids), "seed": opts.seed,
-                     "backbone": opts.backbone, "epochs": opts.epochs, "max_steps": opts.max_steps},
+                     "backbone": opts.backbone, "epochs": opts.epochs, "max_steps": opts.max_steps,
+                     "tasks": sorted(train_ids)},  # their gold made the labels: the prm kind refuses them
         "split": {"holdout": None if opts.holdout_dbs else opts.holdout, "holdout_dbs": sorted(opts.holdout_dbs),
                   "holdout_tasks": sorted(held_ids)},
     }
@@ -148,14 +170,6 @@ def train(store_path: str, out: str | Path, opts: TrainOptions, note: Note = lam
     metrics = {"heldout": heldout_metrics(scores, [e.label for e in held_ex]), "labels": opts.labels,
                "seconds": {"load": round(loaded - started, 2), "fit": round(fitted - loaded, 2),
                            "total": round(time.perf_counter() - started, 2)}}
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save(tmp, metrics)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _replace(out, lambda tmp: model.save(tmp, metrics))
     metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
     return {"out": str(out), **metrics}

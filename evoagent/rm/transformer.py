@@ -14,6 +14,8 @@ Weights are saved and read as safetensors only (no pickle), under ``hf/``.
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -22,9 +24,13 @@ from typing import Any
 
 from evoagent.errors import UserError
 
-__all__ = ["TransformerBackbone", "resolve_checkpoint"]
+__all__ = ["TransformerBackbone", "resolve_checkpoint", "safetensors_size"]
 
 HF_DIR = "hf"
+MAX_HEADER_BYTES = 100 << 20  # the safetensors format's own limit
+_MODULE_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "num_experts", "num_local_experts")
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 INSTALL = "pip install torch==2.13.0 && pip install -e '.[gpu]'"
 
 
@@ -39,6 +45,46 @@ def _libraries() -> tuple[Any, Any]:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     return torch, transformers
+
+
+def safetensors_size(path: Path) -> tuple[int, int]:
+    """(numbers, tensors) a safetensors file holds, read from its header (8 bytes of length, then
+    JSON: each tensor's dtype, shape and byte offsets); ValueError unless the header agrees with
+    itself and with the file's size (tensors packed end to end), so nothing it declares can
+    exceed what is on disk."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if size < 8 or n > min(size - 8, MAX_HEADER_BYTES):
+            raise ValueError(f"{path.name}: its header length ({n}) exceeds the file")
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, RecursionError):
+            raise ValueError(f"{path.name}: its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name}: its header is not a JSON object")
+    spans = []  # (start, end, numbers) of each tensor
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        shape, offsets = (t.get("shape"), t.get("data_offsets")) if isinstance(t, dict) else (None, None)
+        if not (isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
+                and t.get("dtype") in _DTYPE_BYTES
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in shape + offsets)):
+            raise ValueError(f"{path.name}: tensor {str(name)[:100]!r} is not described by dtype, shape, data_offsets")
+        count = math.prod(shape)
+        if offsets[1] - offsets[0] != count * _DTYPE_BYTES[t["dtype"]]:
+            raise ValueError(f"{path.name}: tensor {str(name)[:100]!r} declares {count:,} numbers in "
+                             f"{offsets[1] - offsets[0]:,} bytes")
+        spans.append((offsets[0], offsets[1], count))
+    end = 0
+    for start, stop, _ in sorted(spans):
+        if start != end:
+            raise ValueError(f"{path.name}: its tensors overlap or leave gaps")
+        end = stop
+    if 8 + n + end != size:
+        raise ValueError(f"{path.name}: its header declares {8 + n + end:,} bytes; the file has {size:,}")
+    return sum(c for _, _, c in spans), len(spans)
 
 
 def resolve_checkpoint(backbone: str) -> Path:
@@ -139,17 +185,30 @@ class TransformerBackbone:
 
     @classmethod
     def load(cls, folder: Path, config: dict[str, Any]) -> TransformerBackbone:
-        """Read ``hf/`` back: safetensors weights only, no remote code, no download."""
-        _, transformers = _libraries()
+        """Read ``hf/`` back: safetensors weights only, no remote code, no download. Nothing is
+        allocated beyond what the weights file holds: its header and the Hugging Face config's
+        model size are checked against the file first (a model directory is untrusted input)."""
         hf, max_tokens = folder / HF_DIR, config.get("max_tokens")
         if not isinstance(max_tokens, int) or not 8 <= max_tokens <= 32_768:
             raise ValueError("config 'max_tokens' must be an integer within 8..32768")
         if not (hf / "model.safetensors").is_file():
             raise ValueError(f"no {HF_DIR}/model.safetensors")
+        stored, tensors = safetensors_size(hf / "model.safetensors")
+        torch, transformers = _libraries()
         try:
+            hf_config = transformers.AutoConfig.from_pretrained(hf, local_files_only=True, num_labels=1)
+            for key in _MODULE_COUNTS:  # each layer or expert is Python objects, even on the meta device
+                if isinstance(getattr(hf_config, key, None), int) and getattr(hf_config, key) > tensors:
+                    raise ValueError(f"its config declares {key} = {getattr(hf_config, key)}; the weights hold "
+                                     f"{tensors} tensors")
+            with torch.device("meta"):  # parameters without memory: only their count is read
+                declared = sum(p.numel() for p in transformers.AutoModelForSequenceClassification.from_config(
+                    hf_config, trust_remote_code=False).parameters())
+            if declared > stored:
+                raise ValueError(f"its config declares {declared:,} parameters; the weights hold {stored:,}")
             tokenizer = transformers.AutoTokenizer.from_pretrained(hf, local_files_only=True)
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                hf, local_files_only=True, use_safetensors=True, trust_remote_code=False)
+                hf, config=hf_config, local_files_only=True, use_safetensors=True, trust_remote_code=False)
         except Exception as exc:  # a damaged file surfaces as many library-specific types
             raise ValueError(f"{HF_DIR}: {type(exc).__name__}: {exc}") from None
         cls._prepare(model, tokenizer)
