@@ -299,3 +299,55 @@ def test_scoring_service_close_waits_for_the_answers_being_computed() -> None:
     assert started.wait(10)
     service.close()
     assert finished == [1]  # the old close(wait=False) returned while it was still running
+
+
+@pytest.mark.slow
+def test_prm_placed_on_ray_scores_as_in_process_and_campaigns_share_its_actor(
+        tmp_path: Path, ray_session: None) -> None:
+    """rewards.prm.placement = "ray": the same rewards rows and population as the model loaded in the
+    campaign's process, with threads or Ray actors running the items; two campaigns in sequence send
+    their batches to one actor (by name: one per model content), which loaded the model once."""
+    import ray
+    from click.testing import CliRunner
+
+    from evoagent.cli import main
+    from evoagent.executors.ray_models import NAMESPACE, RemoteModel, actor_name
+    from evoagent.rm import load_model
+    from tests.test_rm import CAMPAIGN  # the small SQL campaign test_rm trains its CPU model on
+
+    c_file = tmp_path / "c.toml"
+    c_file.write_text(CAMPAIGN)
+    assert launch.start(campaign.load(c_file), str(tmp_path / "train.duckdb")).status == "completed"
+    out = CliRunner().invoke(main, ["rm", "train", str(tmp_path / "train.duckdb"), "--labels", "outcome",
+                                    "--holdout-dbs", "flight_2,pets_1", "--out", str(tmp_path / "prm")])
+    assert out.exit_code == 0, out.output
+    digest = load_model(tmp_path / "prm").digest
+    sets = ["search.reward=prm", "fitness.reward=prm", f"rewards.prm.path={tmp_path / 'prm'}",
+            'tasks.ids=["sql/42", "sql/44"]', "budget.generations=1"]
+    want = thread_reference(c_file, tmp_path / "local.duckdb", sets)
+    assert want["rewards"] and want["population"]
+    with pytest.raises(ValueError):  # no actor before a campaign asks for one
+        ray.get_actor(actor_name(digest), namespace=NAMESPACE)
+    runs = []
+    try:
+        for name, extra in (("thread", []), ("ray", ["executor.kind=ray", "executor.actors=2"])):
+            store = tmp_path / f"{name}.duckdb"
+            c = campaign.load(c_file, [*sets, "rewards.prm.placement=ray", *extra])
+            assert launch.start(c, str(store)).status == "completed"
+            got = facts(store)
+            assert (got["rewards"], got["population"]) == (want["rewards"], want["population"]), name
+            assert double_commits(store) == 0
+            actor = ray.get_actor(actor_name(digest), namespace=NAMESPACE)  # outlives the campaign
+            runs.append((actor._actor_id.hex(), ray.get(actor.info.remote())))
+        (first, seen), (second, now) = runs
+        assert first == second and seen["pid"] == now["pid"]  # the same actor, never restarted
+        assert 0 < seen["batches"] < now["batches"] and seen["digest"] == now["digest"] == digest
+        # a third handle, as another driver's campaign gets it: the same actor, not a new one
+        joined = RemoteModel(str(tmp_path / "prm"), address="local", num_cpus=1, num_gpus=0)
+        assert joined.actor._actor_id.hex() == first and not joined._owns_session
+        assert joined.score_texts(["question: q"]) == load_model(tmp_path / "prm").score_texts(["question: q"])
+        joined.close()
+        assert ray.is_initialized()  # a joined session is left running
+    finally:
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(actor_name(digest), namespace=NAMESPACE))

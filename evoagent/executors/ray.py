@@ -125,7 +125,7 @@ class RayPool:
 
         self.concurrency, self.max_retries = c.get("concurrency"), c.get("executor.max_retries")
         self.retried = 0  # items sent again because their actor died or was restarting
-        self._owns_session, self._tmp = _connect(c.get("executor.address"), note)
+        self._owns_session, self._tmp = connect(c.get("executor.address"), note)
         self._service: _ScoringService | None = None
         self._mailbox: Any = None
         self.actors: list[Any] = []
@@ -303,9 +303,7 @@ class RayPool:
         if self._service is not None:
             self._service.close()
         if self._owns_session:
-            ray.shutdown()
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
+            disconnect(self._tmp)
         else:  # a session the caller started: leave it, but not our actors
             for actor in self.actors + ([self._mailbox] if self._mailbox is not None else []):
                 with contextlib.suppress(Exception):  # already gone with its session
@@ -339,8 +337,12 @@ def _default_actors(c: Campaign, resources: dict[str, float]) -> int:
     return max(1, min(c.get("concurrency"), fit))
 
 
-def _connect(address: str, note: Callable[[str], None]) -> tuple[bool, str | None]:
-    """Join (or start) a Ray session; returns (whether this call started it, its temp folder)."""
+def connect(address: str, note: Callable[[str], None]) -> tuple[bool, str | None]:
+    """Join (or start) a Ray session; returns (whether this call started it, its temp folder).
+
+    The executor and the reward models placed on Ray (:mod:`evoagent.executors.ray_models`)
+    both call this: whichever comes first starts a ``local`` session (and ends it with
+    :func:`disconnect`), the other joins it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -363,6 +365,15 @@ def _connect(address: str, note: Callable[[str], None]) -> tuple[bool, str | Non
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"key 'executor.address': cannot start or reach Ray at {address!r}: {first}") from None
     return True, tmp
+
+
+def disconnect(tmp: str | None) -> None:
+    """End a session that :func:`connect` started (and remove its temp folder)."""
+    import ray
+
+    ray.shutdown()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def start(c: Campaign, ctx: Context, note: Callable[[str], None]) -> RayPool:

@@ -14,9 +14,12 @@ once to get them, and those environment steps are counted. Batches come from
 the store-backed :class:`~evoagent.rewards.scorer.Scorer` like every model's;
 the reward source names the model by a content hash of its directory, so a
 retrained model never reads the old one's cached scores.
+``rewards.prm.placement = "ray"`` runs the forward passes in one Ray actor per
+model that campaigns on the cluster share (:mod:`evoagent.executors.ray_models`).
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,11 @@ class LearnedPRM(RewardModel):
         texts, steps = render_queries(self.ctx, queries, self.model.max_chars, "prm")
         return [Score(v, n) for v, n in zip(self.model.score_texts(texts), steps)]
 
+    def close(self) -> None:
+        close = getattr(self.model, "close", None)  # a model on Ray: its session, if it started one
+        if close is not None:
+            close()
+
 
 def _is_model_dir(path: str) -> bool:
     from evoagent.rm.model import read_config
@@ -59,13 +67,17 @@ def _is_model_dir(path: str) -> bool:
     return True
 
 
-def _load(path: str) -> Any:
-    from evoagent.rm.model import load_model
-
+def _named(path: str) -> str:
     if not path:
         raise UserError("key 'rewards.prm.path': search.reward or fitness.reward is prm; name the model "
                         "directory (evoagent rm train STORE --out DIR)")
-    return load_model(path)
+    return path
+
+
+def _load(path: str) -> Any:
+    from evoagent.rm.model import load_model
+
+    return load_model(_named(path))
 
 
 def check_prm(campaign: Any) -> None:
@@ -110,6 +122,12 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
 
 
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
+    if params["placement"] == "ray":
+        from evoagent.executors.ray_models import RemoteModel
+
+        return LearnedPRM(ctx, RemoteModel(_named(params["path"]), num_cpus=params["num_cpus"],
+                                           num_gpus=params["num_gpus"],
+                                           address=ctx.settings.get("executor.address", "local")))
     return LearnedPRM(ctx, _load(params["path"]))
 
 
@@ -117,5 +135,10 @@ register(Part("reward", "prm", _make, {
     "path": Key(str, "", lambda p: p == "" or _is_model_dir(p),
                 "a model directory written by `evoagent rm train` (with its config.json)"),
     "allow_seen_tasks": Key(bool, False),
+    "placement": Key(str, "local", lambda p: p == "local" or (p == "ray" and importlib.util.find_spec("ray") is not None),
+                     "\"local\" (in the campaign's process) or \"ray\" (a shared Ray actor; needs Ray: "
+                     "pip install -e '.[ray]')"),
+    "num_cpus": Key((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (the Ray actor's)"),
+    "num_gpus": Key((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (the Ray actor's; 1 = on a GPU node)"),
 }, uses_gold=False, preflight=check_prm,
    doc="a learned process reward model (evoagent rm train), scored in-process"))
