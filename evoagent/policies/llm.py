@@ -38,6 +38,15 @@ def tool_call(answer: dict[str, Any], names: Sequence[str]) -> dict[str, Any] | 
     return None
 
 
+def opening(text: str, guidance: Guidance, *, advice: str, failed: str) -> list[dict[str, Any]]:
+    """The first user message: the task (the prompt-cached prefix), then any operator guidance."""
+    first: list[dict[str, Any]] = [{"type": "text", "cache_control": EPHEMERAL, "text": text}]
+    if guidance.notes or guidance.avoid:
+        avoid = "".join(f"\n- {a}" for a in sorted(guidance.avoid))
+        first.append({"type": "text", "text": f"{advice}: {guidance.notes}"
+                      + (f"\n{failed}; do not repeat them:{avoid}" if avoid else "")})
+    return first
+
 class LLMPolicy:
     """A tool-using SQL agent over any transport; see the module docstring."""
 
@@ -50,14 +59,8 @@ class LLMPolicy:
     def request(self, task: Task, history: Sequence[Step], guidance: Guidance) -> dict[str, Any]:
         tools = [dict(t) for t in AGENT.tools]
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
-        first: list[dict[str, Any]] = [{
-            "type": "text", "cache_control": EPHEMERAL,
-            "text": AGENT.user.format(db=task.db, schema=schema_text(task), question=task.question),
-        }]
-        if guidance.notes or guidance.avoid:
-            avoid = "".join(f"\n- {a}" for a in sorted(guidance.avoid))
-            first.append({"type": "text", "text": f"Advice from a review of an earlier attempt: {guidance.notes}"
-                          + (f"\nThese actions failed before; do not repeat them:{avoid}" if avoid else "")})
+        first = opening(AGENT.user.format(db=task.db, schema=schema_text(task), question=task.question), guidance,
+                        advice="Advice from a review of an earlier attempt", failed="These actions failed before")
         messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
         for s in history:
             tool_id = f"toolu_{s.idx:03d}"

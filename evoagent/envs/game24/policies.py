@@ -121,17 +121,13 @@ class Game24LLMPolicy:
         self.max_tokens, self.temperature, self.observation_chars = max_tokens, temperature, observation_chars
 
     def request(self, task: Task, history: Sequence[Step], guidance: Guidance) -> dict[str, Any]:
-        from evoagent.policies.llm import EPHEMERAL
+        from evoagent.policies.llm import EPHEMERAL, opening
         from evoagent.prompts import GAME24
 
         tools = [dict(t) for t in GAME24.tools]
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
-        first: list[dict[str, Any]] = [{"type": "text", "cache_control": EPHEMERAL,
-                                        "text": GAME24.user.format(numbers=task.question)}]
-        if guidance.notes or guidance.avoid:
-            avoid = "".join(f"\n- {a}" for a in sorted(guidance.avoid))
-            first.append({"type": "text", "text": f"Advice from an earlier attempt: {guidance.notes}"
-                          + (f"\nThese steps failed before; do not repeat them:{avoid}" if avoid else "")})
+        first = opening(GAME24.user.format(numbers=task.question), guidance,
+                        advice="Advice from an earlier attempt", failed="These steps failed before")
         messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
         for s in history:
             tool_id = f"toolu_{s.idx:03d}"
