@@ -313,10 +313,10 @@ def test_prm_placed_on_ray_scores_as_in_process_and_campaigns_share_its_actor(
     from evoagent.cli import main
     from evoagent.executors.ray_models import NAMESPACE, RemoteModel, actor_name
     from evoagent.rm import load_model
-    from tests.test_rm import CAMPAIGN  # the small SQL campaign test_rm trains its CPU model on
+    from tests.test_rm import CAMPAIGN
 
     c_file = tmp_path / "c.toml"
-    c_file.write_text(CAMPAIGN)
+    c_file.write_text(CAMPAIGN)  # the small SQL campaign test_rm trains its CPU model on
     assert launch.start(campaign.load(c_file), str(tmp_path / "train.duckdb")).status == "completed"
     out = CliRunner().invoke(main, ["rm", "train", str(tmp_path / "train.duckdb"), "--labels", "outcome",
                                     "--holdout-dbs", "flight_2,pets_1", "--out", str(tmp_path / "prm")])
@@ -330,7 +330,7 @@ def test_prm_placed_on_ray_scores_as_in_process_and_campaigns_share_its_actor(
         ray.get_actor(actor_name(digest), namespace=NAMESPACE)
     runs = []
     try:
-        for name, extra in (("thread", []), ("ray", ["executor.kind=ray", "executor.actors=2"])):
+        for name, extra in (("thread", []), ("ray", ["executor.kind=ray", "executor.actors=1"])):  # 2 CPUs here
             store = tmp_path / f"{name}.duckdb"
             c = campaign.load(c_file, [*sets, "rewards.prm.placement=ray", *extra])
             assert launch.start(c, str(store)).status == "completed"

@@ -20,6 +20,8 @@ parents and seed, so it does not matter which actor runs it, or how often.
   looks every query up first, batches queries of all actors' items together,
   and writes each new score before it is used: no score computed twice.
   Values the trajectory observed itself (the oracle's) need no round trip.
+  A learned PRM's forward pass may run in a shared Ray actor instead of the
+  driver (``rewards.prm.placement``, :mod:`evoagent.executors.ray_models`).
 - A Ray session that this module started (``executor.address = "local"``,
   ``auto``, ``ray://``) is shut down by ``close()``, which ``ctx.close()`` calls
   on every exit path; one already running in the process is left running.
