@@ -179,9 +179,14 @@ def print_status(store: Store) -> None:
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
             row = gens.filter(pc.equal(gens["generation"], last)).to_pylist()[0]
-            say(f"population of generation {last}: {row['members'] or 0:,} members for {n_tasks:,} tasks "
-                f"(mu = {mu}); " + (f"{row['tasks_below_mu']:,} tasks below mu after the bounded fill-up"
-                                    if row["tasks_below_mu"] else "every task at mu"))
+            per_task = f"strategy.{c.get('strategy.kind') or 'evolution'}.n"
+            if per_task in c:  # rro, ipr, best_of_n: n items per task, distinct results kept, no mu
+                say(f"population of generation {last}: {row['members'] or 0:,} distinct members for "
+                    f"{n_tasks:,} tasks ({per_task} = {c.get(per_task)})")
+            else:
+                say(f"population of generation {last}: {row['members'] or 0:,} members for {n_tasks:,} tasks "
+                    f"(mu = {mu}); " + (f"{row['tasks_below_mu']:,} tasks below mu after the bounded fill-up"
+                                        if row["tasks_below_mu"] else "every task at mu"))
     if items:
         i = items[0]
         say(f"generation {i['generation']}: {i['done']} items done, {i['failed']} failed, {i['pending']} pending")

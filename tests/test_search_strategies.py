@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from evoagent import campaign, launch, registry
+from evoagent.cli import main
 from evoagent.envs import make_env
 from evoagent.errors import UserError
 from evoagent.policies.base import SUBMIT, Action, Guidance
@@ -173,6 +175,8 @@ def test_an_rro_campaign_records_candidates_and_search_steps_is_samples_per_step
         assert len(mine) == (mine.index(rising[0]) + 1 if rising else 3)
         assert taken == [rising[0]] if rising else taken[0]["reward"] == max(r["reward"] for r in mine)
         assert st["accepted_rose"] == bool(rising)
+    status = CliRunner().invoke(main, ["status", str(tmp_path / "rro.duckdb")]).output
+    assert "2 distinct members for 2 tasks (strategy.rro.n = 1)" in status and "below mu" not in status
 
 
 def test_best_of_n_answers_with_the_reward_model_not_gold(models: None, campaign_file: Path, tmp_path: Path) -> None:
