@@ -351,3 +351,14 @@ def test_prm_placed_on_ray_scores_as_in_process_and_campaigns_share_its_actor(
     finally:
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(actor_name(digest), namespace=NAMESPACE))
+
+
+@pytest.mark.slow
+def test_actors_the_cluster_cannot_hold_are_one_line_not_a_wait(
+        tmp_path: Path, campaign_file: Path, ray_session: None) -> None:
+    """Ray keeps an actor it has no CPUs for pending; the campaign would wait for it forever."""
+    c = campaign.load(campaign_file, ["executor.kind=ray", "executor.actors=3", "budget.generations=0"])
+    with pytest.raises(UserError, match=r"key 'executor.actors': 3 actor\(s\) x executor.num_cpus = 1 need 3 CPUs; "
+                                        r"the Ray cluster has 2") as err:
+        launch.start(c, str(tmp_path / "too_many.duckdb"))
+    assert "\n" not in str(err.value)

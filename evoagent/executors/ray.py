@@ -136,7 +136,8 @@ class RayPool:
         self._inflight: dict[Any, _Job] = {}
         self._closed = False
         try:
-            n = c.get("executor.actors") or _default_actors(c, ray.cluster_resources())
+            n = c.get("executor.actors") or _default_actors(c, ray.available_resources())
+            _check_fits(c, n, ray.cluster_resources())
             self._load = [0] * n
             self._restarting_until = [0.0] * n  # monotonic: an actor said it is restarting; prefer others
             mailbox = f"evoagent-scores-{uuid.uuid4().hex}"
@@ -332,8 +333,18 @@ class _RoundExecutor(Executor):
             wait_futures(self._futures)
 
 
+def _check_fits(c: Campaign, n: int, cluster: dict[str, float]) -> None:
+    """Refuse actors the cluster cannot hold at all: Ray would keep them pending, and the
+    campaign would wait for them forever (an autoscaler's future nodes are not counted)."""
+    for key, res in (("executor.num_cpus", "CPU"), ("executor.num_gpus", "GPU")):
+        need = n * c.get(key)
+        if need > cluster.get(res, 0):
+            raise UserError(f"key 'executor.actors': {n} actor(s) x {key} = {c.get(key)} need {need:g} {res}s; "
+                            f"the Ray cluster has {cluster.get(res, 0):g}")
+
+
 def _default_actors(c: Campaign, resources: dict[str, float]) -> int:
-    """``concurrency`` actors, at most as many as the cluster's CPUs hold (at least one)."""
+    """``concurrency`` actors, at most as many as the free CPUs hold (at least one)."""
     per = c.get("executor.num_cpus")
     fit = int(resources.get("CPU", 1) // per) if per else c.get("concurrency")
     return max(1, min(c.get("concurrency"), fit))
