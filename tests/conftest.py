@@ -72,3 +72,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     for nodeid, secs in sorted(times.items(), key=lambda kv: -kv[1])[:n]:
         terminalreporter.write_line(f"{secs:7.2f}s cpu {nodeid}")
 
+
+def train_tiny_prm(folder: Path, n_runs: int = 40) -> Path:
+    """A real model directory: the CPU backbone fitted on prefixes of GPT-4's recorded InterCode runs
+    (label: the run solved its task), small (2^12 features) so that it trains in about a second."""
+    from evoagent.envs.intercode_sql.data import bundled_runs, load_recorded, load_tasks
+    from evoagent.rm.features import HashedLogistic
+    from evoagent.rm.model import ProcessRewardModel
+    from evoagent.rm.text import prefix_text
+
+    tasks = {t.task_id: t for t in load_tasks()}
+    texts, labels = [], []
+    runs = load_recorded(bundled_runs()["gpt-4"], list(tasks.values()))[:n_runs]
+    for run in runs:
+        for i in range(run.n_steps):
+            obs = [s.observation for s in run.steps[: i + 1]]
+            texts.append(prefix_text(tasks[run.task_id], run.actions[: i + 1], obs))
+            labels.append(1.0 if run.outcome_reward == 1.0 else 0.0)
+    backbone = HashedLogistic.train(texts, labels, [1.0] * len(texts), bits=12)
+    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome",
+                                  "training": {"tasks": sorted({r.task_id for r in runs})}}).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny trained model directory per test session (tests/test_rm_server.py, test_rewards_http.py)."""
+    return train_tiny_prm(tmp_path_factory.mktemp("rm") / "tiny-prm")

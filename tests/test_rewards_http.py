@@ -24,7 +24,7 @@ from evoagent.rm.text import prefix_text, submitted
 from evoagent.rollout import Context, execute
 from stores import DuckDBStore
 from tests.conftest import SMALL
-from tests.test_rm_server import VLLM, tiny_prm
+from tests.test_rm_server import VLLM
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +43,8 @@ def ctx(small_file: Path) -> Iterator[Context]:
 
 
 @pytest.fixture(scope="module")
-def prm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_prm(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model(prm_path: Path) -> ProcessRewardModel:
-    return load_model(prm_path)
+def model(prm_dir: Path) -> ProcessRewardModel:
+    return load_model(prm_dir)
 
 
 ACTIONS = {"sql/0": ("SELECT count(*) FROM singer",),
@@ -275,7 +270,7 @@ HTTP = ["search.reward=http", "fitness.reward=http", "fitness.aggregate=mean", "
 
 @pytest.mark.slow  # three small campaigns (~30 s on a loaded 2-core machine)
 def test_campaigns_scored_by_our_server_match_in_process_scores_and_survive_an_outage(
-        tmp_path: Path, small_file: Path, ctx: Context, model: ProcessRewardModel, prm_path: Path) -> None:
+        tmp_path: Path, small_file: Path, ctx: Context, model: ProcessRewardModel, prm_dir: Path) -> None:
     served = tmp_path / "served.duckdb"
     with BackgroundServer(model) as srv:
         out = launch.start(campaign.load(small_file, HTTP + [f"rewards.http.url={srv.url}"]), str(served))
@@ -308,7 +303,7 @@ def test_campaigns_scored_by_our_server_match_in_process_scores_and_survive_an_o
 
     if "prm" in registry.parts("reward"):  # the in-process kind of the same model gives the same campaign
         local = tmp_path / "local.duckdb"
-        prm = [s.replace("=http", "=prm") for s in HTTP[:3]] + ["budget.generations=1", f"rewards.prm.path={prm_path}",
+        prm = [s.replace("=http", "=prm") for s in HTTP[:3]] + ["budget.generations=1", f"rewards.prm.path={prm_dir}",
                                                                 "rewards.prm.allow_seen_tasks=true"]  # trained on them
         assert launch.start(campaign.load(small_file, prm), str(local)).status == "completed"
         assert _population(local) == _population(served)

@@ -27,41 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 VLLM = ROOT / "tests" / "data" / "vllm"
 
 
-def train_tiny_prm(folder: Path, n_runs: int = 40) -> Path:
-    """A real model directory: the CPU backbone fitted on prefixes of GPT-4's recorded InterCode runs
-    (label: the run solved its task), small (2^12 features) so that it trains in about a second."""
-    from evoagent.envs.intercode_sql.data import bundled_runs, load_recorded, load_tasks
-    from evoagent.rm.features import HashedLogistic
-    from evoagent.rm.text import prefix_text
-
-    tasks = {t.task_id: t for t in load_tasks()}
-    texts, labels = [], []
-    runs = load_recorded(bundled_runs()["gpt-4"], list(tasks.values()))[:n_runs]
-    for run in runs:
-        for i in range(run.n_steps):
-            obs = [s.observation for s in run.steps[: i + 1]]
-            texts.append(prefix_text(tasks[run.task_id], run.actions[: i + 1], obs))
-            labels.append(1.0 if run.outcome_reward == 1.0 else 0.0)
-    backbone = HashedLogistic.train(texts, labels, [1.0] * len(texts), bits=12)
-    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome",
-                                  "training": {"tasks": sorted({r.task_id for r in runs})}}).save(folder)
-    return folder
-
-
-_TRAINED: dict[str, Path] = {}  # one tiny model per test session, shared with test_rewards_http
-
-
-def tiny_prm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if "dir" not in _TRAINED:
-        _TRAINED["dir"] = train_tiny_prm(tmp_path_factory.mktemp("rm") / "tiny-prm")
-    return _TRAINED["dir"]
-
-
-@pytest.fixture(scope="module")
-def prm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_prm(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def model(prm_dir: Path) -> ProcessRewardModel:
     return load_model(prm_dir)
