@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
-from typing import Any
-
 import urllib.error
 import urllib.request
+from typing import Any
 
 import anthropic
 import httpx2
@@ -25,14 +25,18 @@ from evoagent.llm.errors import LLMError, TransientError
 TRANSIENT = {408, 409, 429, 500, 502, 503, 504, 529}
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after_s(headers: Any) -> float | None:
+    """The wait a server asks for (``retry-after-ms`` or ``retry-after`` in seconds); None if
+    absent or not a finite number (an untrusted header must not ask for an endless sleep)."""
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         value = headers.get(name) if headers is not None else None
         if value:
             try:
-                return max(float(value) * scale, 0.0)
+                wait = float(value) * scale
             except ValueError:
                 continue
+            if math.isfinite(wait):
+                return max(wait, 0.0)
     return None
 
 
@@ -83,7 +87,7 @@ class AnthropicTransport:
             message = json.loads(raw.http_response.content)
         except anthropic.APIStatusError as exc:
             if exc.status_code in TRANSIENT:
-                raise TransientError(f"{exc.status_code} {type(exc).__name__}", _retry_after(exc.response.headers)) from None
+                raise TransientError(f"{exc.status_code} {type(exc).__name__}", retry_after_s(exc.response.headers)) from None
             raise LLMError(f"{exc.status_code} {type(exc).__name__}: {str(exc)[:200]}") from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             raise TransientError(type(exc).__name__) from None
@@ -146,7 +150,7 @@ class OpenAITransport:
                 data = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             if exc.code in TRANSIENT:
-                raise TransientError(str(exc.code), _retry_after(exc.headers)) from None
+                raise TransientError(str(exc.code), retry_after_s(exc.headers)) from None
             raise LLMError(f"{exc.code}: {exc.read()[:200]!r}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise TransientError(type(exc).__name__) from None

@@ -45,6 +45,7 @@ import httpx2
 
 from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
+from evoagent.llm.transports import retry_after_s
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rm.text import render_queries
@@ -176,13 +177,13 @@ class HttpReward(RewardModel):
                                                 f"{MAX_RESPONSE_BYTES >> 20} MiB for {len(texts)} texts; refused")
                     if time.monotonic() > deadline:
                         raise _Transient(f"no complete answer within {self.timeout_s:g} s")
-                status, retry_after = response.status_code, response.headers.get("retry-after")
+                status, retry_after = response.status_code, retry_after_s(response.headers)
         except httpx2.TimeoutException:
             raise _Transient(f"no answer within {self.timeout_s:g} s") from None
         except httpx2.HTTPError as exc:  # connection refused or reset, a broken answer
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
         if status >= 500 or status in _RETRIED:
-            raise _Transient(f"HTTP {status}{_reason(body)}", _seconds(retry_after))
+            raise _Transient(f"HTTP {status}{_reason(body)}", retry_after)
         if status != 200:
             raise RewardServerError(f"rewards.http: {endpoint} refused the request: HTTP {status}{_reason(body)}")
         try:
@@ -206,14 +207,6 @@ def _reason(body: bytes | bytearray) -> str:
         text = bytes(body[:200]).decode("utf-8", "replace")
     text = " ".join(text.split())[:200]
     return f": {text}" if text else ""
-
-
-def _seconds(header: str | None) -> float | None:
-    try:
-        wait = float(header) if header is not None else None
-    except ValueError:
-        return None
-    return wait if wait is not None and math.isfinite(wait) and wait >= 0 else None
 
 
 def _is_url(value: str) -> bool:
