@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from evoagent.envs.base import Restorable
-from evoagent.policies.base import SUBMIT, Guidance, Policy, masked
+from evoagent.policies.base import SUBMIT, Guidance, Policy, is_submit, masked
 from evoagent.trajectory import Step, Task, Trajectory
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def rollout(
             cost += action.cost_usd
             tokens_in += action.input_tokens
             tokens_out += action.output_tokens
-            if action.text.strip().lower() == SUBMIT:
+            if is_submit(action.text):
                 break
             ep.act(action.text, action.thought)
     _, outcome, _, _ = ep.env.step(SUBMIT)

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from evoagent.policies.base import SUBMIT, Guidance, masked
+from evoagent.policies.base import SUBMIT, Guidance, is_submit, masked
 from evoagent.registry import Part, register
 from evoagent.rewards.base import Query
 from evoagent.rewards.signal import queries
@@ -61,7 +61,7 @@ def depth_limit(settings: Mapping[str, Any]) -> int:
 
 def is_terminal(action: str, depth: int, limit: int) -> bool:
     """A node that is never expanded: its action submits, or it is at the depth limit."""
-    return action.strip().lower() == SUBMIT or depth >= limit
+    return is_submit(action) or depth >= limit
 
 
 def _propose(ctx: Context, task: Task, leaf: Trajectory, n: int, rng: random.Random,
@@ -72,7 +72,7 @@ def _propose(ctx: Context, task: Task, leaf: Trajectory, n: int, rng: random.Ran
     found: dict[str, str] = {}  # node id -> action
     for _ in range(n):
         text = ctx.policy.next_action(shown, seen, guidance, rng).text
-        if text.strip().lower() == SUBMIT:
+        if is_submit(text):
             text = SUBMIT
         found.setdefault(trajectory_id(task.task_id, leaf.actions + (text,)), text)
     return list(found.values())

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from evoagent.evolution import derive_seed
-from evoagent.policies.base import SUBMIT, Action, Guidance, masked
+from evoagent.policies.base import SUBMIT, Action, Guidance, is_submit, masked
 from evoagent.rewards.base import Query
 from evoagent.rollout import Context, Rollout, execute, rollout
 from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
@@ -147,7 +147,7 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
             guidance = Guidance(avoid=frozenset(a for a in by_action if a != SUBMIT))
             act = ctx.policy.next_action(shown, seen, guidance, random.Random(derive_seed(base, step, rank)))
             cost, tokens_in, tokens_out = cost + act.cost_usd, tokens_in + act.input_tokens, tokens_out + act.output_tokens
-            text = SUBMIT if act.text.strip().lower() == SUBMIT else act.text
+            text = SUBMIT if is_submit(act.text) else act.text
             if text in by_action:  # proposed again: same episode, same score
                 again, value = by_action[text]
                 cand = replace(again, rank=rank, thought=act.thought)

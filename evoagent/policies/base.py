@@ -18,6 +18,11 @@ from evoagent.trajectory import Step, Task
 SUBMIT = "submit"
 
 
+def is_submit(text: str) -> bool:
+    """Whether an action is the one that ends the episode (any case, surrounding space)."""
+    return text.strip().lower() == SUBMIT
+
+
 @dataclass(frozen=True)
 class Guidance:
     """What an operator asks of the next actions.
