@@ -436,3 +436,21 @@ def test_mcts_treats_a_node_whose_action_ended_the_episode_as_terminal(playing_o
     done = store.query("SELECT status, args FROM work_items ORDER BY generation").to_pylist()
     assert [(d["status"], json.loads(d["args"])["actions"]) for d in done] == [
         ("done", line[:i]) for i in range(3)]
+
+
+def test_a_log_that_unfolds_into_millions_of_answers_is_refused_small(tmp_path: Path) -> None:
+    """A few KB of gzip can list millions of answers: refused in one line, nothing written."""
+    import gzip
+
+    from click.testing import CliRunner
+
+    from evoagent.cli import main
+
+    log = tmp_path / "gpt-4_0.7_naive_cot_sample_100_start900_end901.json.gz"
+    n = 200_001
+    log.write_bytes(gzip.compress(('[{"idx": 900, "ys": [' + ",".join(['"x"'] * n) + '], "accs": ['
+                                   + ",".join(["1"] * n) + "]}]").encode()))
+    res = CliRunner().invoke(main, ["import", "game24", str(log), "--store", str(tmp_path / "l.duckdb")])
+    assert res.exit_code == 2, res.output
+    assert "more than 100,000 answers in one file" in res.output and len(res.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [log]

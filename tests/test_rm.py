@@ -177,8 +177,12 @@ def test_damaged_or_foreign_model_directories_are_one_line_exit_2(trained: tuple
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"format": "something-else"}))
+    bad_split = tmp_path / "bad_split"
+    shutil.copytree(folder, bad_split)
+    config = json.loads((bad_split / "config.json").read_text())
+    (bad_split / "config.json").write_text(json.dumps({**config, "split": {"holdout_tasks": 5}}))
     for model_dir, why in ((broken, "damaged model"), (foreign, "not an evoagent process reward model"),
-                           (tmp_path / "none", "no model directory")):
+                           (bad_split, "'split' must be an object"), (tmp_path / "none", "no model directory")):
         out = CliRunner().invoke(main, ["rm", "eval", str(model_dir), "--store", str(store)])
         assert out.exit_code == 2 and len(out.output.strip().splitlines()) == 1 and why in out.output, out.output
     out = CliRunner().invoke(main, ["run", str(c_file), "--store", str(tmp_path / "x.duckdb"), "--set",

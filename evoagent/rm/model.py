@@ -145,6 +145,10 @@ def read_config(folder: Path) -> dict[str, Any]:
     limit = config.get("max_chars")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 64 <= limit <= 1_000_000:
         raise UserError(f"{where}: 'max_chars' must be an integer within 64..1000000")
+    split = config.get("split", {})
+    names = (split.get(k, []) for k in ("holdout_tasks", "holdout_dbs")) if isinstance(split, dict) else None
+    if names is None or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names):
+        raise UserError(f"{where}: 'split' must be an object whose holdout_tasks and holdout_dbs are lists of names")
     return config
 
 

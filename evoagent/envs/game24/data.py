@@ -30,6 +30,10 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "game24"
 N_PUZZLES = 1362
 MAX_LINES = 50  # action lines kept per recorded sample (GPT-4's longest CoT sample has 13)
 MAX_STEP = MAX_LINES  # a ToT proposal's search depth (GPT-4's ToT log: 0..3)
+# Records per file are bounded by the file's size; what one record unfolds into is bounded here
+# (a few KB of gzip can list millions of answers). The bundled logs: 10,000 answers at most.
+MAX_ANSWERS = 100_000  # recorded answers (samples) per file
+MAX_PROPOSALS = 200_000  # ToT proposals (valued states) per file
 ENV = "game24"
 
 
@@ -156,6 +160,8 @@ def read_log(path: str | Path) -> Recording:
                 raise _Bad(f"record {n}: puzzle index {rank - 1} appears twice")
             seen.add(rank)
             ys = _list(rec.get("ys"), f"record {n}: 'ys'", str)
+            if len(runs) + len(ys) > MAX_ANSWERS:
+                raise _Bad(f"more than {MAX_ANSWERS:,} answers in one file")
             for k, (y, r) in enumerate(zip(ys, _verdicts(rec, n, len(ys)))):
                 runs.append(LogRun(task_id(rank), k, lines_of(y), r))
             for step in _list(rec.get("steps", []), f"record {n}: 'steps'", dict):
@@ -167,6 +173,8 @@ def read_log(path: str | Path) -> Recording:
                 if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_STEP:
                     raise _Bad(f"record {n}: steps[].step must be a whole number 0..{MAX_STEP}, "
                                f"got {str(depth)[:20]!r}")
+                if len(proposals) + len(new) > MAX_PROPOSALS:
+                    raise _Bad(f"more than {MAX_PROPOSALS:,} proposals in one file")
                 for y, v in zip(new, values):
                     proposals.append(Proposal(task_id(rank), depth, lines_of(y), float(v)))
     except _Bad as err:
