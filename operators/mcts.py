@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from evoagent.policies.base import SUBMIT, Guidance, is_submit, masked
-from evoagent.registry import Part, register
+from evoagent.registry import Part
 from evoagent.rewards.base import Query
 from evoagent.rewards.signal import queries
 from evoagent.rollout import Context, Rollout, rollout
@@ -156,5 +156,5 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     return Rollout(episode, used, candidates=cands, simulations=(sim,))
 
 
-register(Part("operator", "mcts", mcts, arity=0, takes_args=True,
-              doc="one MCTS pass (LATS): expand a selected leaf, evaluate its children, back up a value"))
+PART = Part("operator", "mcts", mcts, arity=0, takes_args=True,
+            doc="one MCTS pass (LATS): expand a selected leaf, evaluate its children, back up a value")

@@ -31,12 +31,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import polars as pl
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from evoagent.errors import UserError
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
 from evoagent.trajectory import Step, Summary, Task, Trajectory
 
 
@@ -134,6 +135,8 @@ class StoreReader(ABC):
     # -- helpers ------------------------------------------------------------
     def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """Like :meth:`query`, as a Polars frame."""
+        import polars as pl
+
         return pl.from_arrow(self.query(sql, params))
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:

@@ -51,7 +51,7 @@ def test_registered_keys_are_validated(truncate: None, campaign_file: Path) -> N
 
 
 def test_keys_of_unregistered_parts_are_unknown(campaign_file: Path) -> None:
-    with pytest.raises(UserError, match="unknown key 'operators.truncate.rate'"):
+    with pytest.raises(UserError, match="unknown key 'operators.truncate'"):
         campaign.load(campaign_file, ["operators.truncate.rate=1"])
     with pytest.raises(UserError, match="key 'strategy.kind': unknown strategy 'beam' \\(have [a-z_, ]*evolution"):
         campaign.load(campaign_file, ["strategy.kind=beam"])

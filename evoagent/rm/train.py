@@ -56,11 +56,11 @@ class TrainOptions:
 def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], set[str]]:
     """(training task ids, held-out task ids), disjoint: by database when ``holdout_dbs``, else a seeded fraction."""
     if opts.holdout_dbs:
-        known = {t.db for t in tasks.values()}
+        known = {t.meta.get("db") for t in tasks.values()}
         bad = [d for d in opts.holdout_dbs if d not in known]
         if bad:
             raise UserError(f"--holdout-dbs: no task of database {bad[0]!r} in the store")
-        held = {i for i, t in tasks.items() if t.db in opts.holdout_dbs}
+        held = {i for i, t in tasks.items() if t.meta.get("db") in opts.holdout_dbs}
     else:
         ids = sorted(tasks)
         held = set(random.Random(opts.seed).sample(ids, round(len(ids) * opts.holdout)))

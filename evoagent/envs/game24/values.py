@@ -27,7 +27,7 @@ from typing import Any
 from evoagent.envs.game24.env import Episode, play, start
 from evoagent.envs.game24.solver import solvable
 from evoagent.errors import UserError
-from evoagent.registry import Part, register
+from evoagent.registry import Part
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.trajectory import Task
 
@@ -147,7 +147,7 @@ def _solvable(ctx: Any, params: dict[str, Any], seed: int) -> Solvable:
     return Solvable(_game24_tasks(ctx, "solvable"))
 
 
-register(Part("reward", "recorded", _recorded, uses_gold=False,
-              doc="game24: GPT-4's recorded Tree of Thoughts values of each state (0 where it has none)"))
-register(Part("reward", "solvable", _solvable, uses_gold=True,
-              doc="game24: 1 iff the state can still make exactly 24 (exact search; an oracle)"))
+RECORDED = Part("reward", "recorded", _recorded, uses_gold=False,
+                doc="game24: GPT-4's recorded Tree of Thoughts values of each state (0 where it has none)")
+SOLVABLE = Part("reward", "solvable", _solvable, uses_gold=True,
+                doc="game24: 1 iff the state can still make exactly 24 (exact search; an oracle)")
