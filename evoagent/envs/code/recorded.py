@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoagent.envs.code.data import Recording, Row, feedback_asserts, load_tasks, read_recorded, to_trajectory
-from evoagent.envs.code.sandbox import Limits, shared_sandbox
+from evoagent.envs.code.env import HIDDEN_LIMITS, PREAMBLE, VISIBLE_LIMITS
+from evoagent.envs.code.sandbox import shared_sandbox
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-PREAMBLE = "from typing import *\n"  # both recorders ran programs in a namespace holding typing's names
-HIDDEN_LIMITS = Limits(wall_s=10.0, cpu_s=10.0)  # the recorders' evaluate timeout
 
 
 def import_logs(paths: Sequence[str | Path], kind: str, store_path: str) -> list[tuple[Recording, int, int]]:
@@ -105,7 +104,7 @@ def replay_file(path: str | Path, kind: str, workers: int = 2) -> Faithfulness:
 
     def run(job):
         row, (label, program, tests, verdicts, what) = job
-        limits = HIDDEN_LIMITS if label == "final" else Limits()
+        limits = HIDDEN_LIMITS if label == "final" else VISIBLE_LIMITS
         return sandbox.run(PREAMBLE + program, tests, limits)
 
     with ThreadPoolExecutor(workers) as pool:
