@@ -17,7 +17,6 @@ log lists as passed). A program agrees when all its verdicts match ours.
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from pathlib import Path
 from evoagent.envs.code.data import Recording, Row, feedback_asserts, load_tasks, read_recorded, to_trajectory
 from evoagent.envs.code.env import HIDDEN_LIMITS, PREAMBLE, VISIBLE_LIMITS
 from evoagent.envs.code.sandbox import shared_sandbox
+from evoagent.escaping import visible
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def import_logs(paths: Sequence[str | Path], kind: str, store_path: str) -> list[tuple[Recording, int, int]]:
@@ -65,14 +64,9 @@ class Faithfulness:
         lines = [f"{self.source}: {self.total} executed programs, {self.not_executed} rows without a program"]
         for task_id in sorted(self.disagreements, key=_task_order):
             for what in self.disagreements[task_id]:
-                lines.append(f"  {task_id}: {_printable(what)}")
+                lines.append(f"  {task_id}: {visible(what)}")
         lines.append(f"agreement: {self.agreed}/{self.total} executed programs ({self.percent:.1f}%)")
         return "\n".join(lines)
-
-
-def _printable(text: str) -> str:
-    """Recorded text with control characters escaped (it goes to a terminal)."""
-    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def _task_order(task_id: str) -> tuple[str, int]:
