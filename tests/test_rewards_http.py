@@ -73,7 +73,10 @@ class Replay:
         self.app = web.Application()
         self.app.router.add_post("/{api}", self.answer)
         if models is not None:  # vLLM lists its models (OpenRLHF's server does not: 404)
-            self.app.router.add_get("/v1/models", lambda request: web.json_response(models))
+            async def listed(request: web.Request) -> web.Response:
+                return web.json_response(models)
+
+            self.app.router.add_get("/v1/models", listed)
 
     async def answer(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, await request.json()))
