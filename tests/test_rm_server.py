@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from evoagent.rm.hosting import BackgroundServer
 from evoagent.rm.model import ProcessRewardModel, load_model
-from evoagent.rm.server import Limits, serve_command
+from evoagent.cli.rm import serve as serve_command
+from evoagent.rm.server import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM = ROOT / "tests" / "data" / "vllm"
@@ -232,7 +233,7 @@ def test_serve_command_mistakes_are_one_line(prm_dir: Path, tmp_path: Path) -> N
 def test_rm_serve_prints_its_url_serves_and_stops_on_sigint(prm_dir: Path) -> None:
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-c", "from evoagent.rm.server import serve_command; serve_command()",
+    proc = subprocess.Popen([sys.executable, "-c", "from evoagent.cli.rm import serve; serve()",
                              str(prm_dir), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
     try:

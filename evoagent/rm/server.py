@@ -36,14 +36,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import click
-
 from evoagent.errors import UserError
 
 if TYPE_CHECKING:  # aiohttp, asyncio and the batcher load when a server is built: `evoagent` starts without them
     from aiohttp import web
 
-__all__ = ["Limits", "build_app", "serve", "serve_command"]
+__all__ = ["Limits", "build_app", "serve", "serve_model_dir"]
 
 
 class ScoresTexts(Protocol):
@@ -269,45 +267,24 @@ def serve(model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 8000, limi
                 shutdown_timeout=5)
 
 
-@click.command("serve", epilog="\b\nExample:\n  evoagent rm serve runs/prm --port 8000\n"
-               "  curl -s localhost:8000/classify -d '{\"input\": [\"...\"]}'")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0: any free one).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-@click.option("--max-batch", type=int, default=Limits.max_batch, show_default=True, help="Texts per model call.")
-@click.option("--max-wait-ms", type=float, default=Limits.max_wait_ms, show_default=True,
-              help="How long a text waits for others to fill its batch.")
-@click.option("--max-chars", type=int, default=None,
-              help="Longer texts keep their last C characters (default: the model's own limit).")
-@click.option("--max-body-bytes", type=int, default=Limits.max_body_bytes, show_default=True,
-              help="Larger request bodies are refused (413).")
-@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="0: the model runs in the server's process (a GPU model); N: N copies in worker "
-                   "processes, N batches at once (the CPU model, with cores to spare).")
-def serve_command(model_dir: str, port: int, host: str, max_batch: int, max_wait_ms: float,
-                  max_chars: int | None, max_body_bytes: int, workers: int) -> None:
-    """Serve a trained reward model (evoagent rm train) over HTTP: vLLM's /pooling and /classify,
-    OpenRLHF's /get_reward, with dynamic batching (on CUDA when the model is a torch one and a GPU is there)."""
-    # the CLI's rule: a user mistake is one line and exit status 2
-    from evoagent.cli import _one_line_errors as one_line
+def serve_model_dir(model_dir: str | Path, *, host: str, port: int, workers: int = 0,
+                    announce: Callable[[str], None] = print, **limits: Any) -> None:
+    """``evoagent rm serve``: load the model at ``model_dir`` (``workers`` > 0: that many copies in
+    worker processes) and serve it until Ctrl-C/SIGTERM. ``limits`` are ``Limits`` fields (a
+    ``max_chars`` of None: the model's own); a missing model or a bad limit is a ``UserError``."""
+    from evoagent.rm.model import load_model
 
-    @one_line
-    def run() -> None:
-        from evoagent.rm.model import load_model
+    model: Any = load_model(Path(model_dir))
+    if limits.get("max_chars") is None:
+        limits["max_chars"] = int(getattr(model, "max_chars", 4000))
+    checked = Limits(**limits)
+    checked.check()
+    if workers:
+        from evoagent.rm.hosting import ProcessReplicas
 
-        model: Any = load_model(Path(model_dir))
-        limits = Limits(max_batch=max_batch, max_wait_ms=max_wait_ms,
-                        max_chars=max_chars if max_chars is not None else int(getattr(model, "max_chars", 4000)),
-                        max_body_bytes=max_body_bytes)
-        limits.check()
+        model = ProcessReplicas(model_dir, workers, model.name)
+    try:
+        serve(model, host=host, port=port, limits=checked, parallel=max(1, workers), announce=announce)
+    finally:
         if workers:
-            from evoagent.rm.hosting import ProcessReplicas
-
-            model = ProcessReplicas(model_dir, workers, model.name)
-        try:
-            serve(model, host=host, port=port, limits=limits, parallel=max(1, workers), announce=click.echo)
-        finally:
-            if workers:
-                model.close()
-
-    run()
+            model.close()
