@@ -17,15 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 from evoagent.errors import UserError
+from evoagent.escaping import raw, safe_console, visible
 from stores.base import Store
 from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    return safe_console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NONFINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 _NESTED = {"list", "struct", "map", "union", "array"}
 _CSV_NATIVE = {"boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
@@ -38,7 +38,7 @@ def _cell(value: Any) -> Text:
     (so a cell can neither crash the table, e.g. ``[/]``, nor drive the terminal)."""
     if value is None:
         return Text("NULL", style="dim")
-    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+    return Text(visible(value))
 
 
 def rich_table(table: pa.Table, title: str | None = None) -> Table:
@@ -90,7 +90,7 @@ def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | No
             t.add_column(_cell(name), overflow="fold")
         for row in text.fetchall():
             t.add_row(*map(_cell, row))
-        Console(file=fh, soft_wrap=False, width=width, highlight=False).print(t)
+        safe_console(fh, soft_wrap=False, width=width).print(t)
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
@@ -119,9 +119,8 @@ def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None) -> Non
         raise UserError("--format parquet needs --out FILE")
     try:
         if not out:
-            if hasattr(sys.stdout, "reconfigure"):
-                sys.stdout.reconfigure(errors="backslashreplace")
-            _render(rel, fmt, sys.stdout, None if sys.stdout.isatty() else 160)
+            tty = sys.stdout.isatty()  # CSV/JSON into a pipe stay byte-exact; on a terminal, escaped
+            _render(rel, fmt, sys.stdout if tty else raw(sys.stdout), None if tty else 160)
             return
         tmp = f"{out}.partial-{os.getpid()}"
         try:
