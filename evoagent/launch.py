@@ -122,7 +122,7 @@ def check_own_data(c: Campaign, tasks: list[Task], note: Progress | None) -> Non
               "score against an empty gold result, as in InterCode:"})
         for task_id, reason in failed:
             note({"event": "note", "text": f"  {task_id}: {reason}"})
-    if c.get("policy.kind") == "replay" and c.get("env.tasks"):
+    if c.get("policy.kind").startswith("replay") and c.get("env.tasks"):
         note({"event": "note", "text": "policy.kind = replay knows recorded actions of the bundled tasks only: "
               "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
 
@@ -169,7 +169,8 @@ def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) ->
         policy, advisor, budget, closers = llm.build(c, store)
     else:
         policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
-                             explore=c.get("policy.explore"))
+                             explore=c.get("policy.explore"), submit_p=c.get("policy.submit_p"),
+                             distractors=c.get("policy.distractors"), edit_p=c.get("policy.edit_p"))
     kind, dialect, timeout, db = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s"), database(c)
     return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
                    make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout, database=db),
