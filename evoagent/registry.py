@@ -32,13 +32,16 @@ BUILTIN = "built-in"
 BUILTINS: dict[str, str] = {
     "environment.intercode_sql": "evoagent.envs.intercode_sql:ENVIRONMENT",
     "environment.game24": "evoagent.envs.game24:ENVIRONMENT",
+    "environment.code": "evoagent.envs.code.parts:ENVIRONMENT",
     "policy.intercode_sql.replay": "evoagent.envs.intercode_sql:REPLAY",
     "policy.intercode_sql.anthropic": "evoagent.envs.intercode_sql:ANTHROPIC",
     "policy.intercode_sql.openai": "evoagent.envs.intercode_sql:OPENAI",
+    "policy.intercode_sql.replay_recorder_stops": "evoagent.envs.intercode_sql:REPLAY_RECORDER_STOPS",
     "policy.game24.replay": "evoagent.envs.game24:REPLAY",
     "policy.game24.enumerate": "evoagent.envs.game24:ENUMERATE",
     "policy.game24.anthropic": "evoagent.envs.game24:ANTHROPIC",
     "policy.game24.openai": "evoagent.envs.game24:OPENAI",
+    "policy.code.replay": "evoagent.envs.code.parts:REPLAY",
     "operator.sample": "operators.sample:PART",
     "operator.revise": "operators.revise:PART",
     "operator.recombine": "operators.recombine:PART",
@@ -46,6 +49,7 @@ BUILTINS: dict[str, str] = {
     "operator.mcts": "operators.mcts:PART",
     "operator.rro": "operators.rro:PART",
     "operator.ipr": "operators.ipr:PART",
+    "operator.edit": "operators.edit:PART",
     "strategy.evolution": "evoagent.strategies.evolution:PART",
     "strategy.mcts": "evoagent.strategies.mcts:PART",
     "strategy.rro": "evoagent.strategies.per_task:RRO_PART",
@@ -59,6 +63,7 @@ BUILTINS: dict[str, str] = {
     "reward.prm": "evoagent.rewards.prm:PART",
     "reward.recorded": "evoagent.envs.game24.values:RECORDED",
     "reward.solvable": "evoagent.envs.game24.values:SOLVABLE",
+    "reward.visible": "evoagent.envs.code.parts:VISIBLE",
     "executor.thread": "evoagent.executors:THREAD",
     "executor.ray": "evoagent.executors:RAY",
 }
@@ -111,6 +116,9 @@ class Part:
     # Reward models: a check of the campaign that needs more than its keys (a key in the
     # environment, a model directory that loads), run before any file is written.
     preflight: Callable[[Any], None] | None = None
+    # Reward models: the reward source the campaign's settings name, with the model's content
+    # digest (a model folder's files, a server's report), computed without scoring: resume re-checks it.
+    identity: Callable[[Any], str] | None = None
     doc: str = ""
     # Keys this part owns at full paths (e.g. evolution's ``mu``, ``selection.kind``).
     shared_keys: dict[str, Key] = field(default_factory=dict)

@@ -5,9 +5,12 @@ task table, the policy, a per-thread environment and the step limit. Nothing
 here is a text edit of an old trajectory: ``rollout`` re-executes a prefix of
 actions and then lets the policy continue, so every observation and reward of
 a child comes from the environment. ``begin`` executes a prefix once for
-callers that continue it many times; on an environment that can snapshot its
-state (``envs.base.Restorable``) each ``rollout(start=...)`` restores it
-instead of re-executing the prefix.
+callers that continue it many times (Monte-Carlo scoring, the step searches'
+candidates, MCTS's children); on an environment that can snapshot its state
+(``envs.base.Restorable``) each ``rollout(start=...)`` or ``begin(start=...)``
+restores it instead of re-executing the prefix, and can take further given
+actions from there. ``finish`` submits a started episode as it is and says
+whether any action could still follow.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from evoagent.envs.base import Restorable
-from evoagent.policies.base import SUBMIT, Guidance, Policy, is_submit, masked
+from evoagent.policies.base import SUBMIT, Action, Guidance, Policy, is_submit, masked
 from evoagent.trajectory import Step, Task, Trajectory
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ class Started:
     ``state`` is the environment's snapshot after ``steps`` (``envs.base.Restorable``);
     None when the environment has none: then nothing was executed (``steps`` is
     empty) and every rollout from it re-executes ``actions``, as without ``begin``.
+    ``executed``: the environment executions the ``begin`` call that made it ran.
     """
 
     task: Task
@@ -86,11 +90,12 @@ class Started:
     steps: tuple[Step, ...] = ()
     done: bool = False
     state: Any = None
+    executed: int = 0
 
     @property
     def env_steps(self) -> int:
         """Environment executions ``begin`` made (the rollouts from it count only their own)."""
-        return len(self.steps) if self.state is not None else 0
+        return self.executed
 
 
 class _Episode:
@@ -118,25 +123,37 @@ class _Episode:
         self.seen.extend(masked((step,)))
 
     def run(self, actions: Sequence[str], limit: int) -> None:
-        for text in actions[:limit]:
-            self.act(text)
+        """Take ``actions`` in order until the episode ends or holds ``limit`` steps."""
+        for text in actions[: max(limit - len(self.steps), 0)]:
             if self.done:
                 break
+            self.act(text)
 
 
-def begin(ctx: Context, task: Task, prefix: Sequence[str]) -> Started:
-    """Execute ``prefix`` once and keep the environment's state, if it can keep one.
+def _check_start(task: Task, start: Started) -> None:
+    if start.task.task_id != task.task_id:
+        raise ValueError(f"start is on {start.task.task_id}, not {task.task_id}")
 
-    For callers that continue one prefix many times (Monte-Carlo scoring):
-    ``rollout(..., start=begin(...))`` then restores the state instead of
-    re-executing the prefix, with the same steps and results.
+
+def begin(ctx: Context, task: Task, prefix: Sequence[str], *, start: Started | None = None) -> Started:
+    """Execute ``prefix`` once (after ``start``'s actions, when given) and keep the environment's state.
+
+    For callers that continue one prefix many times: ``rollout(..., start=begin(...))``
+    then restores the state instead of re-executing the prefix, with the same
+    steps and results. With ``start``, only ``prefix`` is executed (from the
+    restored state): a search extends an accepted prefix by one candidate at a
+    cost of one execution. An environment without snapshots executes nothing
+    here; the rollouts from the result re-execute all of its actions.
     """
-    actions = tuple(prefix[: ctx.max_steps])
-    if not isinstance(ctx.env(), Restorable):
+    if start is not None:
+        _check_start(task, start)
+    actions = ((start.actions if start is not None else ()) + tuple(prefix))[: ctx.max_steps]
+    if not isinstance(ctx.env(), Restorable) or (start is not None and start.state is None):
         return Started(task, actions)
-    ep = _Episode(ctx, task)
-    ep.run(actions, ctx.max_steps)
-    return Started(task, actions, tuple(ep.steps), ep.done, ep.env.snapshot())  # type: ignore[attr-defined]
+    ep = _Episode(ctx, task, start)
+    ep.run(tuple(prefix), ctx.max_steps)
+    return Started(task, actions, tuple(ep.steps), ep.done, ep.env.snapshot(),  # type: ignore[attr-defined]
+                   executed=len(ep.steps) - ep.restored)
 
 
 def rollout(
@@ -149,17 +166,16 @@ def rollout(
     operator: str = "sample",
     start: Started | None = None,
 ) -> Rollout:
-    """Run ``prefix`` in a fresh episode (or continue from ``start``), let the policy continue, then submit.
+    """Run ``prefix`` in a fresh episode (or after ``start``), let the policy continue, then submit.
 
-    ``env_steps`` counts what this call executed: with a restorable ``start``,
-    the continuation only (the prefix was counted once, by ``begin``).
+    With ``start``, ``prefix`` holds further actions taken after the started
+    episode's. ``env_steps`` counts what this call executed: with a restorable
+    ``start``, the continuation only (the start's steps were counted once, by ``begin``).
     """
     if start is not None:
-        if prefix:
-            raise ValueError("rollout(): give prefix or start, not both")
-        if start.task.task_id != task.task_id:
-            raise ValueError(f"rollout(): start is on {start.task.task_id}, not {task.task_id}")
-        prefix = start.actions if start.state is None else ()
+        _check_start(task, start)
+        if start.state is None:  # nothing kept: re-execute the start's actions, then the given ones
+            prefix = start.actions + tuple(prefix)
     ep = _Episode(ctx, task, start)
     shown = replace(task, gold="")  # the task as a policy may see it: no gold answer
     cost = 0.0
@@ -188,3 +204,28 @@ def execute(ctx: Context, task: Task, actions: Sequence[str], operator: str) -> 
     """Re-execute exactly ``actions`` (no policy), e.g. to verify a refinement."""
     return rollout(ctx, task, random.Random(0), prefix=actions,
                    guidance=Guidance(stop_after_prefix=True), operator=operator)
+
+
+@dataclass
+class _AskedProbe:
+    """A policy that submits at once, noting whether it was asked: a rollout asks only while its
+    episode goes on (the environment did not end it and the step limit is not reached)."""
+
+    name: str
+    asked: bool = False
+
+    def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
+                    rng: random.Random) -> Action:
+        self.asked = True
+        return Action(SUBMIT)
+
+
+def finish(ctx: Context, start: Started, operator: str) -> tuple[Rollout, bool]:
+    """The started episode submitted as it is, and whether it had ended there: the environment
+    ended it (e.g. game24's last number) or the step limit, so no action could follow.
+
+    ``env_steps`` counts what this call executed (nothing for a restorable start;
+    every action of it otherwise)."""
+    probe = _AskedProbe(ctx.policy.name)
+    out = rollout(replace(ctx, policy=probe), start.task, random.Random(0), start=start, operator=operator)
+    return out, not probe.asked

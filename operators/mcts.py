@@ -5,12 +5,16 @@ The ``mcts`` strategy (``evoagent/strategies/mcts.py``) selects a leaf by UCT an
 hands its path here as the work item's ``args`` (``{"path": [node ids from the
 root], "actions": [the leaf's actions]}``). This operator expands and evaluates:
 
-1. executes the leaf's prefix, for the history the policy sees;
-2. asks the policy for ``strategy.mcts.children`` next actions (the same
-   history, independent draws); duplicates are one child (one node id), ranked
-   by first proposal;
-3. executes every child in a fresh episode (no environment clone: each one
-   re-executes the prefix) and evaluates it with the campaign's search signal:
+1. executes the leaf's prefix once, for the history the policy sees, keeping
+   the environment's state (``rollout.begin``; envs.base.Restorable);
+2. asks the policy for ``strategy.mcts.children`` distinct next actions (the same
+   history, independent draws, each told to avoid the children found so far);
+   a proposal that repeats a child is asked again, at most
+   ``ASKS_PER_CHILD`` times per child, before the expansion settles for fewer
+   children; children are ranked by first proposal;
+3. executes every child from the leaf's kept state (one execution each; an
+   environment without snapshots re-executes the prefix per child, with the
+   same results) and evaluates it with the campaign's search signal:
    a child that submits, or that reaches the depth limit, is terminal and gets
    the value of the episode submitted there; so is a child whose action ended the
    episode (e.g. game24's last number: no action can follow). A leaf whose episode
@@ -43,15 +47,15 @@ from evoagent.policies.base import SUBMIT, Guidance, is_submit, masked
 from evoagent.registry import Part
 from evoagent.rewards.base import Query
 from evoagent.rewards.signal import queries
-from evoagent.rollout import Context, Rollout, rollout
+from evoagent.rollout import Context, Rollout, Started, begin, finish, rollout
 from evoagent.trajectory import Task, Trajectory, trajectory_id
-from operators.stepwise import execute_ended
 from stores.base import Candidate, Simulation
 
-__all__ = ["depth_limit", "is_terminal", "mcts"]
+__all__ = ["ASKS_PER_CHILD", "depth_limit", "is_terminal", "mcts"]
 
 
 REFLECTIONS, REFLECTION_CHARS = 3, 1000  # at most this many, this long, shown in one expansion's prompts
+ASKS_PER_CHILD = 3  # an expansion asks the policy at most this many times per child it wants
 
 
 def depth_limit(settings: Mapping[str, Any]) -> int:
@@ -66,16 +70,20 @@ def is_terminal(action: str, depth: int, limit: int) -> bool:
 
 def _propose(ctx: Context, task: Task, leaf: Trajectory, n: int, rng: random.Random,
              guidance: Guidance) -> list[str]:
-    """Up to ``n`` distinct next actions, in order of first proposal (duplicates are dropped)."""
+    """Up to ``n`` distinct next actions, in order of first proposal: each ask avoids the children
+    found so far, and a repeat is asked again (at most ``ASKS_PER_CHILD * n`` asks in all)."""
     shown = replace(task, gold="")  # the task as a policy may see it
     seen = masked(leaf.steps)
-    found: dict[str, str] = {}  # node id -> action
-    for _ in range(n):
-        text = ctx.policy.next_action(shown, seen, guidance, rng).text
-        if is_submit(text):
-            text = SUBMIT
-        found.setdefault(trajectory_id(task.task_id, leaf.actions + (text,)), text)
-    return list(found.values())
+    found: list[str] = []
+    for _ in range(ASKS_PER_CHILD * n):
+        if len(found) >= n:
+            break
+        ask = replace(guidance, avoid=guidance.avoid | frozenset(a for a in found if a != SUBMIT))
+        text = ctx.policy.next_action(shown, seen, ask, rng).text
+        text = SUBMIT if is_submit(text) else text
+        if text not in found:
+            found.append(text)
+    return found
 
 
 def _value(ctx: Context, episode: Trajectory, n_actions: int, terminal: bool) -> float:
@@ -122,36 +130,39 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     path: Sequence[str] = args["path"]
     prefix = tuple(args["actions"])
     limit = depth_limit(ctx.settings)
-    leaf, ended = execute_ended(ctx, task, prefix, "mcts")
-    used = leaf.env_steps
+    at = begin(ctx, task, prefix)  # the leaf's prefix, executed once
+    leaf, ended = finish(ctx, at, "mcts")
+    used = at.env_steps + leaf.env_steps
     if ended:  # a terminal node the tree did not know as one: back up its value, expand nothing
         value = _value(ctx, leaf.trajectory, leaf.trajectory.n_steps, True)
         note = _reflect(ctx, task, leaf.trajectory, value, rng)
         sim = Simulation(task.task_id, tuple(path), float(value), True, note)
         return Rollout(leaf.trajectory, used, simulations=(sim,))
     depth = len(prefix) + 1
-    children: list[tuple[str, Trajectory, bool]] = []  # action, its episode (submitted), terminal
+    # action, its episode (submitted), terminal, the episode after it (to play on from)
+    children: list[tuple[str, Trajectory, bool, Started]] = []
     guidance = _lessons(args.get("reflections", ()))
     for action in _propose(ctx, task, leaf.trajectory, int(ctx.settings["strategy.mcts.children"]), rng, guidance):
         if action == SUBMIT:
-            children.append((action, leaf.trajectory, True))
+            children.append((action, leaf.trajectory, True, at))
             continue
-        run, over = execute_ended(ctx, task, prefix + (action,), "mcts")
-        used += run.env_steps
-        children.append((action, run.trajectory, over or is_terminal(action, depth, limit)))
-    values = [_value(ctx, ep, len(prefix) if a == SUBMIT else depth, term) for a, ep, term in children]
+        after = begin(ctx, task, (action,), start=at)
+        run, over = finish(ctx, after, "mcts")
+        used += after.env_steps + run.env_steps
+        children.append((action, run.trajectory, over or is_terminal(action, depth, limit), after))
+    values = [_value(ctx, ep, len(prefix) if a == SUBMIT else depth, term) for a, ep, term, _ in children]
     best = max(range(len(children)), key=lambda i: (values[i], -i))
-    action, episode, terminal = children[best]
+    action, episode, terminal, after = children[best]
     value = values[best]
     if ctx.settings["strategy.mcts.rollout"] and not terminal:
-        played = rollout(ctx, task, rng, prefix=episode.actions, operator="mcts")
+        played = rollout(ctx, task, rng, start=after, operator="mcts")
         used += played.env_steps
         episode = played.trajectory
         value = _value(ctx, episode, episode.n_steps, True)
     note = _reflect(ctx, task, episode, value, rng) if terminal or ctx.settings["strategy.mcts.rollout"] else ""
     prev = _value(ctx, leaf.trajectory, len(prefix), False) if prefix else None
     cands = tuple(_candidate(ctx, task, prefix, act, ep, v, prev, episode.traj_id, rank, rank == best)
-                  for rank, ((act, ep, _), v) in enumerate(zip(children, values)))
+                  for rank, ((act, ep, _, _), v) in enumerate(zip(children, values)))
     sim = Simulation(task.task_id, tuple(path) + (cands[best].node_id,), float(value), terminal, note)
     return Rollout(episode, used, candidates=cands, simulations=(sim,))
 

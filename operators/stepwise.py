@@ -5,42 +5,53 @@ arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
 
     prefix, bar = (), rise_from
     for step i = 0 .. max_steps - 1:
-        for rank r = 0 .. budget - 1:
-            a = policy(task, prefix, avoid = this step's candidates so far; generator (i, r))
-            execute prefix + a in a fresh episode (acting steps); a == submit: the prefix, submitted
+        ask the policy (avoid = this step's candidates so far; generator (i, ask)) until it
+        has proposed ``budget`` distinct candidates or been asked ASKS_PER_CANDIDATE * budget
+        times; a proposal equal to an earlier candidate of the step is no new sample
+        for each new candidate a (rank r = 0, 1, ...):
+            execute a from the prefix's kept state (one execution); a == submit: the prefix, submitted
             v = search.reward(prefix + a)             # submit: the value of the submitted episode
             first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
-        none taken: fallback "best" (the highest v, first sampled on ties) or "stop"
+        none taken: fallback "best" (the highest v, first sampled on ties; RRO never takes a
+        submit below the bar while the step has another candidate) or "stop"
         a is submit, "stop", or a ended the episode (e.g. game24's last number): the episode
         ends; else prefix += a, bar = v
 
+Stopping rule (one per method): the episode ends when the taken candidate submits or
+ends the episode, at ``env.max_steps``, or (fallback ``stop``) when no candidate rose.
 A value cannot rise past the top of the reward scale: at ``ceiling`` (rro's
 default 1.0) a candidate that reaches it is taken, or a solved prefix would
 sample every one of its candidates in vain (the ``rising`` column stays strict).
-Every candidate's generator is seeded from (the item's seed, step, rank), so a
-result never depends on timing; candidates sampled twice at one prefix are
-executed and scored once. Every candidate becomes a ``stores.base.Candidate``
-row (its reward, the bar it had to beat, its rank, whether it was taken), committed
-with the work item. The environment's own step reward is recorded, never used to
-decide (unless ``search.reward`` is the oracle, whose values it is).
+Every proposal's generator is seeded from (the item's seed, step, ask), so a
+result never depends on timing. Prefixes are never re-executed on an
+environment that keeps snapshots (``envs.base.Restorable``): each candidate
+runs from the accepted prefix's state (``rollout.begin(start=...)``), and the
+taken one's state is the next step's; without snapshots every candidate
+re-executes its prefix, with the same results. Every candidate becomes a
+``stores.base.Candidate`` row (its reward, the bar it had to beat, its rank,
+whether it was taken), committed with the work item. The environment's own
+step reward is recorded, never used to decide (unless ``search.reward`` is the
+oracle, whose values it is).
 """
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from evoagent.evolution import derive_seed
-from evoagent.policies.base import SUBMIT, Action, Guidance, is_submit, masked
+from evoagent.policies.base import SUBMIT, Guidance, is_submit, masked
 from evoagent.rewards.base import Query
-from evoagent.rollout import Context, Rollout, execute, rollout
-from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
+from evoagent.rollout import Context, Rollout, Started, begin, execute, finish
+from evoagent.trajectory import Task, Trajectory, trajectory_id
 from stores.base import Candidate
 
-__all__ = ["execute_ended", "step_search"]
+__all__ = ["ASKS_PER_CANDIDATE", "step_search"]
 
 FALLBACKS = ("best", "stop")
+# A step asks the policy at most this many times per candidate of its budget: a policy that has
+# fewer distinct actions to offer (it keeps re-proposing) ends the step's sampling early.
+ASKS_PER_CANDIDATE = 3
 # A candidate row keeps this much of its observation (a taken action's whole one is in its step):
 # an item holds every candidate's row until it ends, and an observation can be 8 million characters.
 OBSERVATION_CHARS = 4000
@@ -56,6 +67,7 @@ class _Sampled:
     run: Trajectory  # the episode prefix + action (the prefix alone for a submit), submitted
     query: Query
     ended: bool  # no action can follow: the environment ended the episode, or the step limit
+    start: Started  # the episode after the action, for the next step to continue from
 
     @property
     def submits(self) -> bool:
@@ -77,33 +89,14 @@ class _Row:
         return cls(c.rank, c.action, seen[:OBSERVATION_CHARS] if seen is not None else None, c.query.observed)
 
 
-@dataclass
-class _AskedProbe:
-    """A policy that submits at once, noting whether it was asked: a rollout asks only while its
-    episode goes on (the environment did not end it and the step limit is not reached)."""
-
-    name: str
-    asked: bool = False
-
-    def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
-                    rng: random.Random) -> Action:
-        self.asked = True
-        return Action(SUBMIT)
-
-
-def execute_ended(ctx: Context, task: Task, actions: Sequence[str], operator: str) -> tuple[Rollout, bool]:
-    """``rollout.execute(ctx, task, actions, operator)`` (the same episode, submitted), and whether it
-    ended there: the environment ended it (e.g. game24's last number) or the step limit, so no action can follow."""
-    probe = _AskedProbe(ctx.policy.name)
-    out = rollout(replace(ctx, policy=probe), task, random.Random(0), prefix=tuple(actions), operator=operator)
-    return out, not probe.asked
-
-
-def _execute(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, thought: str, rank: int,
+def _execute(ctx: Context, task: Task, at: Started, action: str, thought: str, rank: int,
              operator: str) -> tuple[_Sampled, int]:
-    """Run prefix + action in a fresh episode; the query that scores it; acting env steps used."""
+    """Run ``action`` after the prefix ``at`` (restored, or re-executed without snapshots), submitted;
+    the query that scores it; acting env steps used."""
     submits = action == SUBMIT
-    out, ended = execute_ended(ctx, task, prefix if submits else prefix + (action,), operator)
+    prefix = at.actions
+    after = at if submits else begin(ctx, task, (action,), start=at)
+    out, ended = finish(ctx, after, operator)
     run = out.trajectory
     seen = tuple(s.observation for s in run.steps)
     if submits:  # the value of this prefix submitted now: the terminal query
@@ -112,7 +105,8 @@ def _execute(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, tho
         if len(run.steps) != len(prefix) + 1:
             raise RuntimeError(f"the environment ended the episode before step {len(prefix)}")
         query = Query(task.task_id, prefix + (action,), run.steps[-1].reward, observations=seen)
-    return _Sampled(rank, action, thought, run, query, ended), out.env_steps
+    used = out.env_steps + (0 if submits else after.env_steps)
+    return _Sampled(rank, action, thought, run, query, ended, after), used
 
 
 def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, budget: int,
@@ -130,7 +124,7 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
         raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
     shown = replace(task, gold="")  # the task as a policy may see it
     base = rng.getrandbits(63)
-    prefix: tuple[str, ...] = ()
+    at = begin(ctx, task, ())  # the accepted prefix's episode (its state, when the env keeps one)
     thoughts: list[str] = []
     current: Trajectory | None = None  # the accepted prefix, executed and submitted
     bar = float(rise_from)
@@ -141,36 +135,32 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
         seen = masked(current.steps) if current is not None else ()
         sampled: list[_Sampled] = []
         scores: list[float] = []
-        by_action: dict[str, tuple[_Sampled, float | None]] = {}
         taken: int | None = None
-        for rank in range(budget):
-            guidance = Guidance(avoid=frozenset(a for a in by_action if a != SUBMIT))
-            act = ctx.policy.next_action(shown, seen, guidance, random.Random(derive_seed(base, step, rank)))
+        for ask in range(ASKS_PER_CANDIDATE * budget):
+            if len(sampled) >= budget:
+                break
+            guidance = Guidance(avoid=frozenset(c.action for c in sampled if c.action != SUBMIT))
+            act = ctx.policy.next_action(shown, seen, guidance, random.Random(derive_seed(base, step, ask)))
             cost, tokens_in, tokens_out = cost + act.cost_usd, tokens_in + act.input_tokens, tokens_out + act.output_tokens
             text = SUBMIT if is_submit(act.text) else act.text
-            if text in by_action:  # proposed again: same episode, same score
-                again, value = by_action[text]
-                cand = replace(again, rank=rank, thought=act.thought)
-            else:
-                cand, used = _execute(ctx, task, prefix, text, act.thought, rank, method)
-                acting += used
-                value = None
+            if any(c.action == text for c in sampled):  # proposed again: no new sample; ask again
+                continue
+            cand, used = _execute(ctx, task, at, text, act.thought, len(sampled), method)
+            acting += used
             sampled.append(cand)
             if first_rising:  # RRO decides after each candidate
-                if value is None:
-                    value = ctx.search.scorer.score([cand.query])[0]
-                by_action[text] = (cand, value)
+                value = ctx.search.scorer.score([cand.query])[0]
                 scores.append(value)
                 if value > bar or value >= ceiling:
-                    taken = rank
+                    taken = cand.rank
                     break
-            else:
-                by_action.setdefault(text, (cand, value))
         if not first_rising:  # IPR: every candidate scored, in one batch
-            values = ctx.search.scorer.score([c.query for c in sampled])
-            scores = [float(v) for v in values]
+            scores = [float(v) for v in ctx.search.scorer.score([c.query for c in sampled])]
         if taken is None and fallback == "best" and scores:
-            taken = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            # RRO does not stop below the bar while it has another way on (the submit did not rise)
+            eligible = [i for i in range(len(sampled)) if not (first_rising and sampled[i].submits)] \
+                or list(range(len(sampled)))
+            taken = max(eligible, key=lambda i: (scores[i], -i))
         rows += [(step, _Row.of(c), scores[i], bar, i == taken) for i, c in enumerate(sampled)]
         if taken is None:  # fallback "stop": the episode ends with the prefix so far
             break
@@ -178,7 +168,7 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
         current = chosen.run
         if chosen.submits:
             break
-        prefix += (chosen.action,)
+        at = chosen.start
         thoughts.append(chosen.thought)
         bar = scores[taken]
         if chosen.ended:  # no next step to search

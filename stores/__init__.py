@@ -4,29 +4,41 @@
 ``open_store(path, read_only=True)`` gives a reader on a locked-down connection:
 the file itself when no writer holds it, else the Parquet snapshot that never
 waits for, nor blocks, the writer.
+
+Names load on first use (``from stores import open_reader`` imports the reader's
+modules only, not the writer's): a reading command starts with DuckDB and Arrow alone.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# Loaded on first use: ``import stores.base`` (the interface) needs neither DuckDB nor Parquet.
-_HOME = {"Candidate": "base", "ItemResult": "base", "Simulation": "base", "Store": "base", "StoreError": "base",
-         "StoreReader": "base", "WorkItem": "base", "TrajectoryBatch": "batch", "DuckDBStore": "duckdb_store",
-         "FileStore": "readonly", "ReadOnlyStore": "readonly", "SCHEMA_VERSION": "schema", "VIEWS": "schema",
-         "SnapshotStore": "snapshot", "open_reader": "snapshot"}
-
 if TYPE_CHECKING:
-    from stores.base import Store, StoreReader
+    from stores.base import Candidate, ItemResult, Simulation, Store, StoreError, StoreReader, WorkItem
+    from stores.batch import TrajectoryBatch
+    from stores.duckdb_store import DuckDBStore
+    from stores.readonly import FileStore, ReadOnlyStore
+    from stores.schema import SCHEMA_VERSION, VIEWS
+    from stores.snapshot import SnapshotStore, open_reader
+
+_WHERE = {
+    **dict.fromkeys(("Candidate", "ItemResult", "Simulation", "Store", "StoreError", "StoreReader", "WorkItem"),
+                    "stores.base"),
+    "TrajectoryBatch": "stores.batch",
+    "DuckDBStore": "stores.duckdb_store",
+    "FileStore": "stores.readonly", "ReadOnlyStore": "stores.readonly",
+    "SCHEMA_VERSION": "stores.schema", "VIEWS": "stores.schema",
+    "SnapshotStore": "stores.snapshot", "open_reader": "stores.snapshot",
+}
 
 
 def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name not in _WHERE:
+        raise AttributeError(f"module 'stores' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
 
 
 def open_store(path: str | Path, *, read_only: bool = False) -> Store | StoreReader:

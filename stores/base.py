@@ -33,12 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evoagent.errors import UserError
+import pyarrow as pa
 
-if TYPE_CHECKING:
-    import polars as pl
-    import pyarrow as pa
+from evoagent.errors import UserError
 from evoagent.trajectory import Step, Summary, Task, Trajectory
+
+if TYPE_CHECKING:  # polars loads when a frame is asked for: readers start with DuckDB and Arrow alone
+    import polars as pl
 
 
 class StoreError(UserError):

@@ -100,8 +100,11 @@ def test_rollouts_from_a_begun_prefix_equal_re_executed_ones_and_count_only_thei
     assert plain.state is None and plain.env_steps == 0 and plain.steps == ()
     again = rollout(ctx, task, random.Random(3), start=plain, operator="mc")
     assert again == rollout(ctx, task, random.Random(3), prefix=PREFIX, operator="mc")
+    # further given actions after a start: the same episode as the whole prefix, counting only them
+    more = rollout(ctx, task, random.Random(2), start=begin(ctx, task, PREFIX[:1]), prefix=PREFIX[1:])
+    assert more == rollout(ctx, task, random.Random(2), prefix=PREFIX)
     with pytest.raises(ValueError):
-        rollout(ctx, task, random.Random(0), prefix=PREFIX, start=start)
+        rollout(ctx, ctx.tasks["sql/0"], random.Random(0), start=start)
 
 
 def test_mc_values_are_unchanged_and_the_prefix_runs_once(campaign_file: Path) -> None:

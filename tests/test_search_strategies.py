@@ -122,7 +122,7 @@ def test_rro_takes_the_first_rising_candidate_else_the_best_and_records_every_on
         (1, 2, "SELECT 6", 0.2, 0.5, False),
         (2, 0, SUBMIT, 0.7, 0.4, True)]                                           # 0.7 > 0.4: submitted
     assert out.trajectory.actions == ("SELECT 2", "SELECT 5")
-    assert out.env_steps == 2 * 1 + 3 * 2 + 2  # each candidate re-executes its prefix; the submit its prefix
+    assert out.env_steps == 2 + 3  # each candidate runs from its prefix's kept state; the submit runs nothing
     assert ctx.policy.calls == 6
     assert {c.traj_id for c in out.candidates} == {out.trajectory.traj_id}
     assert all(c.reward_source == "table_test" and c.strategy == "rro" for c in out.candidates)
@@ -145,10 +145,10 @@ def test_ipr_samples_exactly_k_and_takes_the_best(searching: Any) -> None:
     out = ipr(ctx.tasks["sql/0"], random.Random(1), ctx)
     assert out.trajectory.actions == ("SELECT 3", "SELECT 5")
     per_step = [sum(c.step_idx == i for c in out.candidates) for i in range(3)]
-    assert per_step == [3, 3, 3]  # the submit proposed thrice: sampled thrice, executed and scored once
-    assert [c.accepted for c in out.candidates if c.step_idx == 2] == [True, False, False]
-    assert out.env_steps == 3 * 1 + 3 * 2 + 2
-    assert [c.prev_reward for c in out.candidates] == [0.0] * 3 + [0.9] * 3 + [0.4] * 3
+    assert per_step == [3, 3, 1]  # only the submit is left at step 2: re-proposals are no samples
+    assert [c.accepted for c in out.candidates if c.step_idx == 2] == [True]
+    assert out.env_steps == 3 + 3
+    assert [c.prev_reward for c in out.candidates] == [0.0] * 3 + [0.9] * 3 + [0.4]
 
 
 def test_an_rro_campaign_records_candidates_and_search_steps_is_samples_per_step(
@@ -159,7 +159,7 @@ def test_an_rro_campaign_records_candidates_and_search_steps_is_samples_per_step
     with DuckDBStore(tmp_path / "rro.duckdb") as s:
         steps = s.query("SELECT item_id, step_idx, candidates, rising, accepted_rose FROM search_steps "
                         "ORDER BY ALL").to_pylist()
-        cands = s.query("SELECT item_id, step_idx, rank, reward, prev_reward, accepted, rising FROM candidates "
+        cands = s.query("SELECT item_id, step_idx, rank, action, reward, prev_reward, accepted, rising FROM candidates "
                         "ORDER BY item_id, step_idx, rank").to_pylist()
         pop = s.query("SELECT p.traj_id, count(*) AS n FROM population p JOIN candidates c USING (traj_id) "
                       "GROUP BY ALL").to_pylist()
@@ -172,8 +172,10 @@ def test_an_rro_campaign_records_candidates_and_search_steps_is_samples_per_step
         assert st["rising"] == sum(r["rising"] for r in mine)
         taken = [r for r in mine if r["accepted"]]
         rising = [r for r in mine if r["reward"] > r["prev_reward"]]  # the model's values stay below the ceiling
-        assert len(mine) == (mine.index(rising[0]) + 1 if rising else 3)
-        assert taken == [rising[0]] if rising else taken[0]["reward"] == max(r["reward"] for r in mine)
+        # fewer than 3 without a rise: the policy had nothing new to propose within the ask bound
+        assert len(mine) == mine.index(rising[0]) + 1 if rising else 1 <= len(mine) <= 3
+        others = [r for r in mine if r["action"] != "submit"] or mine  # no submit below the bar while others remain
+        assert taken == [rising[0]] if rising else taken[0]["reward"] == max(r["reward"] for r in others)
         assert st["accepted_rose"] == bool(rising)
     status = CliRunner().invoke(main, ["status", str(tmp_path / "rro.duckdb")]).output
     assert "2 distinct members for 2 tasks (strategy.rro.n = 1)" in status and "below mu" not in status

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from evoagent.policies.base import SUBMIT, Action, Guidance, Made, Policy, PolicyPart, masked
-from evoagent.policies.replay import ReplayPolicy
+from evoagent.policies.replay import RecorderStopsReplayPolicy, ReplayPolicy
 
-__all__ = ["Action", "Guidance", "Made", "Policy", "PolicyPart", "ReplayPolicy", "SUBMIT", "masked"]
+__all__ = ["Action", "Guidance", "Made", "Policy", "PolicyPart", "RecorderStopsReplayPolicy", "ReplayPolicy", "SUBMIT",
+           "masked"]

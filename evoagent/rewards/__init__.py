@@ -10,6 +10,7 @@ import inspect
 from typing import Any
 
 from evoagent.rewards.base import Query, RewardModel, Score
+from evoagent.rewards.identity import claim
 from evoagent.rewards.scorer import Scorer
 from evoagent.rewards.signal import Signal
 
@@ -46,6 +47,8 @@ def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal |
     if registry.get("reward", fitness_name).fn is not None:  # None: the environment's outcome, no model
         fitness = Signal(scorer(fitness_name), campaign.get("fitness.aggregate"),
                          annotates=fitness_name == search_name)
+    # Every score names the model that made it: one source per model name for the whole campaign.
+    claim(store, {name: s.source for name, s in scorers.items()})
     return search, fitness
 
 

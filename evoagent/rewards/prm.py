@@ -43,7 +43,7 @@ class LearnedPRM(RewardModel):
 
     @property
     def source(self) -> str:
-        return source_name("prm", {"model": self.model.digest})
+        return _source(self.model.digest)
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
         from evoagent.rm.text import render_queries
@@ -124,6 +124,17 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
                         f"{strategy.name} picks by gold; set strategy.{strategy.name}.allow_gold = true")
 
 
+def _source(digest: str) -> str:
+    return source_name("prm", {"model": digest})
+
+
+def _identity(campaign: Any) -> str:
+    """The source of the model now in ``rewards.prm.path``: its files' digest (retrained: another one)."""
+    from evoagent.rm.model import content_digest
+
+    return _source(content_digest(Path(_named(campaign.get("rewards.prm.path")))))
+
+
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
     if params["placement"] == "ray":
         from evoagent.executors.ray_models import RemoteModel
@@ -143,5 +154,5 @@ PART = Part("reward", "prm", _make, {
                    "pip install -e '.[ray]')"),
     "num_cpus": Key((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (the Ray actor's)"),
     "num_gpus": Key((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (the Ray actor's; 1 = on a GPU node)"),
-}, uses_gold=False, preflight=check_prm,
+}, uses_gold=False, preflight=check_prm, identity=_identity,
    doc="a learned process reward model (evoagent rm train), scored in-process")

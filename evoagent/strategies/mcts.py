@@ -27,9 +27,18 @@ no limit), plans nothing more. The plan's items carry the path and the leaf's
 actions as JSON ``args``; since the plan depends only on committed facts and
 seeds, results do not depend on ``concurrency``.
 
-Closing a round keeps per task the ``mu`` best trajectories found so far
-(ranked by fitness, as evolution ranks members), with evolution's statistics,
-so ``generations``, ``status`` and the report work unchanged.
+Closing a round keeps per task the ``mu`` best trajectories found so far, with
+evolution's statistics, so ``generations``, ``status`` and the report work
+unchanged. A trajectory that a simulation ended on as terminal with the top
+value of the search signal (1.0: the signal judges it solved; LATS's answer
+is such a node) ranks before every other, then fitness ranks as evolution
+ranks members: a fitness that averages step values (``fitness.aggregate =
+"mean"``) must not replace a solved answer by an unsolved one whose earlier
+steps scored higher.
+
+Stopping rule: a task stops when its tree is exhausted (no expandable,
+unclaimed leaf) or after ``strategy.mcts.iterations`` simulations; the
+campaign after ``budget.generations`` rounds (or an exhausted budget).
 """
 from __future__ import annotations
 
@@ -50,6 +59,7 @@ from stores.base import WorkItem
 __all__ = ["MCTS", "Tree", "plan_simulations", "select"]
 
 VIRTUAL_LOSS = 0.0  # the value a pending simulation counts with: a loss (rewards are within [0, 1])
+SOLVED = 1.0  # a terminal simulation value at the top of the scale: the search signal says solved
 
 
 @dataclass
@@ -202,6 +212,13 @@ class MCTS(Evolution):
             found.setdefault(r["task_id"], []).append(r["reflection"][:REFLECTION_CHARS])
         return found
 
+    def solved(self, upto_round: int) -> set[str]:
+        """Trajectories a simulation of a round up to ``upto_round`` ended on as terminal at ``SOLVED``."""
+        return set(self.store.query(
+            "SELECT DISTINCT r.traj_id FROM raw.work_results r JOIN raw.simulations s USING (generation, item_id) "
+            "WHERE r.status = 'done' AND r.generation <= ? AND s.terminal AND s.value >= ?",
+            [upto_round, SOLVED]).column(0).to_pylist())
+
     # -- ask -------------------------------------------------------------------
     def plan(self, round_: int) -> list[WorkItem]:
         parallel, cap = self.c.get("strategy.mcts.parallel"), self.c.get("strategy.mcts.iterations")
@@ -228,8 +245,13 @@ class MCTS(Evolution):
         mine: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             mine[task_id].append(found[traj_id])
-        pop = {t: evo.replace(prev.get(t, []), mine[t], mu=self.c.get("mu"), kind="plus", elitism=0,
-                              selection="best") for t in self.task_ids}
+        solved = self.solved(round_)
+        mu = self.c.get("mu")
+        pop = {}
+        for t in self.task_ids:  # every distinct member by fitness, then the solved ones first
+            pool = evo.replace(prev.get(t, []), mine[t], mu=len(prev.get(t, [])) + len(mine[t]), kind="plus",
+                               elitism=0, selection="best")
+            pop[t] = sorted(pool, key=lambda m: m.traj_id not in solved)[:mu]
         rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
         stats = self.stats(round_, pop, len(results))
         stats["simulations"] = int(self.store.scalar(

@@ -122,23 +122,39 @@ def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
               "score against an empty gold result, as in InterCode:"})
         for task_id, reason in failed:
             note({"event": "note", "text": f"  {task_id}: {reason}"})
-    if c.get("policy.kind") == "replay" and c.get("env.tasks"):
+    if c.get("policy.kind").startswith("replay") and c.get("env.tasks"):
         note({"event": "note", "text": "policy.kind = replay knows recorded actions of the bundled tasks only: "
               "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
 
 
 ENVIRONMENT = Environment(
-    name=NAME, load_tasks=_load_tasks, make_env=_make_env, policies=("replay", "anthropic", "openai"),
+    name=NAME, load_tasks=_load_tasks, make_env=_make_env,
+    policies=("replay", "anthropic", "openai", "replay_recorder_stops"),
     render_task=render_task, meta_fields={"db": "str", "hardness": "str", "schema": "dict[str, list[str]]"},
     gold_key=gold_key, keys=KEYS, check=_check,
     doc="InterCode-SQL: Spider-dev questions answered with SQL on DuckDB, InterCode's reward")
 
 
 # -- policies ----------------------------------------------------------------------------------
-def _replay(c: Any, store: Any) -> Made:
-    from evoagent.policies.replay import ReplayPolicy
+# The replay walks' own keys: when to submit, and schema-aware SQL edits mixed in (policies/replay.py).
+REPLAY_KEYS: dict[str, Key] = {
+    **RECORDED_KEYS,
+    "policy.submit_p": Key((int, float), 0.3, lambda x: 0 <= x <= 1, "within [0, 1]"),
+    "policy.distractors": Key((int, float), 0.0, lambda x: 0 <= x < 1, "within [0, 1)"),
+    "policy.edit_p": Key((int, float), 0.0, lambda x: 0 <= x <= 1, "within [0, 1]"),
+}
 
-    return Made(ReplayPolicy.from_bundled(c.get("policy.sources") or None, explore=c.get("policy.explore")))
+
+def _replay(walk: str) -> Callable[[Any, Any], Made]:
+    def make(c: Any, store: Any) -> Made:
+        from evoagent.policies import replay
+
+        cls = getattr(replay, walk)
+        return Made(cls.from_bundled(c.get("policy.sources") or None, explore=c.get("policy.explore"),
+                                     submit_p=c.get("policy.submit_p"), distractors=c.get("policy.distractors"),
+                                     edit_p=c.get("policy.edit_p")))
+
+    return make
 
 
 def _llm(transport: str) -> PolicyPart:
@@ -168,7 +184,10 @@ def _llm(transport: str) -> PolicyPart:
                       doc=f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
 
 
-REPLAY = PolicyPart(f"{NAME}.replay", _replay, RECORDED_KEYS, envs=(NAME,),
-                    doc="recorded GPT-4/GPT-3.5 InterCode actions, recombined (offline)")
+REPLAY = PolicyPart(f"{NAME}.replay", _replay("ReplayPolicy"), REPLAY_KEYS, envs=(NAME,),
+                    doc="recorded GPT-4/GPT-3.5 InterCode actions, recombined; submits by its own rule (offline)")
+REPLAY_RECORDER_STOPS = PolicyPart(
+    f"{NAME}.replay_recorder_stops", _replay("RecorderStopsReplayPolicy"), REPLAY_KEYS, envs=(NAME,),
+    doc="the old replay walk: submits where a recording ended (at gold); to reproduce old figures only")
 ANTHROPIC = _llm("anthropic")
 OPENAI = _llm("openai")

@@ -1,7 +1,6 @@
 """The ``report``, ``show`` and ``lineage`` commands: seeing a campaign, from its snapshot, while it runs or after.
 
-Registered on the ``evoagent`` group by :mod:`evoagent.cli`; like every reader they
-open the store read-only (its latest snapshot while a campaign writes to it).
+Like every reader they open the store read-only (its latest snapshot while a campaign writes to it).
 """
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from evoagent.cli import EXAMPLE, _one_line_errors, main
+from evoagent.cli.common import EXAMPLE, one_line_errors
 from evoagent.errors import UserError
 
 if TYPE_CHECKING:  # the store modules load duckdb, pyarrow and polars: only when a command runs
@@ -34,10 +33,10 @@ def _echo_lines(lines: list[str]) -> None:
     click.echo("\n".join(lines))
 
 
-@main.command(epilog=EXAMPLE + "  evoagent report runs/main.duckdb -o report.html")
+@click.command(epilog=EXAMPLE + "  evoagent report runs/main.duckdb -o report.html")
 @click.argument("store_path")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
-@_one_line_errors
+@one_line_errors
 def report(store_path: str, out: str) -> None:
     """Write one self-contained HTML report (plots, best trajectories, transcripts, lineage); works offline."""
     from evoagent.report.page import write_report
@@ -62,12 +61,12 @@ def _view(fn: Callable[..., list[str]]) -> Callable[..., None]:
     return run
 
 
-@main.command(epilog=EXAMPLE + "  evoagent show runs/main.duckdb 4f51c84c2b95d58666eb7f527221ed58\n"
+@click.command(epilog=EXAMPLE + "  evoagent show runs/main.duckdb 4f51c84c2b95d58666eb7f527221ed58\n"
               "  evoagent show runs/main.duckdb 4f51c8 --full")
 @click.argument("store_path")
 @click.argument("traj_id")
 @click.option("--full", is_flag=True, help="Print long thoughts, actions and observations whole.")
-@_one_line_errors
+@one_line_errors
 def show(store_path: str, traj_id: str, full: bool) -> None:
     """One trajectory's transcript (thought, action, observation, rewards per step), its parents and rewards.
 
@@ -77,12 +76,12 @@ def show(store_path: str, traj_id: str, full: bool) -> None:
     _view(view)(store_path, traj_id, full=full)
 
 
-@main.command(epilog=EXAMPLE + "  evoagent lineage runs/main.duckdb 4f51c84c2b95d58666eb7f527221ed58 --depth 3")
+@click.command(epilog=EXAMPLE + "  evoagent lineage runs/main.duckdb 4f51c84c2b95d58666eb7f527221ed58 --depth 3")
 @click.argument("store_path")
 @click.argument("traj_id")
 @click.option("--depth", default=10, show_default=True, type=click.IntRange(1, 200),
               help="Generations of parents to walk up.")
-@_one_line_errors
+@one_line_errors
 def lineage(store_path: str, traj_id: str, depth: int) -> None:
     """The ancestry tree of one trajectory: operators on the edges, rewards on the nodes.
 
