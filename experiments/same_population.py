@@ -2,9 +2,12 @@
 must reproduce the main job: ``python experiments/same_population.py /work/ref/main.duckdb runs/main.duckdb``).
 
 Compared (each as a multiset, both directions of EXCEPT ALL): the population of every generation
-(generation, task, trajectory, rank), the trajectories (id, task, generation, operator, item,
-seed, outcome reward, steps), their steps, the lineage and the work plan. Timestamps and costs
-of wall time are not compared. Prints one line per table; exit status 1 if any differs.
+(generation, task, trajectory, rank), the trajectories (id, task, generation, outcome reward,
+steps), their steps, the work plan (every item's operator, task, parents, seed) and every item's
+result (status, trajectory, env steps). Not the item, operator and lineage a stored trajectory row
+names: when two items of a generation find the same trajectory, the row is the first to commit
+(timing; the work results hold both). Timestamps are not compared, nor ``source`` (the policy's name: the old replay walk is now named
+``replay_recorder_stops``); the sources are printed. One line per table; exit status 1 if any differs.
 """
 from __future__ import annotations
 
@@ -14,11 +17,10 @@ import duckdb
 
 TABLES = {
     "population": "SELECT generation, task_id, traj_id, rank FROM {db}.raw.population",
-    "trajectories": ("SELECT traj_id, task_id, source, generation, operator, item_id, seed, outcome_reward, n_steps "
-                     "FROM {db}.raw.trajectories"),
+    "trajectories": "SELECT traj_id, task_id, generation, outcome_reward, n_steps FROM {db}.raw.trajectories",
     "steps": "SELECT traj_id, idx, action, observation, reward, valid FROM {db}.raw.steps",
-    "lineage": "SELECT child_id, parent_id, operator, generation, item_id, parent_idx FROM {db}.raw.lineage",
     "work_plan": "SELECT generation, item_id, operator, task_id, parents, seed FROM {db}.raw.work_plan",
+    "work_results": "SELECT generation, item_id, status, traj_id, env_steps FROM {db}.raw.work_results",
 }
 
 
@@ -37,6 +39,9 @@ def main(a: str, b: str) -> int:
         differ += not same
         print(f"{name:13s} rows {n_a:>8,} vs {n_b:>8,}  only in first {only_a:>6,}  only in second {only_b:>6,}  "
               f"{'same' if same else 'DIFFERENT'}")
+    for db, path in (("a", a), ("b", b)):
+        found = con.execute(f"SELECT source, count(*) FROM {db}.raw.trajectories GROUP BY 1 ORDER BY 1").fetchall()
+        print(f"sources in {path}: {found}")
     return 1 if differ else 0
 
 
