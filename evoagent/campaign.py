@@ -6,11 +6,10 @@ the environment ``env.kind`` names owns ``env.dialect`` and ``tasks.dbs``,
 the strategy owns its population keys (evolution: ``mu``, ``lambda``,
 ``selection.*``, ``replacement.*``, ``budget.generations``), each policy,
 operator, reward model and executor its own. A campaign holds the keys of
-the parts it uses. A key of a part it does not use is dropped when it comes
-from the file (a file written for evolution runs with ``--set
-strategy.kind=ipr``), refused when it comes from ``--set`` (the command line
-asks for something that would not happen) or names another environment's
-data. Unknown, misspelt, mistyped and out-of-range keys are all reported
+the parts it uses. A valid key of a part it does not use is dropped (a file
+written for evolution runs with ``--set strategy.kind=ipr``; ``launch`` notes
+the ``--set`` ones it ignores), except another environment's data keys, which
+are refused. Unknown, misspelt, mistyped and out-of-range keys are all reported
 together, one line each, naming where the value came from.
 """
 from __future__ import annotations
@@ -80,7 +79,7 @@ class Campaign:
 
     values: dict[str, Any]
     source: str = ""
-    dropped: tuple[str, ...] = field(default=(), compare=False)  # given keys of parts it does not use
+    dropped: tuple[str, ...] = field(default=(), compare=False)  # --set keys of parts it does not use
 
     def get(self, path: str, default: Any = _MISSING) -> Any:
         if default is _MISSING:
@@ -386,8 +385,8 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
             elif owner is not None and who.startswith("environment") and not stored and val != owner[1].default:
                 problems.add(f"key {path!r} belongs to {who}, which this campaign does not use "
                              f"({_using(who, chosen)})", path)
-            elif not stored:  # a stored campaign's own keys of other parts: from an older version
-                dropped.append(path)
+            elif path in from_set:  # the file's keys of other parts are expected (a file for evolution
+                dropped.append(path)  # run with --set strategy.kind=ipr); a --set one is worth a note
             continue
         if (issue := _check(path, val, key)) is not None:
             problems.add(issue, path)

@@ -88,7 +88,7 @@ class _Prompts:
         known = None
         c = self._campaign(store)
         if c is not None:
-            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars")
+            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars", 2000)
             known = self._campaign_tasks(c)
         if known is None and any(r["env"] == "intercode_sql" for r in rows):  # e.g. imported runs
             from evoagent.envs.intercode_sql.data import load_tasks
