@@ -23,6 +23,7 @@ from evoagent.errors import UserError
 from evoagent.loop import Outcome, Runner
 from evoagent.policies import make_policy
 from evoagent.rewards import build_signals
+from evoagent.rewards.identity import check_resume as check_reward_models
 from evoagent.rollout import Context
 from evoagent.trajectory import Task
 from stores import DuckDBStore, Store
@@ -340,6 +341,7 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
         if started is not None and started != env_files(c):
             raise UserError(f"the files of env.tasks/env.dump changed since the campaign started ({started}); "
                             "restore them, or start a new campaign on the new data")
+        check_reward_models(c, store)  # every reward model is the one the campaign scored with
         _stage(on_progress, "loading the policy")
         ctx = build_context(c, tasks, store)
         store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them
