@@ -167,6 +167,9 @@ def render(doc: dict[str, Any]) -> str:
         else:  # no data: the panel and its link are hidden
             body = body.replace(f'<section id="{name}" class="panel">', f'<section id="{name}" class="panel" hidden>')
             body = body.replace(f'<a href="#{name}">{name}</a> ', "")
+    if not doc["edges"]:  # no trajectory has a parent (imported runs, one-round strategies): no lineage to draw
+        body = body.replace('<section id="lineage" class="panel">', '<section id="lineage" class="panel" hidden>')
+        body = body.replace(' <a href="#lineage">lineage</a>', "")
     present = [n for n in OPTIONAL if n in figs]
     body = body.replace("<!--nav:optional-->", " ".join(f'<a href="#{n}">{OPTIONAL[n]}</a>' for n in present))
     body = body.replace("<!--panels:optional-->", "".join(
