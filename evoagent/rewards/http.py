@@ -248,9 +248,10 @@ class HttpReward(RewardModel):
             raise self._changed(served)
         try:
             return read_values(self.api, json.loads(body), len(texts), self.label_index)
-        except (ValueError, RecursionError) as exc:
-            raise RewardServerError(f"rewards.http: {endpoint} gave an answer that is not {self.api}'s: "
-                                    f"{str(exc)[:200]}") from None
+        except (ValueError, RecursionError) as exc:  # no score is made up: the campaign stops, resumable
+            raise RewardServerError(f"rewards.http: reward model {self.source} cannot score: {endpoint} gave an "
+                                    f"answer that is not {self.api}'s ({shown(str(exc), 200)}), e.g. "
+                                    f"{shown(bytes(body[:120]).decode('utf-8', 'replace'), 120)}") from None
 
     def _served_again(self) -> str | None:
         """The served model after a reconnect; None while the server still cannot say (a transient fault)."""
@@ -291,7 +292,7 @@ def _reason(body: bytes | bytearray) -> str:
         text = str(message if message is not None else body[:200].decode("utf-8", "replace"))
     except (ValueError, RecursionError):
         text = bytes(body[:200]).decode("utf-8", "replace")
-    text = " ".join(text.split())[:200]
+    text = shown(" ".join(text.split()), 200)  # a server's body is untrusted: escaped, one line
     return f": {text}" if text else ""
 
 

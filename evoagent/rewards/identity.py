@@ -24,8 +24,11 @@ META = "reward_models"
 
 
 def shown(text: str, limit: int = 200) -> str:
-    """``text`` safe to print on one line: control and invisible characters escaped, cut at ``limit``."""
-    out = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:limit])
+    """``text`` for a one-line message: cut at ``limit``, line breaks and tabs shown as ``\\n``/``\\t``,
+    every other control by the one escaping rule (:func:`evoagent.escaping.visible`)."""
+    from evoagent.escaping import visible
+
+    out = visible(text[:limit].replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
     return out + ("..." if len(text) > limit else "")
 
 
