@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from rich.console import Console
+
+from evoagent.escaping import safe_console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -61,7 +63,7 @@ def _stage_line(info: dict[str, Any], seconds: float) -> str:
 def progress_printer(stream: TextIO | None = None) -> Iterator[Printer]:
     """The printer for ``on_progress``: live bar on a terminal, plain lines otherwise."""
     stream = stream or sys.stderr
-    with _live(Console(file=stream)) if stream.isatty() else _plain(stream) as printer:
+    with _live(safe_console(stream)) if stream.isatty() else _plain(stream) as printer:
         yield printer
 
 

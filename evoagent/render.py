@@ -12,22 +12,20 @@ from typing import IO, Any
 import duckdb
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from evoagent.errors import UserError
+from evoagent.escaping import raw, safe_console, visible
 from stores.base import Store
 from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    return safe_console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NONFINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 _NESTED = {"list", "struct", "map", "union", "array"}
 _CSV_NATIVE = {"boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
@@ -40,7 +38,7 @@ def _cell(value: Any) -> Text:
     (so a cell can neither crash the table, e.g. ``[/]``, nor drive the terminal)."""
     if value is None:
         return Text("NULL", style="dim")
-    return Text(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+    return Text(visible(value))
 
 
 def rich_table(table: pa.Table, title: str | None = None) -> Table:
@@ -92,8 +90,10 @@ def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | No
             t.add_column(_cell(name), overflow="fold")
         for row in text.fetchall():
             t.add_row(*map(_cell, row))
-        Console(file=fh, soft_wrap=False, width=width, highlight=False).print(t)
+        safe_console(fh, soft_wrap=False, width=width).print(t)
     elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
         reader = _as_text(rel, for_csv=True).to_arrow_reader(_BATCH_ROWS)
         header = True
         for batch in reader:
@@ -119,9 +119,8 @@ def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None) -> Non
         raise UserError("--format parquet needs --out FILE")
     try:
         if not out:
-            if hasattr(sys.stdout, "reconfigure"):
-                sys.stdout.reconfigure(errors="backslashreplace")
-            _render(rel, fmt, sys.stdout, None if sys.stdout.isatty() else 160)
+            tty = sys.stdout.isatty()  # CSV/JSON into a pipe stay byte-exact; on a terminal, escaped
+            _render(rel, fmt, sys.stdout if tty else raw(sys.stdout), None if tty else 160)
             return
         tmp = f"{out}.partial-{os.getpid()}"
         try:
@@ -178,7 +177,7 @@ def print_status(store: Store) -> None:
         say(f"generations committed: {done} of {planned}"
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
-            row = gens.filter(pc.equal(gens["generation"], last)).to_pylist()[0]
+            row = next(r for r in gens.to_pylist() if r["generation"] == last)
             per_task = f"strategy.{c.get('strategy.kind') or 'evolution'}.n"
             if per_task in c:  # rro, ipr, best_of_n: n items per task, distinct results kept, no mu
                 say(f"population of generation {last}: {row['members'] or 0:,} distinct members for "

@@ -30,7 +30,7 @@ PACKAGES = ("evoagent", "operators", "stores")
 # Layers, low to high: a unit may import its own layer and those below. An environment's package
 # (evoagent.envs.<kind>) is a part, like an operator: layer "parts".
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("records", ("evoagent.errors", "evoagent.trajectory", "evoagent.spawn", "evoagent.evolution",
+    ("records", ("evoagent.errors", "evoagent.escaping", "evoagent.trajectory", "evoagent.spawn", "evoagent.evolution",
                  "evoagent.registry", "evoagent.prompts")),
     ("storage", ("stores",)),
     ("settings", ("evoagent.campaign", "evoagent.progress")),
@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("execution", ("evoagent.rollout", "evoagent.rewards", "evoagent.rm")),
     ("parts", ("operators", "evoagent.strategies", "evoagent.executors", "evoagent.envs.*")),
     ("runner", ("evoagent.loop",)),
-    ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render",
+    ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render", "evoagent.bench",
                    "evoagent.testing")),
     ("api", ("evoagent.api", "evoagent")),
     ("cli", ("evoagent.cli", "evoagent.cli_rm", "evoagent.cli_views")),

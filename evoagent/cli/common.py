@@ -44,6 +44,12 @@ class OneLineGroup(click.Group):
     """Usage mistakes (a missing option, a path that is not there) are one line and exit 2 too,
     not click's usage block: every subcommand is parsed inside this group's calls."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from evoagent.escaping import install
+
+        install()  # everything printed from here on goes through the one escaping rule
+        return super().main(*args, **kwargs)
+
     @staticmethod
     def _one_line(exc: click.UsageError) -> click.ClickException:
         where = exc.ctx.command_path if exc.ctx is not None else "evoagent"

@@ -66,3 +66,49 @@ def import_game24(files: tuple[str, ...], store_path: str, bundled: bool) -> Non
     for rec, n in import_logs(paths, store_path):
         click.echo(f"{rec.source}: {n} answers")
     click.echo(f"{store_path}: imported")
+
+
+def _import_code(kind: str, files: tuple[str, ...], store_path: str, bundled: bool) -> None:
+    from evoagent.envs.code.data import bundled_files
+    from evoagent.envs.code.recorded import import_logs
+
+    paths = [Path(f) for f in files] + (bundled_files(kind) if bundled else [])
+    if not paths:
+        raise UserError("give one or more FILES, or --bundled")
+    not_a_store(store_path, must_exist=False)
+    for rec, rows, empty in import_logs(paths, kind, store_path):
+        click.echo(f"{Path(rec.path).name}: {rows} runs as {rec.source} ({rec.task_set}), "
+                   f"{sum(r.solved for r in rec.rows)} recorded solved"
+                   + (f", {empty} without a recorded program" if empty else ""))
+    click.echo(f"{store_path}: imported")
+
+
+_CODE_HELP = ("All files are checked before one transaction writes them: a malformed row is one line naming "
+              "the file and row, exit 2, nothing written. Each program the agent tried is a step with the "
+              "test feedback it was shown; reflections are thoughts; the outcome is the row's recorded verdict.")
+
+
+@import_.command(name="lats", epilog=EXAMPLE + "  evoagent import lats --bundled --store runs/code_logs.duckdb")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", required=True, help="Store file (created if missing).")
+@click.option("--bundled", is_flag=True, help="Also import the LATS MCTS and DFS runs shipped with evoagent.")
+@one_line_errors
+def import_lats(files: tuple[str, ...], store_path: str, bundled: bool) -> None:
+    """Import LATS logs (HumanEval/MBPP JSON lines, optionally gzipped)."""
+    _import_code("lats", files, store_path, bundled)
+
+
+import_lats.help = (import_lats.help or "") + "\n\n" + _CODE_HELP
+
+
+@import_.command(name="reflexion", epilog=EXAMPLE + "  evoagent import reflexion --bundled --store runs/code_logs.duckdb")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", required=True, help="Store file (created if missing).")
+@click.option("--bundled", is_flag=True, help="Also import the Reflexion and GPT-4 single-attempt runs shipped with evoagent.")
+@one_line_errors
+def import_reflexion(files: tuple[str, ...], store_path: str, bundled: bool) -> None:
+    """Import Reflexion logs (HumanEval/MBPP JSON lines, optionally gzipped)."""
+    _import_code("reflexion", files, store_path, bundled)
+
+
+import_reflexion.help = (import_reflexion.help or "") + "\n\n" + _CODE_HELP

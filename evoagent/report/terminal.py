@@ -6,22 +6,21 @@ are shown escaped.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from evoagent.escaping import visible
 from evoagent.report import data
 from evoagent.report.ancestry import store_parents, walk
 from stores.base import Store
 
 SHOW_CHARS = 600  # per thought/action/observation unless --full
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clean(text: Any) -> str:
     """A value as printable text: control characters (not newline/tab) escaped."""
     if text is None:
         return "–"
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return visible(text)
 
 
 def num(v: Any, digits: int = 2) -> str:
