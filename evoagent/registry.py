@@ -63,6 +63,7 @@ BUILTINS: dict[str, str] = {
     "reward.prm": "evoagent.rewards.prm:PART",
     "reward.recorded": "evoagent.envs.game24.values:RECORDED",
     "reward.solvable": "evoagent.envs.game24.values:SOLVABLE",
+    "reward.state_value": "evoagent.envs.game24.values:STATE_VALUE",
     "reward.visible": "evoagent.envs.code.parts:VISIBLE",
     "executor.thread": "evoagent.executors:THREAD",
     "executor.ray": "evoagent.executors:RAY",
