@@ -22,6 +22,10 @@ __all__ = ["class_id", "classes", "twinless"]
 def _gold_key(task: Task) -> str:
     # The environment part's gold_key once the registry declares it (PLAN: envs expose gold_key(task));
     # until then InterCode's normaliser, which keeps any other gold as its lower-cased text.
+    if task.env == "game24":  # one goal (24) for all: a class per puzzle (E20b, minimal change)
+        from evoagent.envs.game24 import gold_key as game24_key
+
+        return game24_key(task)
     from evoagent.envs.intercode_sql.gold import gold_key
 
     return gold_key(task)
