@@ -77,6 +77,8 @@ def test_a_prm_retrained_in_place_is_refused_at_resume(tmp_path: Path, campaign_
 
     train_tiny_prm(folder, n_runs=30)  # the same training data again: the same files, the same digest
     assert load_model(folder).digest == old
+    with DuckDBStore(store) as s:  # a store from before the record: its rewards rows are the record
+        s._con.execute("DELETE FROM raw.meta WHERE key = 'reward_models'")
     assert launch.resume(str(store)).status == "completed"
     assert {s.split(")")[0] for s in _sources(store) if s.startswith("prm(")} == {f"prm(model={old}"}
 
