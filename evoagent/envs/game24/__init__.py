@@ -14,7 +14,7 @@ from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart
 from evoagent.registry import Key
 from evoagent.trajectory import Task
 
-__all__ = ["ANTHROPIC", "ENUMERATE", "ENVIRONMENT", "OPENAI", "REPLAY"]
+__all__ = ["ANTHROPIC", "ENUMERATE", "ENVIRONMENT", "OPENAI", "REPLAY", "gold_key"]
 
 NAME = "game24"
 
@@ -47,9 +47,13 @@ def render_task(task: Task) -> str:
     return GAME24.user.format(numbers=task.question)
 
 
-def gold_key(task: Task) -> str:
-    """The puzzle itself (its numbers, sorted): every solution of one puzzle is one class."""
-    return " ".join(sorted(task.question.split(), key=float))
+def gold_key(task: Any) -> str:
+    """A puzzle's equivalence class for leakage guards and ``rm train``'s split: its numbers (sorted).
+
+    Every Game of 24 task has the same goal (24) and no stored gold text, so a
+    class per goal would put all puzzles in one; the 1,362 puzzles are distinct multisets.
+    """
+    return "game24\x1f" + " ".join(sorted(task.question.split(), key=lambda x: (len(x), x)))
 
 
 ENVIRONMENT = Environment(

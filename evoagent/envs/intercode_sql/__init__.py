@@ -99,8 +99,10 @@ def render_task(task: Any) -> str:
 
 
 def gold_key(task: Any) -> str:
-    """The gold query normalised (case and spacing outside nothing else): equal keys, equal gold."""
-    return " ".join(task.gold.lower().replace(";", " ").split())
+    """The task's gold-equivalence class: its database and normalised gold query (``gold.py``)."""
+    from evoagent.envs.intercode_sql.gold import gold_key as key
+
+    return key(task)
 
 
 def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
