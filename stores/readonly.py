@@ -41,7 +41,6 @@ _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
     "SET allow_unsigned_extensions = false",
     "SET allow_community_extensions = false",
-    "SET memory_limit = '2GB'",  # a reader never takes the machine: DuckDB fails the query instead
     "SET enable_external_access = false",
     "SET lock_configuration = true",
 )
@@ -63,9 +62,14 @@ def sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+READER_MEMORY_LIMIT = "2GB"  # a reader never takes the machine: DuckDB fails the query instead
+
+
+def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None,
+                   memory_limit: str = READER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     """A connection that cannot touch any file but ``database`` (opened read-only if asked)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
+    config["memory_limit"] = memory_limit
     con = duckdb.connect(database, read_only=read_only, config=config)
     locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
     if locked:
@@ -308,9 +312,9 @@ class FileStore(ReadOnlyStore):
 
     source = "file"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None):
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = READER_MEMORY_LIMIT):
         try:
-            con = connect_locked(str(path), read_only=True, threads=threads)
+            con = connect_locked(str(path), read_only=True, threads=threads, memory_limit=memory_limit)
         except duckdb.ConnectionException:
             raise WriterActive(str(path)) from None  # open in this process with another configuration
         except duckdb.IOException as exc:

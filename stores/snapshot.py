@@ -237,7 +237,7 @@ class SnapshotStore(ReadOnlyStore):
 
     source = "snapshot"
 
-    def __init__(self, store_path: str | Path, *, threads: int | None = None):
+    def __init__(self, store_path: str | Path, *, threads: int | None = None, memory_limit: str | None = None):
         path = str(store_path)
         folder = snapshot_dir(store_path)
         try:
@@ -257,7 +257,8 @@ class SnapshotStore(ReadOnlyStore):
                 f"this evoagent reads v{SCHEMA_VERSION}; upgrade it with: evoagent migrate {path}"
             )
         self.published_at = manifest.get("published_at")
-        con = connect_locked(":memory:", threads=threads)  # locked before any data is reachable
+        con = connect_locked(":memory:", threads=threads,  # locked before any data is reachable
+                             **({"memory_limit": memory_limit} if memory_limit else {}))
         super().__init__(path, con)
         con.execute("CREATE SCHEMA raw")
         for name, cols in RAW_TABLES.items():
@@ -271,15 +272,18 @@ class SnapshotStore(ReadOnlyStore):
         create_views(con)
 
 
-def open_reader(store_path: str | Path, *, threads: int | None = None) -> ReadOnlyStore:
+def open_reader(store_path: str | Path, *, threads: int | None = None,
+                memory_limit: str | None = None) -> ReadOnlyStore:
     """The freshest read-only view of a store: the file itself when no writer holds it
-    (then closing promptly matters, see :class:`FileStore`), else its snapshot."""
+    (then closing promptly matters, see :class:`FileStore`), else its snapshot; ``memory_limit``:
+    DuckDB's (default ``stores.readonly.READER_MEMORY_LIMIT``)."""
+    limit = {"memory_limit": memory_limit} if memory_limit else {}
     p = Path(store_path)
     if p.is_dir():
         raise StoreError(f"{store_path} is a folder, not a store file")
     if p.is_file():
         try:
-            return FileStore(store_path, threads=threads)
+            return FileStore(store_path, threads=threads, **limit)
         except WriterActive:
             pass
-    return SnapshotStore(store_path, threads=threads)
+    return SnapshotStore(store_path, threads=threads, **limit)

@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("execution", ("evoagent.rollout", "evoagent.rewards", "evoagent.rm")),
     ("parts", ("operators", "evoagent.strategies", "evoagent.executors", "evoagent.envs.*")),
     ("runner", ("evoagent.loop",)),
-    ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render",
+    ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render", "evoagent.sql_reader",
                    "evoagent.testing")),
     ("api", ("evoagent.api", "evoagent")),
     ("cli", ("evoagent.cli", "evoagent.cli_rm", "evoagent.cli_views")),
