@@ -65,6 +65,10 @@ BASE: dict[str, tuple[Any, Any, Any, str]] = {
     "policy.kind": (str, REQUIRED, None, ""),
     "policy.sources": (list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
     "policy.explore": ((int, float), 0.1, lambda x: 0 <= x <= 1, "within [0, 1]"),
+    # replay: its own stopping rule, SQL edits (evoagent/policies/replay.py)
+    "policy.submit_p": ((int, float), 0.3, lambda x: 0 <= x <= 1, "within [0, 1]"),
+    "policy.distractors": ((int, float), 0.0, lambda x: 0 <= x < 1, "within [0, 1)"),
+    "policy.edit_p": ((int, float), 0.0, lambda x: 0 <= x <= 1, "within [0, 1]"),
     "policy.model": (str, "claude-haiku-4-5", bool, "a model name"),
     "policy.base_url": (str, "", None, ""),
     "policy.max_tokens": (int, 512, _upto(200_000), "within 1..200000"),

@@ -23,6 +23,7 @@ from evoagent.errors import UserError
 from evoagent.loop import Outcome, Runner
 from evoagent.policies import make_policy
 from evoagent.rewards import build_signals
+from evoagent.rewards.identity import check_resume as check_reward_models
 from evoagent.rollout import Context
 from evoagent.trajectory import Task
 from stores import DuckDBStore, Store
@@ -121,7 +122,7 @@ def check_own_data(c: Campaign, tasks: list[Task], note: Progress | None) -> Non
               "score against an empty gold result, as in InterCode:"})
         for task_id, reason in failed:
             note({"event": "note", "text": f"  {task_id}: {reason}"})
-    if c.get("policy.kind") == "replay" and c.get("env.tasks"):
+    if c.get("policy.kind").startswith("replay") and c.get("env.tasks"):
         note({"event": "note", "text": "policy.kind = replay knows recorded actions of the bundled tasks only: "
               "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
 
@@ -168,7 +169,8 @@ def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) ->
         policy, advisor, budget, closers = llm.build(c, store)
     else:
         policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
-                             explore=c.get("policy.explore"))
+                             explore=c.get("policy.explore"), submit_p=c.get("policy.submit_p"),
+                             distractors=c.get("policy.distractors"), edit_p=c.get("policy.edit_p"))
     kind, dialect, timeout, db = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s"), database(c)
     return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
                    make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout, database=db),
@@ -339,6 +341,7 @@ def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),
         if started is not None and started != env_files(c):
             raise UserError(f"the files of env.tasks/env.dump changed since the campaign started ({started}); "
                             "restore them, or start a new campaign on the new data")
+        check_reward_models(c, store)  # every reward model is the one the campaign scored with
         _stage(on_progress, "loading the policy")
         ctx = build_context(c, tasks, store)
         store.add_tasks(tasks)  # idempotent: a run killed right after starting may lack them

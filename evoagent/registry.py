@@ -56,6 +56,9 @@ class Part:
     # Reward models: a check of the campaign that needs more than its keys (a key in the
     # environment, a model directory that loads), run before any file is written.
     preflight: Callable[[Any], None] | None = None
+    # Reward models: the reward source the campaign's settings name, with the model's content
+    # digest (a model folder's files, a server's report), computed without scoring: resume re-checks it.
+    identity: Callable[[Any], str] | None = None
     doc: str = ""
 
     def path(self, key: str) -> str:

@@ -12,8 +12,6 @@ from typing import IO, Any
 import duckdb
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -129,6 +127,8 @@ def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | No
     if fmt == "table":
         return _table(rel, fh, width)
     if fmt == "csv":
+        import pyarrow.csv as pacsv
+
         reader = _as_text(rel, for_csv=True).to_arrow_reader(_BATCH_ROWS)
         header = True
         for batch in reader:
@@ -221,7 +221,7 @@ def print_status(store: Store) -> None:
         say(f"generations committed: {done} of {planned}"
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
-            row = gens.filter(pc.equal(gens["generation"], last)).to_pylist()[0]
+            row = next(r for r in gens.to_pylist() if r["generation"] == last)
             per_task = f"strategy.{c.get('strategy.kind') or 'evolution'}.n"
             if per_task in c:  # rro, ipr, best_of_n: n items per task, distinct results kept, no mu
                 say(f"population of generation {last}: {row['members'] or 0:,} distinct members for "

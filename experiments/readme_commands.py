@@ -1,4 +1,4 @@
-"""Run every command in the README exactly as written, in a fresh copy of this checkout.
+"""Run every command in the README and on the docs' pages exactly as written, in a fresh copy of this checkout.
 
 A new user pastes the set-up commands, then the tour's, into one terminal. This does
 the same: it copies the working tree (the files git tracks or would track, so no
@@ -13,7 +13,14 @@ what the README says a command prints: a trailing `# last line: ...`, and result
 rows written as comments under a query (`#  gpt-4 | 1034 | 73.7`). Background
 commands (`... &`) are stopped at the end.
 
-    python experiments/readme_commands.py [--keep DIR]
+After the README come the documentation's pages, in the order of mkdocs.yml's `nav`, in
+the same session (so a page may use what an earlier one made, as a reader who follows
+the site would). A command already run as written earlier (a page repeating the
+README's set-up) is not run twice. A block that cannot run here is marked on its page,
+visibly, by a line right above it: `*Not run by the docs check: REASON.*`; it is listed,
+with its reason, and skipped.
+
+    python experiments/readme_commands.py [--keep DIR] [--readme-only]
 
 Takes several minutes: it installs the project, runs the main job and the test suite.
 """
@@ -33,7 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+MKDOCS = ROOT / "mkdocs.yml"
 _FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_NOT_RUN = re.compile(r"^\*?Not run by the docs check: (.+?)\*?[ \t]*$")
+_NAV_PAGE = re.compile(r"^\s*-\s*(?:[^:\n]+:\s*)?([\w./-]+\.md)\s*$", re.M)
 _LAST_LINE = re.compile(r"#\s*last line:\s*(.+?)\s*$")
 _MARK = "@@readme-step"
 
@@ -46,11 +56,51 @@ class Step:
     text: str  # exactly as in the README (a bash command keeps its continuation lines)
     last_line: str | None = None  # "# last line: X": the output's last line is X
     rows: list[list[str]] = field(default_factory=list)  # result rows given as comments
+    page: str = "README.md"  # where it is written
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """(language, body) of every fenced code block, in order."""
     return [(m.group(1), m.group(2)) for m in _FENCE.finditer(text)]
+
+
+def not_run_reason(text: str, start: int) -> str | None:
+    """The reason given right above the block that starts at ``start``, if it is marked not run."""
+    before = [ln for ln in text[:start].splitlines() if ln.strip()]
+    m = _NOT_RUN.match(before[-1].strip()) if before else None
+    return m.group(1).rstrip(".") if m else None
+
+
+def doc_pages() -> list[Path]:
+    """The documentation's pages in the order of mkdocs.yml's nav (every page is in it: the
+    strict build fails on one that is not)."""
+    if not MKDOCS.exists():
+        return []
+    return [ROOT / "docs" / rel for rel in _NAV_PAGE.findall(MKDOCS.read_text())]
+
+
+def all_steps() -> tuple[list[Step], list[tuple[str, str, str]]]:
+    """The README's steps, then each docs page's not run before; and the blocks marked not
+    run, as (page, first line, reason)."""
+    steps = readme_steps(README.read_text())
+    seen = {(s.kind, s.text.strip()) for s in steps}
+    skipped: list[tuple[str, str, str]] = []
+    for page in doc_pages():
+        text = page.read_text()
+        rel = str(page.relative_to(ROOT))
+        for m in _FENCE.finditer(text):
+            block = readme_steps(m.group(0))
+            reason = not_run_reason(text, m.start())
+            if reason is not None:
+                if block:
+                    skipped.append((rel, block[0].text.strip().splitlines()[0], reason))
+                continue
+            for s in block:
+                if (s.kind, s.text.strip()) not in seen:
+                    seen.add((s.kind, s.text.strip()))
+                    s.page = rel
+                    steps.append(s)
+    return steps, skipped
 
 
 def _row(comment: str) -> list[str] | None:
@@ -198,9 +248,11 @@ def check_claims(step: Step, output: list[str]) -> str | None:
     return None
 
 
-def run_readme(workdir: Path) -> int:
-    """Run the README's steps in ``workdir``; 0 if all ran and printed what it says."""
-    steps = readme_steps(README.read_text())
+def run_readme(workdir: Path, readme_only: bool = False) -> int:
+    """Run the README's steps (and the docs pages') in ``workdir``; 0 if all ran and printed what they say."""
+    steps, skipped = (readme_steps(README.read_text()), []) if readme_only else all_steps()
+    for page, first, reason in skipped:
+        print(f"not run: {page}: {first[:80]} ({reason})")
     repo = workdir / "evoagent"
     copy_checkout(repo)
     proc = subprocess.Popen(["bash", "-c", session_script(steps)], cwd=repo, stdout=subprocess.PIPE,
@@ -221,7 +273,7 @@ def run_readme(workdir: Path) -> int:
             elif word != "done":
                 current, started = int(word), now
                 first = steps[current].text.strip().splitlines()[0]
-                print(f"\n$ [{current + 1}/{len(steps)}] {first[:150]}", flush=True)
+                print(f"\n$ [{current + 1}/{len(steps)}] ({steps[current].page}) {first[:150]}", flush=True)
             continue
         outputs.setdefault(current, []).append(line.rstrip("\n"))
         print(line, end="", flush=True)
@@ -230,30 +282,32 @@ def run_readme(workdir: Path) -> int:
     for n, secs in times.items():
         print(f"{secs:7.1f}  {steps[n].text.strip().splitlines()[0][:110]}")
     if failed is not None:
-        print(f"\nFAILED: README step {failed[0] + 1} exited {failed[1]}: {steps[failed[0]].text}")
+        print(f"\nFAILED: step {failed[0] + 1} ({steps[failed[0]].page}) exited {failed[1]}: {steps[failed[0]].text}")
         return 1
     if proc.returncode != 0 or current != len(steps) - 1:
         print(f"\nFAILED: the session ended early (exit {proc.returncode})")
         return 1
     problems = [(n, p) for n, s in enumerate(steps) if (p := check_claims(s, outputs.get(n, [])))]
     for n, p in problems:
-        print(f"\nFAILED: README step {n + 1} ({steps[n].text.strip().splitlines()[0][:80]}): {p}")
+        print(f"\nFAILED: step {n + 1} of {steps[n].page} ({steps[n].text.strip().splitlines()[0][:80]}): {p}")
     if not problems:
-        print(f"\nall {len(steps)} README steps ran as written")
+        print(f"\nall {len(steps)} steps of the README and the docs ran as written"
+              + (f" ({len(skipped)} blocks marked not run)" if skipped else ""))
     return 1 if problems else 0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", type=Path, help="Run in this (new or empty) folder and keep it.")
+    ap.add_argument("--readme-only", action="store_true", help="The README's commands only, not the docs pages'.")
     args = ap.parse_args()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         if any(args.keep.iterdir()):
             sys.exit(f"error: {args.keep} is not empty")
-        sys.exit(run_readme(args.keep.resolve()))
+        sys.exit(run_readme(args.keep.resolve(), args.readme_only))
     with tempfile.TemporaryDirectory(prefix="readme-") as tmp:
-        sys.exit(run_readme(Path(tmp)))
+        sys.exit(run_readme(Path(tmp), args.readme_only))
 
 
 if __name__ == "__main__":

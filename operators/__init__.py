@@ -18,6 +18,7 @@ from operators.refine import refine  # isort: skip
 from operators.mcts import mcts  # isort: skip  (no rate: only the mcts strategy plans it)
 from operators.rro import rro  # isort: skip  (rate 0 unless a campaign sets one)
 from operators.ipr import ipr  # isort: skip  (rate 0 unless a campaign sets one)
+from operators.edit import edit  # isort: skip  (rate 0 unless a campaign sets one)
 
 
 def toolbox() -> base.Toolbox:
@@ -30,4 +31,4 @@ def toolbox() -> base.Toolbox:
     return tb
 
 
-__all__ = ["ipr", "mcts", "recombine", "refine", "revise", "rro", "sample", "toolbox"]
+__all__ = ["edit", "ipr", "mcts", "recombine", "refine", "revise", "rro", "sample", "toolbox"]

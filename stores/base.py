@@ -31,13 +31,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import pyarrow as pa
 
 from evoagent.errors import UserError
 from evoagent.trajectory import Step, Summary, Task, Trajectory
+
+if TYPE_CHECKING:  # polars loads when a frame is asked for: readers start with DuckDB and Arrow alone
+    import polars as pl
 
 
 class StoreError(UserError):
@@ -134,6 +136,8 @@ class StoreReader(ABC):
     # -- helpers ------------------------------------------------------------
     def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """Like :meth:`query`, as a Polars frame."""
+        import polars as pl
+
         return pl.from_arrow(self.query(sql, params))
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:

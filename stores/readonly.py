@@ -26,8 +26,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from stores.base import StoreError, StoreReader
 from stores.schema import SCHEMA_VERSION, VIEWS
@@ -66,8 +64,10 @@ READER_MEMORY_LIMIT = "2GB"  # a reader never takes the machine: DuckDB fails th
 
 
 def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None,
+                   readable: Sequence[str | Path] = (),
                    memory_limit: str = READER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """A connection that cannot touch any file but ``database`` (opened read-only if asked)."""
+    """A connection that cannot touch any file but ``database`` (opened read-only if asked)
+    and the files in ``readable`` (a snapshot's Parquet parts, read by ``read_parquet``)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
     config["memory_limit"] = memory_limit
     con = duckdb.connect(database, read_only=read_only, config=config)
@@ -78,6 +78,8 @@ def connect_locked(database: str, *, read_only: bool = False, threads: int | Non
             con.close()
             raise StoreError(f"{database} is open in this process with external access enabled")
         return con
+    if readable:  # DuckDB checks these exact paths against every file access once external access is cut
+        con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in readable)}]")
     for statement in _LOCKDOWN:
         con.execute(statement)
     return con
@@ -165,6 +167,8 @@ def parquet_safe(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
         schema = rel.limit(0).to_arrow_table().schema
     except duckdb.Error as exc:
         raise query_error(exc) from None
+    import pyarrow.parquet as pq
+
     exprs, changed = [], False
     for i, field in enumerate(schema):
         try:
@@ -178,6 +182,8 @@ def parquet_safe(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
 
 def write_parquet_file(reader: pa.RecordBatchReader, path: str | Path) -> None:
     """Stream batches into one Parquet file (a valid file with the schema when there are none)."""
+    import pyarrow.parquet as pq
+
     with pq.ParquetWriter(str(path), reader.schema, compression="zstd") as writer:
         for batch in reader:
             writer.write_batch(batch)
@@ -269,6 +275,8 @@ class ReadOnlyStore(StoreReader):
                 staging.mkdir()
                 write_parquet_file(reader, staging / "part-0.parquet")
             else:
+                import pyarrow.dataset as ds  # loads pandas: only for a partitioned export
+
                 fields = [reader.schema.field(c) for c in parts]
                 ds.write_dataset(
                     reader, staging, format="parquet", basename_template="part-{i}.parquet",

@@ -29,7 +29,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from stores.base import StoreError
@@ -257,16 +256,16 @@ class SnapshotStore(ReadOnlyStore):
                 f"this evoagent reads v{SCHEMA_VERSION}; upgrade it with: evoagent migrate {path}"
             )
         self.published_at = manifest.get("published_at")
-        con = connect_locked(":memory:", threads=threads,  # locked before any data is reachable
+        parts = {name: [str(p) for p in files[0]] for name, files in manifest["_files"].items()}
+        # locked before any data is reachable; the checked parts are the only files it may read
+        con = connect_locked(":memory:", threads=threads, readable=[p for ps in parts.values() for p in ps],
                              **({"memory_limit": memory_limit} if memory_limit else {}))
         super().__init__(path, con)
         con.execute("CREATE SCHEMA raw")
         for name, cols in RAW_TABLES.items():
-            files = manifest["_files"].get(name)
-            if files:
-                con.register(f"_snapshot_{name}", ds.dataset([str(p) for p in files[0]], schema=files[1],
-                                                            format="parquet"))
-                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM _snapshot_{name}")
+            if parts.get(name):
+                listed = ", ".join(sql_string(p) for p in parts[name])
+                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM read_parquet([{listed}])")
             else:
                 con.execute(f"CREATE TABLE raw.{name} ({cols})")
         create_views(con)

@@ -89,9 +89,12 @@ def train_tiny_prm(folder: Path, n_runs: int = 40) -> Path:
             obs = [s.observation for s in run.steps[: i + 1]]
             texts.append(prefix_text(tasks[run.task_id], run.actions[: i + 1], obs))
             labels.append(1.0 if run.outcome_reward == 1.0 else 0.0)
+    from evoagent.rm.leakage import classes
+
     backbone = HashedLogistic.train(texts, labels, [1.0] * len(texts), bits=12)
-    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome",
-                                  "training": {"tasks": sorted({r.task_id for r in runs})}}).save(folder)
+    trained = sorted({r.task_id for r in runs})
+    ProcessRewardModel(backbone, {"max_chars": 4000, "labels": "outcome", "training": {
+        "tasks": trained, "gold_classes": sorted(set(classes(tasks[i] for i in trained).values()))}}).save(folder)
     return folder
 
 

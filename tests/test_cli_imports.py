@@ -49,3 +49,35 @@ def test_nothing_below_the_cli_imports_it(package: str) -> None:
             if any(n == "evoagent.cli" or n.startswith("evoagent.cli.") for n in names):
                 offenders.append(str(path.relative_to(ROOT)))
     assert not offenders
+
+
+NOT_ON_READ_PATHS = {"pandas", "polars", "anthropic", "matplotlib", "sklearn", "aiohttp", "torch", "deap", "ray"}
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["file", "snapshot"])
+def test_reading_commands_load_duckdb_and_arrow_only(tmp_path: Path, held: bool) -> None:
+    """sql, status, show and lineage: no pandas (pyarrow.dataset pulls it), no polars, no LLM SDK;
+    both when they read the store file and when a writer holds it (its Parquet snapshot)."""
+    from stores import DuckDBStore
+    from tests.test_snapshot_read import make_store
+
+    path = make_store(tmp_path / "s.duckdb")
+    writer = DuckDBStore(path) if held else None
+    try:
+        traj = _first_traj(path, held)
+        for argv in (["sql", str(path), "SELECT count(*) FROM trajectories"], ["status", str(path)],
+                     ["show", str(path), traj], ["lineage", str(path), traj]):
+            run = (f"from evoagent.cli import main\ntry:\n    main({argv!r}, prog_name='evoagent')\n"
+                   "except SystemExit as e:\n    assert not e.code, e.code\n")
+            assert not _loaded_after(run) & NOT_ON_READ_PATHS, argv[0]
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _first_traj(path: Path, held: bool) -> str:
+    from stores import open_reader
+
+    with open_reader(path) as r:
+        assert r.source == ("snapshot" if held else "file")
+        return str(r.scalar("SELECT traj_id FROM trajectories ORDER BY traj_id LIMIT 1"))

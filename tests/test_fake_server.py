@@ -5,11 +5,24 @@ import subprocess
 import sys
 import time
 
-import anthropic
 import pytest
 
 from evoagent.testing.fake_server import FakeAnthropic, request_key
 
+
+class _SDK:
+    """The anthropic module, imported on first use: the SDK takes seconds to import, and test
+    collection (every module imported) should not pay that for tests it may not run."""
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):  # pytest probes every module global for fixture markers
+            raise AttributeError(name)
+        import anthropic as sdk
+
+        return getattr(sdk, name)
+
+
+anthropic = _SDK()
 MODEL = "claude-fake-1"
 MSGS = [{"role": "user", "content": "hello there"}]
 

@@ -147,22 +147,28 @@ def test_campaign_lineage_is_a_dag_and_the_readme_ancestry_query_walks_it(
         assert s.scalar("SELECT count(*) FROM lineage l JOIN trajectories c ON c.traj_id = l.child_id "
                         "JOIN trajectories p ON p.traj_id = l.parent_id WHERE p.generation >= c.generation") == 0
         assert s.scalar("SELECT count(*) FROM rediscoveries") > 0  # the replay policy re-finds a lot
-        deepest = s.scalar("SELECT child_id FROM lineage l JOIN trajectories t ON t.traj_id = l.child_id "
-                           "ORDER BY t.generation DESC, child_id LIMIT 1")
+        parents: dict[str, list[str]] = {}
+        for child, parent in edges(s):
+            parents.setdefault(child, []).append(parent)
+
+        def ancestry(start: str) -> set[str]:  # walking the edges here
+            want, todo = {start}, [start]
+            while todo:
+                for p in parents.get(todo.pop(), ()):
+                    if p not in want:
+                        want.add(p)
+                        todo.append(p)
+            return want
+
+        # the last generation's child with the most ancestors (ties: the largest id)
+        children = s.query("SELECT DISTINCT child_id FROM lineage l JOIN trajectories t ON t.traj_id = l.child_id "
+                           "WHERE t.generation = (SELECT max(generation) FROM trajectories) ORDER BY child_id")
+        deepest = max(children.column("child_id").to_pylist(), key=lambda c: (len(ancestry(c)), c))
         sql = readme_ancestry_query()
         literal = re.search(r"SELECT '([0-9a-f]+)', 0", sql)
         assert literal, "the README's query starts from a literal trajectory id"
         got = s.query(sql.replace(literal.group(1), deepest)).to_pylist()
-        # Same answer as walking the edges here.
-        parents: dict[str, list[str]] = {}
-        for child, parent in edges(s):
-            parents.setdefault(child, []).append(parent)
-        want, todo = {deepest}, [deepest]
-        while todo:
-            for p in parents.get(todo.pop(), ()):
-                if p not in want:
-                    want.add(p)
-                    todo.append(p)
+        want = ancestry(deepest)
         assert {r["traj_id"] for r in got} == want and len(want) > 2
         assert [r["depth"] for r in got] == sorted(r["depth"] for r in got) and got[0]["traj_id"] == deepest
     finally:

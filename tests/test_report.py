@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from evoagent.cli import main
 from evoagent.report.ancestry import Edge, walk
-from evoagent.report.figures import auc
 from stores import DuckDBStore, TrajectoryBatch
 from stores.batch import LINEAGE_SCHEMA, REWARD_SCHEMA, STEP_SCHEMA, TRAJECTORY_SCHEMA
 from stores.schema import VIEWS
@@ -162,6 +161,8 @@ def test_optional_panels_follow_the_data(campaign_report: tuple[Path, dict], tmp
 
 
 def test_auc_is_the_chance_a_solved_one_scores_higher() -> None:
+    from evoagent.report.figures import auc  # matplotlib: only for the tests that draw
+
     rng = random.Random(5)
     data = [(round(rng.random(), 1), rng.random() < 0.4) for _ in range(200)]
     pos = [s for s, y in data if y]

@@ -68,10 +68,15 @@ def _queries(ctx: Context, observed: bool = True) -> list[Query]:
 class Replay:
     """A loopback server answering every POST with one recorded body; keeps the requests it got."""
 
-    def __init__(self, body: dict[str, Any]):
+    def __init__(self, body: dict[str, Any], models: dict[str, Any] | None = None):
         self.body, self.requests = body, []
         self.app = web.Application()
         self.app.router.add_post("/{api}", self.answer)
+        if models is not None:  # vLLM lists its models (OpenRLHF's server does not: 404)
+            async def listed(request: web.Request) -> web.Response:
+                return web.json_response(models)
+
+            self.app.router.add_get("/v1/models", listed)
 
     async def answer(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, await request.json()))
@@ -85,10 +90,12 @@ class Replay:
     ("get_reward", "openrlhf_get_reward.json", [0.8125, -0.4375, 1.5]),
 ])
 def test_reads_recorded_vllm_and_openrlhf_answers(ctx: Context, api: str, body: str, expected: list[float]) -> None:
-    replay = Replay(json.loads((VLLM / body).read_text()))
+    vllm = api != "get_reward"
+    replay = Replay(json.loads((VLLM / body).read_text()), json.loads((VLLM / "models.json").read_text()) if vllm
+                    else None)
     queries = _queries(ctx)
     with AppThread(replay.app) as srv:
-        reward = HttpReward(ctx, url=srv.url + "/", api=api, model="served-name" if api != "get_reward" else "")
+        reward = HttpReward(ctx, url=srv.url + "/", api=api, model="evoagent-prm-cls" if vllm else "")
         try:
             scores = reward.score(queries)
         finally:
@@ -98,8 +105,11 @@ def test_reads_recorded_vllm_and_openrlhf_answers(ctx: Context, api: str, body: 
     texts = [prefix_text(ctx.tasks[q.task_id], q.actions, q.observations) for q in queries]
     path, sent = replay.requests[0]
     assert path == "/" + api
-    assert sent == ({"query": texts} if api == "get_reward" else {"model": "served-name", "input": texts})
-    assert reward.source == f"http(api={api},label_index=1,max_chars=4000,model={reward.model},url={srv.url})"
+    assert sent == ({"query": texts} if api == "get_reward" else {"model": "evoagent-prm-cls", "input": texts})
+    # the model is named by what the server reports: vLLM lists no digest, so its root; OpenRLHF nothing
+    digest = "unreported:/models/evoagent-prm-cls" if vllm else "unreported"
+    assert reward.source == (f"http(api={api},digest={digest},label_index=1,max_chars=4000,model={reward.model},"
+                             f"url={srv.url})")
 
 
 def test_a_prefix_without_observations_is_executed_and_its_steps_counted(ctx: Context) -> None:
@@ -212,10 +222,9 @@ def test_a_server_that_does_not_recover_stops_with_one_line(ctx: Context, model:
     assert isinstance(err.value, BudgetExceeded)  # the runner's clean stop: the item stays pending
     assert reason in str(err.value) and "\n" not in str(err.value)
     assert reward.requests == server.seen == len(script)
-    reward = HttpReward(ctx, url="http://127.0.0.1:9", max_attempts=2, retry_base_s=0.01)  # nobody listens
-    with pytest.raises(RewardServerError, match="ConnectError"):
-        reward.score(_queries(ctx)[:1])
-    reward.close()
+    # nobody listens: the client cannot tell which model it would score with, so it does not start
+    with pytest.raises(UserError, match=r"cannot tell which model http://127.0.0.1:9 serves \(.*refused"):
+        HttpReward(ctx, url="http://127.0.0.1:9", max_attempts=2, retry_base_s=0.01)
 
 
 def test_campaign_keys_are_checked(small_file: Path) -> None:

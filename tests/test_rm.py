@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from evoagent import campaign, launch
 from evoagent.cli import main
+from evoagent.errors import UserError
 from evoagent.rewards import Scorer
 from evoagent.rewards.prm import LearnedPRM
 from evoagent.rewards.signal import queries
@@ -50,7 +51,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     out = CliRunner().invoke(main, ["rm", "train", str(store), "--labels", "outcome", "--holdout-dbs", "flight_2,pets_1",
                                     "--out", str(tmp / "prm")])
     assert out.exit_code == 0, out.output
-    assert "held-out ROC-AUC" in out.output
+    assert "held-out ROC-AUC" in out.output and "split by database (held out: flight_2, pets_1)" in out.output
     return tmp / "c.toml", store, tmp / "prm"
 
 
@@ -129,6 +130,7 @@ def test_eval_prints_heldout_auc_reliability_and_best_of_n(trained: tuple[Path, 
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert lines[0].startswith("held-out tasks: 4, ") and lines[1].startswith("ROC-AUC: 0.")
+    assert " ROC-AUC on the " in lines[1] and " tasks without a twin: " in lines[1]  # beside the overall figure
     assert sum(line.startswith("| 0.") for line in lines) == 10  # the reliability bins
     picks = {line.split(" | ")[0] for line in lines if line.startswith(("| model", "| random", "| oracle"))}
     assert picks == {"| model (top-ranked)", "| random (expected)", "| oracle (any of N solved)"}
@@ -328,7 +330,8 @@ def test_prm_refuses_the_tasks_it_was_trained_on_unless_told(trained: tuple[Path
     assert set(config["training"]["tasks"]) == {"sql/0", "sql/2", "sql/3", "sql/4", "sql/5", "sql/43", "sql/46",
                                                 "sql/47"}  # every task but the held-out databases'
     sets = ["search.reward=prm", f"rewards.prm.path={folder}", 'tasks.ids=["sql/42", "sql/0"]']
-    with pytest.raises(UserError, match=r"trained on 1 of this campaign's tasks \(e.g. 'sql/0'\)"):
+    with pytest.raises(UserError, match=r"trained on 1 of this campaign's tasks or on tasks with the same gold "
+                                        r"\(0 of them twins: e.g. 'sql/0'\)"):
         launch.start(campaign.load(c_file, sets), str(tmp_path / "s.duckdb"))
     assert list(tmp_path.iterdir()) == []
     told = sets + ["rewards.prm.allow_seen_tasks=true"]
@@ -344,6 +347,25 @@ def test_prm_refuses_the_tasks_it_was_trained_on_unless_told(trained: tuple[Path
     (old / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="does not record its training tasks"):
         check_unseen(campaign.load(c_file, [*sets[:1], f"rewards.prm.path={old}", 'tasks.ids=["sql/42"]']), tasks)
+
+
+def test_prm_refuses_a_task_whose_gold_twin_it_was_trained_on(trained: tuple[Path, Path, Path],
+                                                              tmp_path: Path) -> None:
+    """Issue 19 item 8: the refusal went by task id only; a paraphrase with the same gold passed."""
+    from evoagent.envs.intercode_sql.data import load_tasks
+    from evoagent.rm.leakage import class_id
+
+    c_file, _, folder = trained
+    config = json.loads((folder / "config.json").read_text())
+    every = load_tasks()
+    trained_ids = set(config["training"]["tasks"])
+    gold = {class_id(t) for t in every if t.task_id in trained_ids}
+    assert set(config["training"]["gold_classes"]) == gold
+    twin = next(t for t in every if t.task_id not in trained_ids and class_id(t) in gold)
+    sets = ["search.reward=prm", f"rewards.prm.path={folder}", f'tasks.ids=["{twin.task_id}"]']
+    with pytest.raises(UserError, match=rf"1 of them twins: e.g. '{twin.task_id}', whose gold is a training task's"):
+        launch.start(campaign.load(c_file, sets), str(tmp_path / "s.duckdb"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_prm_http_and_judge_read_a_query_through_one_rendering(trained: tuple[Path, Path, Path]) -> None:
@@ -362,3 +384,18 @@ def test_prm_http_and_judge_read_a_query_through_one_rendering(trained: tuple[Pa
     assert spent == 2 and texts[0].endswith(f"step 2 observation: {seen[1]}") and None not in seen
     scores = LearnedPRM(ctx, model).score(asked)
     assert [s.value for s in scores] == pytest.approx(model.score_texts(texts)) and [s.env_steps for s in scores] == steps
+
+
+def test_rm_train_splits_by_gold_class_so_no_twin_is_on_both_sides() -> None:
+    """Issue 19 item 8 / issue 20 item 6: a seeded split by task put paraphrase twins (same gold) on both sides."""
+    from evoagent.envs.intercode_sql.data import load_tasks
+    from evoagent.rm.leakage import classes, twinless
+    from evoagent.rm.train import TrainOptions, split_by, split_tasks
+
+    tasks = {t.task_id: t for t in load_tasks()}
+    assert len(tasks) - len(twinless(tasks)) == 966  # tasks sharing their normalised gold with another
+    train_ids, held = split_tasks(tasks, TrainOptions(holdout=0.2, seed=0))
+    of = classes(tasks.values())
+    assert not {of[i] for i in train_ids} & {of[i] for i in held}
+    assert 0.1 < len(held) / len(tasks) < 0.3 and split_by(TrainOptions()) == "gold_class"
+    assert split_by(TrainOptions(holdout_dbs=("pets_1",))) == "database"

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import polars as pl
-import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
@@ -304,6 +302,8 @@ ZOO = ("SELECT '[/]' AS \"[bold]h\", ':x: [red]no[/red]' AS markup, [1, 2] AS li
 
 
 def test_every_format_renders_lists_intervals_and_markup(built: Path, tmp_path: Path) -> None:
+    import polars as pl
+
     path = copy_store(built, tmp_path)
     q = "SELECT parents, committed_at - started_at AS took FROM work_items, generations ORDER BY ALL"
     for fmt in ("table", "csv", "json"):
@@ -335,6 +335,9 @@ def test_every_format_renders_lists_intervals_and_markup(built: Path, tmp_path: 
 
 # -- item 18: exported views read back in Polars and PyArrow ----------------------------------------
 def test_every_exported_view_reads_back_including_empty_ones(tmp_path: Path) -> None:
+    import polars as pl
+    import pyarrow.dataset as ds
+
     path = make_store(tmp_path / "s.duckdb", campaign="odd/name=x y")
     out = tmp_path / "exports"
     code, printed = run("export", path, "--out", out)

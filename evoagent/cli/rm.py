@@ -81,7 +81,7 @@ def eval_(model_dir: str, store_path: str, labels: str | None, aggregate: str, a
 
 
 @rm.command("serve", epilog=EXAMPLE + "  evoagent rm serve runs/prm --port 8000\n"
-            "  curl -s localhost:8000/classify -d '{\"input\": [\"...\"]}'")
+            "  curl -s localhost:8000/classify -H 'Content-Type: application/json' -d '{\"input\": [\"...\"]}'")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0: any free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
@@ -92,15 +92,21 @@ def eval_(model_dir: str, store_path: str, labels: str | None, aggregate: str, a
               help="Longer texts keep their last C characters (default: the model's own limit).")
 @click.option("--max-body-bytes", type=int, default=Limits.max_body_bytes, show_default=True,
               help="Larger request bodies are refused (413).")
+@click.option("--idle-timeout-s", type=float, default=Limits.idle_timeout_s, show_default=True,
+              help="A connection that sends no whole request head for this long is closed.")
+@click.option("--body-timeout-s", type=float, default=Limits.body_timeout_s, show_default=True,
+              help="A body that has not arrived whole this long after its head: 408, connection closed.")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
               help="0: the model runs in the server's process (a GPU model); N: N copies in worker "
                    "processes, N batches at once (the CPU model, with cores to spare).")
 @one_line_errors
 def serve(model_dir: str, port: int, host: str, max_batch: int, max_wait_ms: float,
-          max_chars: int | None, max_body_bytes: int, workers: int) -> None:
+          max_chars: int | None, max_body_bytes: int, idle_timeout_s: float, body_timeout_s: float,
+          workers: int) -> None:
     """Serve a trained reward model (evoagent rm train) over HTTP: vLLM's /pooling and /classify,
     OpenRLHF's /get_reward, with dynamic batching (on CUDA when the model is a torch one and a GPU is there)."""
     from evoagent.rm.server import serve_model_dir
 
     serve_model_dir(model_dir, host=host, port=port, workers=workers, announce=click.echo, max_batch=max_batch,
-                    max_wait_ms=max_wait_ms, max_chars=max_chars, max_body_bytes=max_body_bytes)
+                    max_wait_ms=max_wait_ms, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                    idle_timeout_s=idle_timeout_s, body_timeout_s=body_timeout_s)

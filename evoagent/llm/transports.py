@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import anthropic
 import httpx2
 
 from evoagent.llm.errors import LLMError, TransientError
@@ -60,6 +59,8 @@ class AnthropicTransport:
     """Claude through the official SDK; base URL from the argument or ``ANTHROPIC_BASE_URL``."""
 
     def __init__(self, base_url: str | None = None, timeout_s: float = 60.0, *, max_connections: int = 1024):
+        import anthropic  # the SDK takes seconds to import: only when a campaign talks to Claude
+
         # The SDK's default pool keeps only 100 idle keep-alive connections: with more callers in
         # flight, every round closes and reopens the surplus. Keep one per concurrent caller.
         limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -80,6 +81,8 @@ class AnthropicTransport:
         # Parameters this SDK version has no argument for (e.g. sampling settings) travel as extra body.
         known = {k: v for k, v in request.items() if k in self._known}
         extra = {k: v for k, v in request.items() if k not in self._known}
+        import anthropic  # loaded by __init__ already
+
         try:
             # The raw JSON the API sent: cheaper than building and dumping the SDK's models, and
             # exactly what the provider said (the SDK still turns error statuses into exceptions).

@@ -14,6 +14,7 @@ from evoagent.rewards import http  # noqa: F401  (registration: the http kind)
 from evoagent.rewards import prm  # noqa: F401  (registration: the prm kind)
 from evoagent.envs.game24 import values as _game24_values  # noqa: F401  (registration: recorded, solvable)
 from evoagent.rewards.base import Query, RewardModel, Score
+from evoagent.rewards.identity import claim
 from evoagent.rewards.scorer import Scorer
 from evoagent.rewards.signal import Signal
 
@@ -48,6 +49,8 @@ def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal |
     if fitness_name != "env":
         fitness = Signal(scorer(fitness_name), campaign.get("fitness.aggregate"),
                          annotates=fitness_name == search_name)
+    # Every score names the model that made it: one source per model name for the whole campaign.
+    claim(store, {name: s.source for name, s in scorers.items()})
     return search, fitness
 
 

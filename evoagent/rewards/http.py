@@ -26,8 +26,15 @@ campaign cleanly: the runner treats it like a spent budget, so the item stays
 pending and ``evoagent resume`` runs it once the server is back. Answers over
 ``MAX_RESPONSE_BYTES`` are refused. Values never derive from gold
 (``uses_gold=False``); the reward source names the server (url, api, model,
-label index), so cached scores of one server are never taken for another's; since
-it is stored with every score, a URL with credentials (``user:token@``) is refused.
+label index) and the model it serves: the ``digest`` of its weights that
+``GET /v1/models`` reports (``evoagent rm serve`` does; a server that reports
+none, e.g. vLLM, is named by the ``root`` it lists, ``unreported:<root>``), so
+cached scores of one model are never taken for another's. The digest is read
+when the client starts and again after every reconnect, and every answer's
+``X-Model-Digest`` header (rm serve sends one) is compared with it: a server
+whose model changed mid-run stops the campaign (resumable once the campaign's
+model is served again). Since the source is stored with every score, a URL with
+credentials (``user:token@``) is refused.
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.transports import retry_after_s
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
+from evoagent.rewards.identity import shown
 from evoagent.rm.text import render_queries
 from evoagent.rollout import Context
 
@@ -56,6 +64,8 @@ __all__ = ["HttpReward", "RewardServerError", "check_http", "read_values"]
 APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_reward"}
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_RETRY_WAIT_S = 60.0
+DIGEST_HEADER = "X-Model-Digest"
+_DIGEST_CHARS = frozenset("0123456789abcdefABCDEF")
 _RETRIED = {408, 429}
 
 
@@ -76,6 +86,36 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where} is not a finite number")
     return float(value)
+
+
+def _listed(body: Any, model: str) -> str:
+    """The served model's identity from a ``/v1/models`` answer: its digest, else ``unreported:<root>``."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
+        raise ValueError("/v1/models lists no model")
+    entry = next((d for d in data if d.get("id") == model), None) if model else data[0]
+    if entry is None:
+        raise ValueError(f"/v1/models does not list the model {model[:100]!r}")
+    digest = entry.get("digest")
+    if isinstance(digest, str) and 8 <= len(digest) <= 64 and set(digest) <= _DIGEST_CHARS:
+        return digest.lower()
+    root = entry.get("root") or entry.get("id")
+    root = root if isinstance(root, str) else ""
+    return "unreported:" + "".join(c if c.isalnum() or c in "._/-:@+" else "?" for c in root[:200])
+
+
+def served_digest(client: httpx2.Client, url: str, model: str) -> str:
+    """What ``url`` serves now (:func:`_listed`); ``unreported`` for a server without ``/v1/models``
+    (OpenRLHF's). ValueError for an answer that is not a model list; httpx2 errors as they come."""
+    response = client.get(url.rstrip("/") + "/v1/models")
+    if response.status_code == 404:
+        return "unreported"
+    if response.status_code != 200 or len(response.content) > MAX_RESPONSE_BYTES:
+        raise ValueError(f"GET /v1/models answered HTTP {response.status_code}")
+    try:
+        return _listed(json.loads(response.content), model)
+    except RecursionError:
+        raise ValueError("/v1/models is not a model list") from None
 
 
 def read_values(api: str, body: Any, n: int, label_index: int = 1) -> list[float]:
@@ -130,11 +170,24 @@ class HttpReward(RewardModel):
         self._rng = random.Random()  # backoff jitter only; never touches a score
         self._lock = threading.Lock()
         self.requests = 0  # HTTP requests sent, retries included (tests and benchmarks read it)
+        self.digest = self._served()  # the model every score of this client is made by
+
+    def _served(self) -> str:
+        try:
+            return served_digest(self._client, self.url, self.model)
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise UserError(f"key 'rewards.http.url': cannot tell which model {self.url} serves "
+                            f"({shown(str(exc), 200)}); start the server, then go on with evoagent resume") from None
+
+    def _changed(self, now: str) -> RewardServerError:
+        return RewardServerError(
+            f"rewards.http: the model served at {self.url} changed mid-run (digest {self.digest} -> {shown(now, 80)}); "
+            "nothing was scored with it; serve the model the campaign started with and run evoagent resume, "
+            "or start a new campaign for the new model")
 
     @property
     def source(self) -> str:
-        return source_name("http", {"api": self.api, "label_index": self.label_index, "max_chars": self.max_chars,
-                                    "model": self.model, "url": self.url})
+        return _source(self.api, self.digest, self.label_index, self.max_chars, self.model, self.url)
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
         texts, steps = render_queries(self.ctx, queries, self.max_chars, "http")
@@ -154,6 +207,10 @@ class HttpReward(RewardModel):
         last = ""
         for attempt in range(self.max_attempts):
             try:
+                if attempt:  # a reconnect: the server may have been restarted with other weights
+                    now = self._served_again()
+                    if now is not None and now != self.digest:
+                        raise self._changed(now)
                 return self._once(endpoint, texts)
             except _Transient as exc:
                 last = str(exc)
@@ -178,6 +235,7 @@ class HttpReward(RewardModel):
                     if time.monotonic() > deadline:
                         raise _Transient(f"no complete answer within {self.timeout_s:g} s")
                 status, retry_after = response.status_code, retry_after_s(response.headers)
+                served = response.headers.get(DIGEST_HEADER)
         except httpx2.TimeoutException:
             raise _Transient(f"no answer within {self.timeout_s:g} s") from None
         except httpx2.HTTPError as exc:  # connection refused or reset, a broken answer
@@ -186,14 +244,42 @@ class HttpReward(RewardModel):
             raise _Transient(f"HTTP {status}{_reason(body)}", retry_after)
         if status != 200:
             raise RewardServerError(f"rewards.http: {endpoint} refused the request: HTTP {status}{_reason(body)}")
+        if served is not None and served.lower() != self.digest:
+            raise self._changed(served)
         try:
             return read_values(self.api, json.loads(body), len(texts), self.label_index)
         except (ValueError, RecursionError) as exc:
             raise RewardServerError(f"rewards.http: {endpoint} gave an answer that is not {self.api}'s: "
                                     f"{str(exc)[:200]}") from None
 
+    def _served_again(self) -> str | None:
+        """The served model after a reconnect; None while the server still cannot say (a transient fault)."""
+        try:
+            return served_digest(self._client, self.url, self.model)
+        except (httpx2.HTTPError, ValueError):
+            return None
+
     def close(self) -> None:
         self._client.close()
+
+
+def _source(api: str, digest: str, label_index: int, max_chars: int, model: str, url: str) -> str:
+    return source_name("http", {"api": api, "digest": digest, "label_index": label_index, "max_chars": max_chars,
+                                "model": model, "url": url.rstrip("/")})
+
+
+def _identity(campaign: Any) -> str:
+    """The source of the campaign's http model as the server serves it now (its digest, asked)."""
+    p = "rewards.http."
+    url, model = campaign.get(p + "url"), campaign.get(p + "model")
+    try:
+        with httpx2.Client(timeout=httpx2.Timeout(min(10.0, campaign.get(p + "timeout_s")))) as client:
+            digest = served_digest(client, url, model)
+    except (httpx2.HTTPError, ValueError) as exc:
+        raise UserError(f"key 'rewards.http.url': cannot tell which model {url} serves ({shown(str(exc), 200)}); "
+                        "start the server the campaign scored with") from None
+    return _source(campaign.get(p + "api"), digest, campaign.get(p + "label_index"), campaign.get(p + "max_chars"),
+                   model, url)
 
 
 def _reason(body: bytes | bytearray) -> str:
@@ -250,4 +336,4 @@ register(Part("reward", "http", _make, {
     "retry_base_s": Key((int, float), 0.5, lambda x: 0 <= x <= 60, "within 0..60"),
     "max_batch": Key(int, 64, lambda x: 1 <= x <= 10_000, "within 1..10000 (texts per request)"),
     "max_chars": Key(int, 4000, lambda x: 64 <= x <= 1_000_000, "within 64..1000000 (characters per text)"),
-}, uses_gold=False, preflight=check_http, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))
+}, uses_gold=False, preflight=check_http, identity=_identity, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))

@@ -17,12 +17,20 @@ resume pays nothing twice), the campaign's ``budget.usd`` / ``budget.tokens``
 out together). The system prompt and the task (question, database, tables)
 carry ``cache_control``: every query on a task reads them from the prompt
 cache. An answer without a usable score (no ``score_step`` call, or a score
-that is not a number in [0, 1]) is not retried: it is scored
-``rewards.judge.fallback`` (0.5, "cannot tell") and counted in
-:attr:`Judge.malformed`; it stays in the ledger, so a resume reads the same.
+that is not a number in [0, 1]) is scored ``rewards.judge.fallback`` (0.5,
+"cannot tell") and counted in :attr:`Judge.malformed`, as long as such
+answers are rare: when more than ``rewards.judge.max_unusable`` (25%) of the
+answers of a scoring batch (batches of fewer than ``MIN_ANSWERS`` answers are
+judged together with the next ones) are unusable, :class:`JudgeCannotScore`
+stops the campaign resumably with one line naming the judge and an example
+answer, and nothing of that batch is scored. The unusable answers stay in the
+ledger; after such a stop (counted in the store's meta ``judge_unusable_stops``)
+``evoagent resume`` asks each unusable answer once more (a new nonce), so a
+judge that was fixed (another server, ``ANTHROPIC_BASE_URL``) goes on.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,18 +41,22 @@ from dataclasses import replace
 from typing import Any
 
 from evoagent.errors import UserError
+from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.pricing import MODELS
 from evoagent.prompts import JUDGE
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
+from evoagent.rewards.identity import shown
 from evoagent.rm.text import observed, prefix_text
 from evoagent.rollout import Context
 
-__all__ = ["Judge", "check_judge", "read_score"]
+__all__ = ["Judge", "JudgeCannotScore", "check_judge", "read_score"]
 
 EPHEMERAL = {"type": "ephemeral"}
 STEPS_CHARS = 8000  # prefix_text's limit for the judged steps (each field has its own limit too)
 TOOL = JUDGE.tools[0]["name"]
+MIN_ANSWERS = 10  # the fewest answers whose unusable share is judged (smaller batches add up)
+STOPS = "judge_unusable_stops"  # store meta: how often the campaign stopped for unusable answers
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +72,23 @@ def read_score(content: Sequence[dict[str, Any]]) -> float | None:
     return None
 
 
+class JudgeCannotScore(BudgetExceeded):
+    """Too many answers without a usable score: like a spent budget, the campaign stops after the items
+    in flight (the asking item stays pending for ``evoagent resume``), with one line."""
+
+
+def _source(model: str, max_tokens: int, samples: int, fallback: float) -> str:
+    return source_name("judge", {"model": model, "max_tokens": max_tokens, "samples": samples,
+                                 "fallback": fallback, "prompt": JUDGE.hash[:8]})
+
+
+def _identity(campaign: Any) -> str:
+    """The judge's source: its model's name and the digest of the prompt it is asked with."""
+    p = "rewards.judge."
+    return _source(campaign.get(p + "model"), campaign.get(p + "max_tokens"), campaign.get(p + "samples"),
+                   campaign.get(p + "fallback"))
+
+
 class Judge(RewardModel):
     """Scores prefixes by asking an LLM; see the module docstring."""
 
@@ -67,9 +96,14 @@ class Judge(RewardModel):
     uses_gold = False
 
     def __init__(self, ctx: Context, client: Any, *, model: str, max_tokens: int, samples: int,
-                 fallback: float, threads: int = 32, closers: Sequence[Callable[[], None]] = ()):
+                 fallback: float, max_unusable: float = 0.25, threads: int = 32,
+                 closers: Sequence[Callable[[], None]] = (), store: Any = None):
         self.ctx, self.client = ctx, client
         self.model, self.max_tokens, self.samples, self.fallback = model, max_tokens, samples, fallback
+        self.max_unusable, self.store = max_unusable, store
+        # after k stops for unusable answers, an unusable answer in the ledger is asked again, up to k times
+        self.reasks = int(store.get_meta(STOPS) or 0) if store is not None else 0
+        self._window = [0, 0]  # answers and unusable ones not yet judged (batches under MIN_ANSWERS)
         self.malformed = 0  # answers scored with the fallback (this process)
         self.answers = 0  # answers read (this process, ledger hits included)
         self._lock = threading.Lock()
@@ -78,8 +112,7 @@ class Judge(RewardModel):
 
     @property
     def source(self) -> str:
-        return source_name("judge", {"model": self.model, "max_tokens": self.max_tokens, "samples": self.samples,
-                                     "fallback": self.fallback, "prompt": JUDGE.hash[:8]})
+        return _source(self.model, self.max_tokens, self.samples, self.fallback)
 
     def request(self, query: Query, observations: Sequence[str | None]) -> dict[str, Any]:
         """The Messages request for one query: system and task cached, then the steps."""
@@ -100,24 +133,52 @@ class Judge(RewardModel):
                 {"type": "text", "text": ask}]}],
         }
 
-    def _ask(self, request: dict[str, Any], nonce: str) -> float:
+    def _ask(self, request: dict[str, Any], nonce: str) -> tuple[float | None, Any]:
+        """The score of one answer (None: unusable) and the answer's content. An unusable answer read
+        from the ledger (an earlier run's) is asked again under the next nonce of its chain."""
         from evoagent.llm.ledger import call_context
 
-        with call_context(operator="judge"):
-            reply = self.client.complete(request, template=JUDGE.name, template_hash=JUDGE.hash, nonce=nonce)
-        value = read_score(reply.content)
+        for again in range(self.reasks + 1):
+            with call_context(operator="judge"):
+                reply = self.client.complete(request, template=JUDGE.name, template_hash=JUDGE.hash,
+                                             nonce=nonce + ":again" * again)
+            value = read_score(reply.content)
+            if value is not None or not reply.cached:
+                break
         with self._lock:
             self.answers += 1
             if value is None:
                 self.malformed += 1
-        return self.fallback if value is None else value
+        return value, reply.content
+
+    def _check_usable(self, answers: list[tuple[float | None, Any]]) -> None:
+        """Stop (resumably) when more than ``max_unusable`` of the answers have no usable score."""
+        unusable = [content for value, content in answers if value is None]
+        with self._lock:
+            self._window[0] += len(answers)
+            self._window[1] += len(unusable)
+            n, bad = self._window
+            if n < MIN_ANSWERS:
+                return
+            self._window = [0, 0]
+        if bad > self.max_unusable * n:
+            if self.store is not None:
+                with self._lock:
+                    self.store.put_meta(STOPS, str(int(self.store.get_meta(STOPS) or 0) + 1))
+            example = shown(json.dumps(unusable[0], ensure_ascii=False) if unusable else "(an earlier batch's)", 160)
+            raise JudgeCannotScore(
+                f"reward model {self.source} cannot score: {bad} of {n} answers had no usable score (more than "
+                f"rewards.judge.max_unusable = {self.max_unusable:g}), e.g. {example}; nothing was scored with "
+                "them; fix the judge's model or server, then evoagent resume (it asks those again)")
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
         seen = list(self._pool.map(lambda q: observed(self.ctx, q, "judge"), queries))
         jobs = [(self.request(q, obs), f"{q.prefix_id}:{q.step_idx}:{j}")
                 for q, (obs, _) in zip(queries, seen) for j in range(self.samples)]
         # All calls of the batch at once: with Message Batches they go out as one batch.
-        values = list(self._pool.map(lambda job: self._ask(*job), jobs))
+        answers = list(self._pool.map(lambda job: self._ask(*job), jobs))
+        self._check_usable(answers)
+        values = [self.fallback if value is None else value for value, _ in answers]
         return [Score(sum(values[i * self.samples:(i + 1) * self.samples]) / self.samples, steps)
                 for i, (_, steps) in enumerate(seen)]
 
@@ -168,7 +229,8 @@ def _make(ctx: Context, params: dict[str, Any], seed: int, store: Any = None) ->
                               tokens_per_minute=s.get("policy.tokens_per_minute", 0))
     client = LLMClient(transport, ledger, settings, ctx.budget, batcher, seed=seed)
     return Judge(ctx, client, model=model, max_tokens=params["max_tokens"], samples=params["samples"],
-                 fallback=params["fallback"], threads=threads, closers=[transport.close, ledger.close])
+                 fallback=params["fallback"], max_unusable=params["max_unusable"], threads=threads,
+                 closers=[transport.close, ledger.close], store=store)
 
 
 register(Part("reward", "judge", _make, {
@@ -177,4 +239,7 @@ register(Part("reward", "judge", _make, {
     "max_tokens": Key(int, 256, lambda x: 16 <= x <= 8192, "within 16..8192"),
     "samples": Key(int, 1, lambda x: 1 <= x <= 16, "within 1..16 (answers averaged per query)"),
     "fallback": Key((int, float), 0.5, lambda x: 0.0 <= x <= 1.0, "within 0..1 (the score of an answer without one)"),
-}, uses_gold=False, preflight=check_judge, doc="an LLM asked whether the last step moves toward a correct answer"))
+    "max_unusable": Key((int, float), 0.25, lambda x: 0.0 <= x < 1.0,
+                        "within 0..1, below 1 (the share of a batch's answers without a usable score that stops "
+                        "the campaign)"),
+}, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer"))

@@ -41,7 +41,7 @@ class MonteCarlo(RewardModel):
 
     @property
     def source(self) -> str:
-        return source_name("mc", {"k": self.k, "aggregate": self.aggregate, "seed": self.seed})
+        return _source(self.k, self.aggregate, self.seed)
 
     def _begin(self, q: Query) -> Started:
         return begin(self.ctx, self.ctx.tasks[q.task_id], q.actions)
@@ -77,6 +77,14 @@ class MonteCarlo(RewardModel):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _source(k: int, aggregate: str, seed: int) -> str:
+    return source_name("mc", {"k": k, "aggregate": aggregate, "seed": seed})
+
+
+def _identity(campaign: Any) -> str:
+    return _source(campaign.get("rewards.mc.k"), campaign.get("rewards.mc.aggregate"), campaign.get("seed"))
+
+
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> MonteCarlo:
     return MonteCarlo(ctx, k=params["k"], aggregate=params["aggregate"], seed=seed, threads=params["threads"])
 
@@ -85,4 +93,4 @@ register(Part("reward", "mc", _make, {
     "k": Key(int, 5, lambda x: 1 <= x <= 1000, "within 1..1000"),
     "aggregate": Key(str, "mean", lambda x: x in ("mean", "max"), '"mean" (soft) or "max" (hard)'),
     "threads": Key(int, 4, lambda x: 1 <= x <= 256, "within 1..256 (rollouts run at once; values do not change)"),
-}, doc="Monte-Carlo rollouts of the policy from the prefix"))
+}, identity=_identity, doc="Monte-Carlo rollouts of the policy from the prefix"))

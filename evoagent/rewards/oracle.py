@@ -46,4 +46,4 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> Oracle:
     return Oracle(ctx)
 
 
-register(Part("reward", "oracle", _make, doc="the environment's per-step reward against gold"))
+register(Part("reward", "oracle", _make, identity=lambda campaign: "oracle", doc="the environment's per-step reward against gold"))

@@ -43,7 +43,7 @@ class LearnedPRM(RewardModel):
 
     @property
     def source(self) -> str:
-        return source_name("prm", {"model": self.model.digest})
+        return _source(self.model.digest)
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
         from evoagent.rm.text import render_queries
@@ -87,12 +87,21 @@ def check_prm(campaign: Any) -> None:
 
 def training_tasks(config: dict[str, Any]) -> set[str]:
     """The ids of the tasks whose labels (gold-derived) a model's weights learned from."""
+    return _names(config, "tasks", "training tasks")
+
+
+def training_classes(config: dict[str, Any]) -> set[str]:
+    """The gold-equivalence classes (:mod:`evoagent.rm.leakage`) of those tasks: their twins' gold too."""
+    return _names(config, "gold_classes", "training tasks' gold-equivalence classes")
+
+
+def _names(config: dict[str, Any], key: str, what: str) -> set[str]:
     training = config.get("training")
-    tasks = training.get("tasks") if isinstance(training, dict) else None
-    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-        raise UserError("key 'rewards.prm.path': the model does not record its training tasks (trained by an "
+    names = training.get(key) if isinstance(training, dict) else None
+    if not isinstance(names, list) or not all(isinstance(t, str) for t in names):
+        raise UserError(f"key 'rewards.prm.path': the model does not record its {what} (trained by an "
                         "older evoagent); train it again with evoagent rm train")
-    return set(tasks)
+    return set(names)
 
 
 def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
@@ -102,16 +111,25 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
     from evoagent.llm import LLM_POLICIES
     from evoagent.rm.model import read_config
 
+    from evoagent.rm.leakage import classes
+
     c = campaign
     if "prm" not in (c.get("search.reward"), c.get("fitness.reward")):
         return
-    seen = sorted(training_tasks(read_config(Path(c.get("rewards.prm.path")))) & {t.task_id for t in tasks})
+    config = read_config(Path(c.get("rewards.prm.path")))
+    ids, gold = training_tasks(config), training_classes(config)
+    of = classes(tasks)
+    seen = sorted(t.task_id for t in tasks if t.task_id in ids or of[t.task_id] in gold)
     if not seen:
         return
     if not c.get("rewards.prm.allow_seen_tasks"):
-        raise UserError(f"key 'rewards.prm.path': the model was trained on {len(seen)} of this campaign's tasks "
-                        f"(e.g. {seen[0]!r}), so it knows their gold; search other tasks, train with them held out, "
-                        "or set rewards.prm.allow_seen_tasks = true to score with gold knowingly")
+        twins = [i for i in seen if i not in ids]
+        example = (f"e.g. {twins[0]!r}, whose gold is a training task's" if twins and len(twins) == len(seen)
+                   else f"e.g. {seen[0]!r}")
+        raise UserError(f"key 'rewards.prm.path': the model was trained on {len(seen)} of this campaign's tasks or "
+                        f"on tasks with the same gold ({len(twins)} of them twins: {example}), so it knows their "
+                        "gold; search other tasks, train with them held out, or set rewards.prm.allow_seen_tasks = "
+                        "true to score with gold knowingly")
     if c.get("search.reward") == "prm" and c.get("policy.kind") in LLM_POLICIES and c.get("operators.llm"):
         raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold and LLM operators "
                         "would show its values in prompts; set operators.llm = false")
@@ -119,6 +137,17 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
             and not c.get("strategy.best_of_n.allow_gold"):
         raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold, so best_of_n "
                         "picks by gold; set strategy.best_of_n.allow_gold = true")
+
+
+def _source(digest: str) -> str:
+    return source_name("prm", {"model": digest})
+
+
+def _identity(campaign: Any) -> str:
+    """The source of the model now in ``rewards.prm.path``: its files' digest (retrained: another one)."""
+    from evoagent.rm.model import content_digest
+
+    return _source(content_digest(Path(_named(campaign.get("rewards.prm.path")))))
 
 
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
@@ -140,5 +169,5 @@ register(Part("reward", "prm", _make, {
                      "pip install -e '.[ray]')"),
     "num_cpus": Key((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (the Ray actor's)"),
     "num_gpus": Key((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (the Ray actor's; 1 = on a GPU node)"),
-}, uses_gold=False, preflight=check_prm,
+}, uses_gold=False, preflight=check_prm, identity=_identity,
    doc="a learned process reward model (evoagent rm train), scored in-process"))

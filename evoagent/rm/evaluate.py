@@ -3,7 +3,10 @@
 On the model's held-out tasks (its ``config.json`` split) found in a store:
 
 - **ROC-AUC** of the step scores against the step labels (the model's label
-  source unless another is asked for; a label >= 0.5 counts as success);
+  source unless another is asked for; a label >= 0.5 counts as success), over
+  all held-out tasks and over those without a twin (no other task of the store
+  shares their gold-equivalence class, :mod:`evoagent.rm.leakage`: a model
+  split by task id may have trained on a held-out task's twin);
 - **calibration**: a reliability table, 10 equal-width bins of the predicted
   probability, each with its mean prediction and the observed mean label;
 - **best-of-N reranking**: per task with at least two distinct trajectories,
@@ -91,13 +94,18 @@ def evaluate(model_dir: str | Path, store_path: str, *, labels: str | None = Non
         scores.update(zip(chunk, model.score_texts(texts)))
     step_scores = [scores[(e.task_id, e.actions)] for e in exs]
     step_labels = [e.label for e in exs]
+    from evoagent.rm.leakage import twinless
+
+    alone = twinless(tasks) & held
+    lone = [(s, e.label) for s, e in zip(step_scores, exs) if e.task_id in alone]
     ranked: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for e in eps:
         values = [scores[(e.task_id, prefix(e, i)[0])] for i in range(len(e.actions))]
         ranked[e.task_id].append((AGGREGATES[aggregate](values), e.solved))
     return {"model": str(model_dir), "store": store_path, "labels": labels, "aggregate": aggregate,
             "heldout_tasks": len(held), "trajectories": len(eps),
-            "steps": heldout_metrics(step_scores, step_labels),
+            "steps": heldout_metrics(step_scores, step_labels), "twinless_tasks": len(alone),
+            "twinless_steps": heldout_metrics([s for s, _ in lone], [y for _, y in lone]),
             "reliability": reliability(step_scores, step_labels), "best_of_n": best_of_n(ranked)}
 
 
@@ -112,8 +120,11 @@ def format_report(r: dict[str, Any]) -> list[str]:
     loss = "-" if s["log_loss"] is None else f"{s['log_loss']:.3f}"
     head = (f"held-out tasks: {r['heldout_tasks']}, trajectories: {r['trajectories']}, "
             f"labelled steps: {s['n']:,} (labels: {r['labels']}, {_pct(s['positive_rate'])} positive)")
+    t = r["twinless_steps"]
+    alone = "-" if t["roc_auc"] is None else f"{t['roc_auc']:.3f}"
     lines = [head,
-             f"ROC-AUC: {auc}   log-loss: {loss}", "",
+             f"ROC-AUC: {auc}   log-loss: {loss}   "
+             f"ROC-AUC on the {r['twinless_tasks']} tasks without a twin: {alone} ({t['n']:,} steps)", "",
              "reliability (predicted probability bins)",
              "| bin | steps | mean predicted | observed |", "|---|---:|---:|---:|"]
     for row in r["reliability"]:

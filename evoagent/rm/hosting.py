@@ -26,11 +26,13 @@ __all__ = ["AppThread", "BackgroundServer", "ProcessReplicas"]
 _REPLICA: Any = None  # the model of a replica process
 
 
-def _load_replica(path: str) -> None:
+def _load_replica(path: str, digest: str) -> None:
     global _REPLICA
     from evoagent.rm.model import load_model
 
     _REPLICA = load_model(path)
+    if digest and _REPLICA.digest != digest:  # retrained since the server loaded it: not the served model
+        raise RuntimeError(f"{path} changed since the server loaded it (digest {digest} -> {_REPLICA.digest})")
 
 
 def _score_replica(texts: list[str]) -> list[float]:
@@ -46,8 +48,8 @@ class ProcessReplicas:
     of memory) fails the batch it held (500) and the replicas are started afresh.
     """
 
-    def __init__(self, path: str | Path, n: int, name: str):
-        self.name, self._path, self._n = name, str(path), n
+    def __init__(self, path: str | Path, n: int, name: str, digest: str = ""):
+        self.name, self.digest, self._path, self._n = name, digest, str(path), n
         self._lock = threading.Lock()
         self._pool = self._start()
 
@@ -56,7 +58,7 @@ class ProcessReplicas:
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(self._n, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_load_replica, initargs=(self._path,))
+                                   initializer=_load_replica, initargs=(self._path, self.digest))
         for f in [pool.submit(_score_replica, []) for _ in range(self._n)]:
             f.result()  # every replica has loaded the model before the server says it is ready
         return pool
@@ -87,7 +89,8 @@ class AppThread:
     ``with AppThread(app) as t: ... t.url ...``: tests' replay and fault servers use it as they are.
     """
 
-    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0,
+                 idle_timeout_s: float = Limits.idle_timeout_s):
         import asyncio
 
         from aiohttp import web
@@ -96,7 +99,7 @@ class AppThread:
         self._sock = _listen(host, port)
         self.url = _url(self._sock)
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, keepalive_timeout=idle_timeout_s)
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rm-server", daemon=True)
 
@@ -139,7 +142,7 @@ class BackgroundServer(AppThread):
                  parallel: int = 1):
         limits.check()
         app, self._routes = _build(model, limits, parallel)
-        super().__init__(app, host=host, port=port)
+        super().__init__(app, host=host, port=port, idle_timeout_s=limits.idle_timeout_s)
 
     def __enter__(self) -> BackgroundServer:
         self.start()

@@ -155,6 +155,8 @@ def read_config(folder: Path) -> dict[str, Any]:
 def load_model(path: str | Path) -> ProcessRewardModel:
     """The model in directory ``path``; one UserError line for a missing, damaged or foreign one."""
     folder = Path(path)
+    read_config(folder)  # a missing, foreign or linked directory is one line before anything is hashed
+    digest = content_digest(folder)
     config = read_config(folder)
     try:
         if config["backbone"] == "hashed-logistic":
@@ -172,4 +174,6 @@ def load_model(path: str | Path) -> ProcessRewardModel:
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise UserError(f"{folder}: damaged model ({reason})") from None
-    return ProcessRewardModel(backbone, config, name=folder.resolve().name, digest=content_digest(folder))
+    if content_digest(folder) != digest:  # retrained while it was read: the weights may be either model's
+        raise UserError(f"{folder}: the model changed while it was being read; load it again once it is written")
+    return ProcessRewardModel(backbone, config, name=folder.resolve().name, digest=digest)

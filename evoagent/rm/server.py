@@ -4,7 +4,9 @@ It speaks the API shapes clients of reward models already use, so that the
 ``http`` reward kind, vLLM's clients and OpenRLHF's trainer can all call it:
 
 - ``GET /health``: 200 once the model is loaded;
-- ``GET /v1/models``: the served model (its directory's name), as vLLM lists it;
+- ``GET /v1/models``: the served model (its directory's name), as vLLM lists it, plus ``digest``: the
+  content digest of the model's files (``evoagent.rm.model.content_digest``), which every answer also
+  carries in the ``X-Model-Digest`` header, so a client can tell which weights made a score;
 - ``POST /pooling``: vLLM's pooling API, ``{"model"?, "input": str | [str]}`` ->
   ``{"id","object":"list","created","model","data":[{"index","object":"pooling","data":[score]}],"usage"}``;
 - ``POST /classify``: vLLM's classification API, same request ->
@@ -17,13 +19,24 @@ A score is the model's probability that the rendered prefix leads to success
 memory bounded: a body over ``max_body_bytes`` is refused (413); more than
 ``max_inputs`` texts in one request, a missing or empty input, a text that is
 not a string, invalid JSON (400) and a model name other than the served one
-(404) get a one-line reason; a text longer than ``max_chars`` characters keeps
-its last ``max_chars`` (the end of a prefix is the step being scored, as in
-``evoagent.rm.text.prefix_text``); more than ``max_queued`` texts waiting, or
-``max_reading`` bodies being received already, -> 503 (so bodies in memory are
-at most ``max_reading`` x ``max_body_bytes``, and one is parsed at a time);
-a model error fails only the requests it came from (500). ``usage.prompt_tokens``
-counts whitespace-separated words: the server does not tokenize.
+(404) get a one-line reason; a body whose content type is not JSON -> 415; a
+text longer than ``max_chars`` characters keeps its last ``max_chars`` (the end
+of a prefix is the step being scored, as in ``evoagent.rm.text.prefix_text``);
+more than ``max_queued`` texts waiting -> 503; a model error fails only the
+requests it came from (500). ``usage.prompt_tokens`` counts
+whitespace-separated words: the server does not tokenize.
+
+Hostile or broken clients cannot hold the server (defaults in :class:`Limits`):
+a connection that has not sent a whole request head within ``idle_timeout_s``
+(after connecting or after its last answer) is closed; a body must arrive
+whole within ``body_timeout_s`` of its head (else 408, connection closed).
+Memory is bounded by bytes actually received, not by connections: all bodies
+being received hold at most ``max_buffered_bytes`` (then 503), so clients that
+open a body and send nothing take no share of it. At most ``max_reading``
+bodies are received at once; when that many are open, the one that has waited
+longest for a byte is cut (408) to make room, so idle clients can never keep
+others out. Bodies are parsed one at a time, and fields are checked by type
+before any value is converted or quoted.
 """
 from __future__ import annotations
 
@@ -41,13 +54,14 @@ from evoagent.errors import UserError
 if TYPE_CHECKING:  # aiohttp, asyncio and the batcher load when a server is built: `evoagent` starts without them
     from aiohttp import web
 
-__all__ = ["Limits", "build_app", "serve", "serve_model_dir"]
+__all__ = ["DIGEST_HEADER", "Limits", "build_app", "serve", "serve_model_dir"]
 
 
 class ScoresTexts(Protocol):
     """What the server needs of a model (``evoagent.rm.model.ProcessRewardModel`` has it)."""
 
     name: str
+    digest: str  # the content digest of the weights (empty: not known)
 
     def score_texts(self, texts: list[str]) -> list[float]: ...
 
@@ -62,15 +76,18 @@ class Limits:
     max_body_bytes: int = 4 * 1024 * 1024
     max_inputs: int = 1024  # texts per request
     max_queued: int = 8192  # texts waiting before new requests get 503
-    max_reading: int = 8  # request bodies being read at once before new requests get 503
+    max_reading: int = 256  # bodies received at once; when full, the longest-waiting one is cut (408)
+    max_buffered_bytes: int = 64 * 1024 * 1024  # bytes of all bodies being received, in all (then 503)
+    idle_timeout_s: float = 15.0  # a connection's time to send a request head (after connect or an answer)
+    body_timeout_s: float = 30.0  # a request's time to send its whole body after its head (then 408)
 
     def check(self) -> None:
         """A bad limit is a user mistake, named in one line."""
         for f in fields(self):
             value = getattr(self, f.name)
-            low = 0 if f.name == "max_wait_ms" else 1
+            low = 0 if f.name == "max_wait_ms" else 0.01 if f.name.endswith("_s") else 1
             if not low <= value <= 10**9:
-                raise UserError(f"--{f.name.replace('_', '-')} must be within {low}..1000000000, got {value}")
+                raise UserError(f"--{f.name.replace('_', '-')} must be within {low:g}..1000000000, got {value}")
         if self.max_inputs > self.max_queued:
             raise UserError(f"max_inputs ({self.max_inputs}) must not exceed max_queued ({self.max_queued})")
 
@@ -83,8 +100,10 @@ class _Refused(Exception):
         self.status = status
 
 
-_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed",
-                413: "RequestTooLarge", 500: "InternalServerError", 503: "ServiceUnavailable"}
+_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed", 408: "RequestTimeout",
+                413: "RequestTooLarge", 415: "UnsupportedMediaType", 500: "InternalServerError",
+                503: "ServiceUnavailable"}
+DIGEST_HEADER = "X-Model-Digest"
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -121,7 +140,9 @@ class _Routes:
         from evoagent.rm.batching import DynamicBatcher
 
         self.started = int(time.time())
-        self.reading = 0  # bodies being read now (one event loop: no lock needed)
+        # Bodies being received now: id -> [when a byte last came, its request] (one event loop: no lock).
+        self.bodies: dict[int, list[Any]] = {}
+        self.buffered = 0  # bytes of those bodies held in memory
         self.batcher = DynamicBatcher(model.score_texts, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
                                       max_queued=limits.max_queued, parallel=parallel)
 
@@ -132,44 +153,103 @@ class _Routes:
 
         from evoagent.rm.batching import ModelFailure, Overloaded
 
+        cut = False  # a refused body may be unread: the answer is sent, then the connection closed
         try:
-            return await handler(request)
+            response = await handler(request)
         except _Refused as exc:
-            return _error(exc.status, str(exc))
+            response = _error(exc.status, str(exc))
+            cut = exc.status in (408, 413, 415, 503) and request.method == "POST"
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the body is over the server's limit of {self.limits.max_body_bytes} bytes")
+            response = _error(413, f"the body is over the server's limit of {self.limits.max_body_bytes} bytes")
         except web.HTTPException as exc:
-            if exc.status >= 400:
-                return _error(exc.status, exc.reason)
-            raise
+            if exc.status < 400:
+                raise
+            response = _error(exc.status, exc.reason)
         except Overloaded as exc:
-            return _error(503, str(exc))
+            response = _error(503, str(exc))
         except ModelFailure as exc:
-            return _error(500, f"the model failed on this request: {exc}")
+            response = _error(500, f"the model failed on this request: {exc}")
         except Exception as exc:  # noqa: BLE001 - a bug must cost one request, not the server
-            return _error(500, f"{type(exc).__name__}: {exc}")
+            response = _error(500, f"{type(exc).__name__}: {exc}")
+        if self.digest:
+            response.headers[DIGEST_HEADER] = self.digest  # which weights made this answer
+        if cut:
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()  # not after aiohttp's lingering read of the rest of the body
+        return response
+
+    @property
+    def digest(self) -> str:
+        """The served weights' content digest, asked of the model at each answer (empty: unknown)."""
+        return str(getattr(self.model, "digest", "") or "")
+
+    def _make_room(self) -> None:
+        """At ``max_reading`` bodies: cut the one that has waited longest for a byte (idle clients
+        cannot keep others out); its handler answers 408 as its read fails."""
+        if len(self.bodies) < self.limits.max_reading:
+            return
+        _, stalled = self.bodies.pop(min(self.bodies, key=lambda k: self.bodies[k][0]))
+        if stalled.transport is not None:
+            stalled.transport.close()
+
+    async def _read(self, request: web.Request) -> bytes:
+        """The whole body within ``body_timeout_s``, counted against ``max_buffered_bytes`` as it arrives."""
+        import asyncio
+
+        limits, loop = self.limits, asyncio.get_running_loop()
+        if request.content_length is not None and request.content_length > limits.max_body_bytes:
+            raise _Refused(413, f"the body ({request.content_length} bytes) is over the server's limit of "
+                                f"{limits.max_body_bytes} bytes")
+        self._make_room()
+        deadline, raw = loop.time() + limits.body_timeout_s, bytearray()
+        key = id(request)
+        self.bodies[key] = [loop.time(), request]
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(deadline - loop.time()):
+                        chunk = await request.content.readany()
+                except TimeoutError:
+                    raise _Refused(408, f"the body did not arrive whole within {limits.body_timeout_s:g} s") from None
+                except (ConnectionError, OSError, web.HTTPException):
+                    raise
+                except Exception:  # noqa: BLE001 - the connection was cut (e.g. to make room)
+                    raise _Refused(408, "the body stopped arriving; the connection was closed") from None
+                if key not in self.bodies:
+                    raise _Refused(408, "the body waited longest while the server was full; the connection was closed")
+                if not chunk:
+                    return bytes(raw)
+                if len(raw) + len(chunk) > limits.max_body_bytes:
+                    raise _Refused(413, f"the body is over the server's limit of {limits.max_body_bytes} bytes")
+                if self.buffered + len(chunk) > limits.max_buffered_bytes:
+                    raise _Refused(503, f"{self.buffered} bytes of request bodies are being received (at most "
+                                        f"{limits.max_buffered_bytes}); retry")
+                raw += chunk
+                self.buffered += len(chunk)
+                self.bodies[key][0] = loop.time()
+        finally:
+            self.bodies.pop(key, None)
+            self.buffered -= len(raw)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        limit = self.limits.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _Refused(413, f"the body ({request.content_length} bytes) is over the server's limit of {limit} bytes")
-        if self.reading >= self.limits.max_reading:
-            raise _Refused(503, f"{self.reading} request bodies are being read (at most {self.limits.max_reading} "
-                                "at once); retry")
-        self.reading += 1
-        try:
-            raw = await request.read()  # aiohttp stops at client_max_size (413)
-        finally:
-            self.reading -= 1
+        kind = request.content_type
+        if kind != "application/json" and not kind.endswith("+json"):
+            raise _Refused(415, f"the content type must be application/json, not {kind[:60]!r}")
+        raw = await self._read(request)
         try:  # synchronous: one body is parsed at a time
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise _Refused(400, f"invalid JSON: {exc}") from None
+            raise _Refused(400, f"invalid JSON: {str(exc)[:100]}") from None
         if not isinstance(body, dict):
             raise _Refused(400, "the body must be a JSON object")
-        if body.get("model") not in (None, self.model.name):
-            raise _Refused(404, f"the model {str(body['model'])[:100]!r} does not exist; "
-                                f"this server serves {self.model.name!r}")
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):  # checked by type: never converted whole
+            raise _Refused(400, f"'model' must be a string, not a JSON {type(model).__name__}")
+        if model is not None and model != self.model.name:
+            raise _Refused(404, f"the model {model[:100]!r} does not exist; this server serves {self.model.name!r}")
         return body
 
     async def _scores(self, request: web.Request, key: str) -> tuple[list[str], list[float]]:
@@ -201,7 +281,8 @@ class _Routes:
     async def models(self, request: web.Request) -> web.Response:
         return _json({"object": "list", "data": [{
             "id": self.model.name, "object": "model", "created": self.started, "owned_by": "evoagent",
-            "root": self.model.name, "parent": None, "max_model_len": self.limits.max_chars}]})
+            "root": self.model.name, "parent": None, "max_model_len": self.limits.max_chars,
+            "digest": self.digest or None}]})
 
     async def health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
@@ -264,7 +345,7 @@ def serve(model: ScoresTexts, *, host: str = "127.0.0.1", port: int = 8000, limi
     from aiohttp import web
 
     web.run_app(build_app(model, limits, parallel), sock=sock, print=lambda _: announce(line), access_log=None,
-                shutdown_timeout=5)
+                shutdown_timeout=5, keepalive_timeout=limits.idle_timeout_s)
 
 
 def serve_model_dir(model_dir: str | Path, *, host: str, port: int, workers: int = 0,
@@ -282,7 +363,7 @@ def serve_model_dir(model_dir: str | Path, *, host: str, port: int, workers: int
     if workers:
         from evoagent.rm.hosting import ProcessReplicas
 
-        model = ProcessReplicas(model_dir, workers, model.name)
+        model = ProcessReplicas(model_dir, workers, model.name, model.digest)
     try:
         serve(model, host=host, port=port, limits=checked, parallel=max(1, workers), announce=announce)
     finally:

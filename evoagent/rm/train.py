@@ -1,7 +1,9 @@
 """``evoagent rm train``: a step-level process reward model from a store's labelled steps.
 
-The tasks are split before anything is learned: held-out tasks (a seeded
-fraction, or every task of the databases named by ``--holdout-dbs``) give no
+The tasks are split before anything is learned: held-out tasks (every task
+of the databases named by ``--holdout-dbs``, else a seeded fraction of the
+gold-equivalence classes, :mod:`evoagent.rm.leakage`, so that a question
+asked twice in other words never has one wording on each side) give no
 example to training, so the metrics written beside the model, and
 ``evoagent rm eval`` later, measure it on tasks it never saw. The model is
 written to a temporary folder beside ``--out`` and moved into place whole.
@@ -53,8 +55,16 @@ class TrainOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def split_by(opts: TrainOptions) -> str:
+    """What the split keeps apart: ``database`` (``--holdout-dbs``) or ``gold_class``."""
+    return "database" if opts.holdout_dbs else "gold_class"
+
+
 def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], set[str]]:
-    """(training task ids, held-out task ids), disjoint: by database when ``holdout_dbs``, else a seeded fraction."""
+    """(training task ids, held-out task ids), disjoint, and no gold-equivalence class on both sides:
+    by database when ``holdout_dbs``, else a seeded fraction of the classes (every task of a class together)."""
+    from evoagent.rm.leakage import classes
+
     if opts.holdout_dbs:
         known = {t.db for t in tasks.values()}
         bad = [d for d in opts.holdout_dbs if d not in known]
@@ -62,8 +72,10 @@ def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], s
             raise UserError(f"--holdout-dbs: no task of database {bad[0]!r} in the store")
         held = {i for i, t in tasks.items() if t.db in opts.holdout_dbs}
     else:
-        ids = sorted(tasks)
-        held = set(random.Random(opts.seed).sample(ids, round(len(ids) * opts.holdout)))
+        of = classes(tasks.values())
+        names = sorted(set(of.values()))
+        held_classes = set(random.Random(opts.seed).sample(names, round(len(names) * opts.holdout)))
+        held = {i for i, c in of.items() if c in held_classes}
     train_ids = set(tasks) - held
     if not train_ids:
         raise UserError("the split leaves no task to train on (lower --holdout or name fewer --holdout-dbs)")
@@ -150,6 +162,14 @@ def train(store_path: str, out: str | Path, opts: TrainOptions, note: Note = lam
     if not fit_ex or len({e.label >= 0.5 for e in fit_ex}) < 2:
         raise UserError(f"{store_path}: the training tasks need labelled steps of both kinds (success and "
                         f"failure) under --labels {opts.labels}; got {len(fit_ex)} examples")
+    from evoagent.rm.leakage import classes
+
+    of = classes(tasks.values())
+    trained_classes = sorted({of[i] for i in train_ids})
+    how = (f"by database (held out: {', '.join(sorted(opts.holdout_dbs))})" if split_by(opts) == "database" else
+           f"by gold-equivalence class ({len(set(of.values()))} classes of identical normalised gold; "
+           f"{opts.holdout:g} of them held out, seed {opts.seed})")
+    note(f"split {how}")
     note(f"{len(fit_ex):,} training prefixes from {len(train_ids)} tasks; {len(held_ex):,} held out "
          f"from {len(held_ids)} tasks; labels: {opts.labels}")
     loaded = time.perf_counter()
@@ -161,9 +181,10 @@ def train(store_path: str, out: str | Path, opts: TrainOptions, note: Note = lam
                      "campaign": json.loads(campaign).get("name") if campaign else None,
                      "n_examples": len(fit_ex), "n_tasks": len(train_ids), "seed": opts.seed,
                      "backbone": opts.backbone, "epochs": opts.epochs, "max_steps": opts.max_steps,
-                     "tasks": sorted(train_ids)},  # their gold made the labels: the prm kind refuses them
-        "split": {"holdout": None if opts.holdout_dbs else opts.holdout, "holdout_dbs": sorted(opts.holdout_dbs),
-                  "holdout_tasks": sorted(held_ids)},
+                     "tasks": sorted(train_ids),  # their gold made the labels: the prm kind refuses them
+                     "gold_classes": trained_classes},  # and their twins (evoagent.rm.leakage)
+        "split": {"by": split_by(opts), "holdout": None if opts.holdout_dbs else opts.holdout,
+                  "holdout_dbs": sorted(opts.holdout_dbs), "holdout_tasks": sorted(held_ids)},
     }
     model = ProcessRewardModel(backbone, config)
     scores = model.score_texts(texts_of(held_ex, tasks, opts.max_chars))

@@ -15,9 +15,7 @@ import json
 import os
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 
 from evoagent.trajectory import Step, Task, Trajectory
@@ -130,6 +128,8 @@ def test_views_have_documented_columns(h: Harness) -> None:
 
 
 def test_write_and_read_back_through_views(h: Harness) -> None:
+    import polars as pl
+
     assert h.w.add_tasks(TASKS) == 2
     assert h.w.add_tasks(TASKS) == 0
     assert h.w.write(TrajectoryBatch.from_trajectories([A, B, C, D], campaign="c1")) == 4
@@ -327,6 +327,9 @@ def test_journal(h: Harness) -> None:
 
 # -- export ----------------------------------------------------------------------------
 def test_export_reads_back_with_polars_and_pyarrow(h: Harness, tmp_path: Path) -> None:
+    import polars as pl
+    import pyarrow.dataset as ds
+
     h.w.add_tasks(TASKS)
     h.w.write(TrajectoryBatch.from_trajectories([A, B, C], campaign="c1"))
     h.w.write(TrajectoryBatch.from_trajectories([D], campaign="c2"))
@@ -349,6 +352,9 @@ def test_export_reads_back_with_polars_and_pyarrow(h: Harness, tmp_path: Path) -
 
 
 def test_export_skips_partition_columns_with_nulls(h: Harness, tmp_path: Path) -> None:
+    import polars as pl
+    import pyarrow.dataset as ds
+
     h.w.write(TrajectoryBatch.from_trajectories([A, dataclasses.replace(C, generation=None)], campaign="c"))
     target = h.r().export("trajectories", str(tmp_path / "x"))
     assert os.listdir(target) == ["campaign=c"]

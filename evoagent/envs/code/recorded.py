@@ -17,18 +17,17 @@ log lists as passed). A program agrees when all its verdicts match ours.
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoagent.envs.code.data import Recording, Row, feedback_asserts, load_tasks, read_recorded, to_trajectory
-from evoagent.envs.code.sandbox import Limits, shared_sandbox
+from evoagent.envs.code.env import HIDDEN_LIMITS, PREAMBLE, VISIBLE_LIMITS
+from evoagent.envs.code.sandbox import SandboxError, shared_sandbox
+from evoagent.errors import UserError
+from evoagent.escaping import visible
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-PREAMBLE = "from typing import *\n"  # both recorders ran programs in a namespace holding typing's names
-HIDDEN_LIMITS = Limits(wall_s=10.0, cpu_s=10.0)  # the recorders' evaluate timeout
 
 
 def import_logs(paths: Sequence[str | Path], kind: str, store_path: str) -> list[tuple[Recording, int, int]]:
@@ -66,14 +65,9 @@ class Faithfulness:
         lines = [f"{self.source}: {self.total} executed programs, {self.not_executed} rows without a program"]
         for task_id in sorted(self.disagreements, key=_task_order):
             for what in self.disagreements[task_id]:
-                lines.append(f"  {task_id}: {_printable(what)}")
+                lines.append(f"  {task_id}: {visible(what)}")
         lines.append(f"agreement: {self.agreed}/{self.total} executed programs ({self.percent:.1f}%)")
         return "\n".join(lines)
-
-
-def _printable(text: str) -> str:
-    """Recorded text with control characters escaped (it goes to a terminal)."""
-    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def _task_order(task_id: str) -> tuple[str, int]:
@@ -102,10 +96,14 @@ def replay_file(path: str | Path, kind: str, workers: int = 2) -> Faithfulness:
     jobs = [(row, check) for row in rec.rows for check in _checks(row)]
     report.not_executed = sum(1 for row in rec.rows if not row.programs)
     sandbox = shared_sandbox()
+    try:
+        sandbox.run("pass", [])  # the sandbox starts, or one line saying why not
+    except SandboxError as err:
+        raise UserError(str(err)) from None
 
     def run(job):
         row, (label, program, tests, verdicts, what) = job
-        limits = HIDDEN_LIMITS if label == "final" else Limits()
+        limits = HIDDEN_LIMITS if label == "final" else VISIBLE_LIMITS
         return sandbox.run(PREAMBLE + program, tests, limits)
 
     with ThreadPoolExecutor(workers) as pool:

@@ -1,0 +1,179 @@
+"""Every built-in part passes its kind's contract suite (``evoagent.testing.*_contract``).
+
+Parametrised over the registry: a built-in part that no case here covers fails
+``test_every_builtin_part_has_a_contract_case``, so a new part cannot skip its
+contract. Small task subsets keep it fast (Game of 24 puzzles for the parts
+that fit any environment; two InterCode-SQL tasks where the part is SQL's).
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evoagent import api, launch, registry
+from evoagent.rewards import build_signals, make_scorer
+from evoagent.rollout import Context
+from evoagent.testing import env_contract, operator_contract, policy_contract, reward_contract, strategy_contract
+from evoagent.trajectory import Task, Trajectory
+from stores import DuckDBStore
+
+GAME24 = {"name": "contract", "seed": 5, "mu": 2, "lambda": 3, "concurrency": 2,
+          "env": {"kind": "game24", "max_steps": 5}, "tasks": {"ranks": [901, 902]},
+          "policy": {"kind": "replay", "explore": 0.3}, "budget": {"generations": 1}}
+SQL = {"name": "contract", "seed": 5, "mu": 2, "lambda": 3, "concurrency": 2,
+       "env": {"kind": "intercode_sql", "max_steps": 4}, "tasks": {"ids": ["sql/7", "sql/42"]},
+       "policy": {"kind": "replay", "explore": 0.3}, "budget": {"generations": 1}}
+DOCS = {"game24": GAME24, "intercode_sql": SQL}
+
+# Which campaign each part's contract runs in, with the overrides it needs; None: not covered here,
+# with the reason (then another test file runs the part through the same suite).
+REWARDS: dict[str, tuple[str, tuple[str, ...]] | None] = {
+    "oracle": ("game24", ()),
+    "mc": ("game24", ("rewards.mc.k=2",)),
+    "recorded": ("game24", ()),
+    "solvable": ("game24", ()),
+    "prm": ("intercode_sql", ()),  # the tiny model of conftest's prm_dir
+    "http": ("intercode_sql", ()),  # that model served on loopback (tests/test_rewards_http.py's server)
+    # the official SDK against the loopback Anthropic server, whose stand-in judge gives no score to 1 action in
+    # 7 (the hostile prefixes repeat actions: more than the 25% at which a judge stops by default)
+    "judge": ("intercode_sql", ("rewards.judge.max_unusable=0.9",)),
+}
+STRATEGIES: dict[str, tuple[str, ...]] = {
+    "evolution": (),
+    "rro": ("strategy.kind=rro", "search.reward=recorded", "budget.generations=0"),
+    "ipr": ("strategy.kind=ipr", "operators.ipr.k=2", "search.reward=recorded", "budget.generations=0"),
+    "best_of_n": ("strategy.kind=best_of_n", "strategy.best_of_n.n=3", "fitness.reward=recorded",
+                  "budget.generations=0"),
+    "mcts": ("strategy.kind=mcts", "strategy.mcts.parallel=2", "strategy.mcts.children=2",
+             "strategy.mcts.max_depth=3"),
+}
+STORES: dict[int, DuckDBStore] = {}  # each context's store (a judge's call ledger), by id(context)
+OPERATOR_ARGS: dict[str, dict[str, Any]] = {"mcts": {"path": [], "actions": []}}
+
+
+def test_every_builtin_part_has_a_contract_case() -> None:
+    assert set(registry.parts("reward")) <= set(REWARDS), "a reward model without a contract case"
+    assert set(registry.parts("strategy")) <= set(STRATEGIES), "a strategy without a contract case"
+
+
+# -- adapters: how the engine builds parts for a campaign -----------------------------------------
+def _tasks(env: str, overrides: tuple[str, ...] = ()) -> tuple[Any, list[Task]]:
+    c = api.make_campaign(DOCS[env], overrides)
+    return c, launch.select_tasks(c)
+
+
+def _context(c: Any, table: Mapping[str, Task]) -> Context:
+    """A fresh context over ``table`` with the campaign's signals and an in-memory store, as a run builds it."""
+    store = DuckDBStore(":memory:")
+    ctx = launch.build_context(c, list(table.values()), store)
+    ctx.search, ctx.fitness = build_signals(c, ctx, store)
+    STORES[id(ctx)] = store
+    ctx.closers.append(lambda: (STORES.pop(id(ctx), None), store.close()))
+    return ctx
+
+
+def _runs(c: Any, tasks: list[Task], n: int = 2) -> list[Trajectory]:
+    """A few trajectories of the campaign's policy on each task (parents, queries)."""
+    from operators.sample import sample
+
+    ctx = _context(c, {t.task_id: t for t in tasks})
+    try:
+        return [sample(t, random.Random(i), ctx).trajectory for t in tasks for i in range(n)]
+    finally:
+        ctx.close()
+
+
+# -- environments and policies ---------------------------------------------------------------------
+@pytest.mark.parametrize("env", sorted(DOCS))
+def test_environment_contract(env: str) -> None:
+    c, tasks = _tasks(env)
+    runs = _runs(c, tasks)
+    actions = {t.task_id: [a for r in runs if r.task_id == t.task_id for a in r.actions][:4] for t in tasks}
+    if env == "intercode_sql":
+        actions = {k: v + [t.gold for t in tasks if t.task_id == k] for k, v in actions.items()}
+    ctx = _context(c, {t.task_id: t for t in tasks})
+    try:
+        env_contract.check_env(ctx.make_env, tasks, actions)
+    finally:
+        ctx.close()
+
+
+@pytest.mark.parametrize("env, policy", [("game24", "replay"), ("game24", "enumerate"), ("intercode_sql", "replay")])
+def test_policy_contract(env: str, policy: str) -> None:
+    c, tasks = _tasks(env, (f"policy.kind={policy}",))
+    made = [launch.build_context(c, tasks)]
+
+    def make() -> Any:
+        made.append(launch.build_context(c, tasks))
+        return made[-1].policy
+
+    try:
+        policy_contract.check_policy(make, tasks, made[0].make_env)
+    finally:
+        for ctx in made:
+            ctx.close()
+
+
+# -- reward models -----------------------------------------------------------------------------------
+@pytest.fixture
+def reward_case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[Task]]]:
+    """(campaign, tasks) of one reward model's case, with the server it talks to running."""
+    name = request.param
+    env, extra = REWARDS[name]  # type: ignore[misc]
+    with contextlib.ExitStack() as stack:
+        if name in ("prm", "http"):
+            prm_dir = request.getfixturevalue("prm_dir")
+            extra = (f"rewards.prm.path='{prm_dir}'", "rewards.prm.allow_seen_tasks=true")
+        if name == "http":
+            from evoagent.rm.hosting import AppThread
+            from evoagent.rm.model import load_model
+            from tests.test_rewards_http import Faulty
+
+            server = stack.enter_context(AppThread(Faulty(load_model(prm_dir)).app))
+            extra = (f"rewards.http.url='{server.url}'",)
+        if name == "judge":
+            from evoagent.testing.fake_server import FakeAnthropic
+            from tests.test_judge import judge_responder
+
+            server = stack.enter_context(FakeAnthropic(judge_responder))
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+            monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-contract")
+        c, tasks = _tasks(env, (f"search.reward={name}", *extra))
+        yield c, tasks
+
+
+@pytest.mark.parametrize("reward_case", [n for n, case in REWARDS.items() if case is not None], indirect=True)
+def test_reward_model_contract(reward_case: tuple[Any, list[Task]]) -> None:
+    c, tasks = reward_case
+    name = c.get("search.reward")
+    part = registry.get("reward", name)
+    batch = reward_contract.queries_of(_runs(c, tasks))
+
+    def make(table: Mapping[str, Task]) -> Any:
+        ctx = _context(c, table)
+        model = make_scorer(name, c, ctx, STORES[id(ctx)]).model
+        model.close = lambda _close=model.close: (_close(), ctx.close())  # type: ignore[method-assign]
+        return model
+
+    reward_contract.check_reward_model(make, tasks, batch, uses_gold=part.uses_gold)
+
+
+# -- operators and strategies --------------------------------------------------------------------------
+@pytest.mark.parametrize("operator", list(registry.parts("operator")))
+def test_operator_contract(operator: str) -> None:
+    # a gold-free search signal, so that the suite also checks the operator never reads gold
+    c, tasks = _tasks("game24", ("search.reward=recorded", "operators.ipr.k=2", "operators.rro.max_candidates=2",
+                                 "strategy.mcts.children=2"))
+    parents = _runs(c, tasks)
+    operator_contract.check_operator(operator, lambda table: _context(c, table), tasks, parents,
+                                     args=OPERATOR_ARGS.get(operator))
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_strategy_contract(strategy: str, tmp_path: Path) -> None:
+    strategy_contract.check_strategy(GAME24, tmp_path, STRATEGIES[strategy])
