@@ -104,7 +104,8 @@ def costs(store: Store) -> dict[str, Any]:
 
 
 def reward_models(store: Store) -> list[dict[str, Any]]:
-    """Outcome scores of each reward model (a ``rewards`` source other than the environment), with the truth."""
+    """Outcome scores of each reward model (a ``rewards`` source other than the environment), with the truth;
+    for the figure only (never embedded as JSON, which has no NaN or infinity)."""
     cols = view_columns(store, "rewards")
     reused = ", r.reused" if "reused" in cols else ", NULL AS reused"
     return rows(store, f"""
@@ -112,8 +113,7 @@ def reward_models(store: Store) -> list[dict[str, Any]]:
         FROM rewards r JOIN (SELECT traj_id, bool_or(solved) AS solved FROM trajectories GROUP BY traj_id) t
         USING (traj_id)
         WHERE r.step_idx IS NULL AND r.reward_source NOT IN ({", ".join(f"'{s}'" for s in ENV_SOURCES)})
-          AND isfinite(r.value)
-        ORDER BY model""")
+        ORDER BY model""")  # non-finite scores too: the figure leaves them out of its bins and says how many
 
 
 SEARCH_VIEW, SEARCH_COLUMNS = "search_steps", {"generation", "candidates", "rising"}
