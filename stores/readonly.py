@@ -64,10 +64,12 @@ READER_MEMORY_LIMIT = "2GB"  # a reader never takes the machine: DuckDB fails th
 
 
 def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None,
-                   readable: Sequence[str | Path] = (),
                    memory_limit: str = READER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """A connection that cannot touch any file but ``database`` (opened read-only if asked)
-    and the files in ``readable`` (a snapshot's Parquet parts, read by ``read_parquet``)."""
+    """A connection that cannot touch any file but ``database`` (opened read-only if asked).
+
+    No ``allowed_paths``: DuckDB lets a statement write the paths it allows as well as read
+    them (``COPY ... TO`` a snapshot part overwrote it), so a snapshot's parts reach DuckDB
+    as Arrow datasets, read by pyarrow (see ``stores.snapshot``)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
     config["memory_limit"] = memory_limit
     con = duckdb.connect(database, read_only=read_only, config=config)
@@ -78,8 +80,6 @@ def connect_locked(database: str, *, read_only: bool = False, threads: int | Non
             con.close()
             raise StoreError(f"{database} is open in this process with external access enabled")
         return con
-    if readable:  # DuckDB checks these exact paths against every file access once external access is cut
-        con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in readable)}]")
     for statement in _LOCKDOWN:
         con.execute(statement)
     return con
