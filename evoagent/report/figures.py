@@ -262,6 +262,7 @@ def reward_models(scored: list[Row]) -> str:
     has_reuse = any(r["reused"] is not None for r in scored)
     fig, axes = _figure(11, 3.8, 1, 2 if has_reuse else 1)
     colors = _colors(models)
+    plotted: list[float] = []  # the scores in some bin: the diagonal spans them
     for k, m in enumerate(models):
         every = [(math.nan if r["score"] is None else float(r["score"]), bool(r["solved"]))
                  for r in scored if r["model"] == m]
@@ -269,6 +270,7 @@ def reward_models(scored: list[Row]) -> str:
         a = auc(mine)
         binned = [(v, y) for v, y in mine if abs(v) <= PLOTTABLE]  # an axis cannot span ±1e308
         pts = calibration(binned)
+        plotted += [v for v, _ in binned]
         left_out = ""
         if len(binned) < len(every):
             left_out = f", {len(every) - len(binned)} left out of the bins"
@@ -280,8 +282,7 @@ def reward_models(scored: list[Row]) -> str:
             w = 0.8 / len(models)
             axes[1].bar([i - 0.4 + w * (k + 0.5) for i in (0, 1)], [len(mine) - reused, reused], w,
                         color=colors[m], label=_label(m))
-    lo = min([0.0, *(float(r["score"]) for r in scored)])
-    hi = max([1.0, *(float(r["score"]) for r in scored)])
+    lo, hi = min([0.0, *plotted]), max([1.0, *plotted])
     axes[0].plot([lo, hi], [0, 1] if (lo, hi) == (0.0, 1.0) else [lo, hi], "--", color="#999", linewidth=1,
                  label="perfectly calibrated" if (lo, hi) == (0.0, 1.0) else "score = share")
     axes[0].set(title="calibration against the environment's verdict", xlabel="mean score in bin",
