@@ -7,11 +7,9 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
-
-import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +18,9 @@ from evoagent.errors import UserError
 from evoagent.escaping import raw, safe_console, visible
 from stores.base import Store
 from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
+
+if TYPE_CHECKING:  # Arrow loads when a result is fetched as Arrow (csv, json, parquet), not for a table
+    import pyarrow as pa
 
 
 def _console() -> Console:

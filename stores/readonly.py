@@ -22,13 +22,15 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from stores.base import StoreError, StoreReader
 from stores.schema import SCHEMA_VERSION, VIEWS
+
+if TYPE_CHECKING:  # Arrow loads when a result is fetched as Arrow: `evoagent sql` prints a table without it
+    import pyarrow as pa
 
 # Statement types `evoagent sql` accepts; everything else could modify something.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "RELATION"}
@@ -167,6 +169,7 @@ def parquet_safe(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
         schema = rel.limit(0).to_arrow_table().schema
     except duckdb.Error as exc:
         raise query_error(exc) from None
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     exprs, changed = [], False
@@ -275,6 +278,7 @@ class ReadOnlyStore(StoreReader):
                 staging.mkdir()
                 write_parquet_file(reader, staging / "part-0.parquet")
             else:
+                import pyarrow as pa
                 import pyarrow.dataset as ds  # loads pandas: only for a partitioned export
 
                 fields = [reader.schema.field(c) for c in parts]

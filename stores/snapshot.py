@@ -25,11 +25,9 @@ import re
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stores.base import StoreError
 from stores.readonly import (
@@ -37,6 +35,9 @@ from stores.readonly import (
     snapshot_dir, sql_string,
 )
 from stores.schema import RAW_TABLES, SCHEMA_VERSION, create_views
+
+if TYPE_CHECKING:  # Arrow loads to check a snapshot's parts, not for the store file
+    import pyarrow as pa
 
 __all__ = [
     "MANIFEST", "READ_STATEMENTS", "DamagedSnapshot", "SnapshotStore", "SnapshotWriter", "check_read_only",
@@ -91,6 +92,9 @@ def _read_json(path: Path) -> Any:
 
 def _check_part(folder: Path, root: str, table: str, rel: Any, columns: frozenset[str]) -> tuple[Path, pa.Schema]:
     """A part named by the manifest, or DamagedSnapshot: pattern, place, file type, Parquet, columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     m = _PART.fullmatch(rel) if isinstance(rel, str) else None
     if m is None or m.group(1) != table:
         raise DamagedSnapshot(f"part name {str(rel)[:80]!r} of {table} is not raw/{table}/part-N.parquet")
@@ -117,6 +121,8 @@ def load_manifest(folder: Path) -> dict[str, Any] | None:
     A manifest of another schema version is returned as read (its tables unchecked): the
     caller tells the user to migrate, or republishes. Checked parts come back under
     ``_files``: table -> (paths, schema)."""
+    import pyarrow as pa
+
     manifest = _read_json(folder / MANIFEST)
     if manifest is None:
         return None

@@ -71,9 +71,9 @@ def _generations(ax: Axes, gens: Iterable[Any]) -> None:
 
 
 def _legend(ax: Axes) -> None:
-    """The legend to the right of the plot, never over the data (only when there are several series)."""
+    """The legend to the right of the plot, never over the data (one series too: it names the operator)."""
     handles, labels = ax.get_legend_handles_labels()
-    if len(labels) > 1:
+    if labels:
         ax.legend(handles, labels, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 

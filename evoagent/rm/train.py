@@ -74,8 +74,12 @@ def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], s
     else:
         of = classes(tasks.values())
         names = sorted(set(of.values()))
-        held_classes = set(random.Random(opts.seed).sample(names, round(len(names) * opts.holdout)))
-        held = {i for i, c in of.items() if c in held_classes}
+        if len(names) == len(of):  # every class one task (e.g. Game of 24): the same draw as by task
+            ids = sorted(tasks)
+            held = set(random.Random(opts.seed).sample(ids, round(len(ids) * opts.holdout)))
+        else:
+            held_classes = set(random.Random(opts.seed).sample(names, round(len(names) * opts.holdout)))
+            held = {i for i, c in of.items() if c in held_classes}
     train_ids = set(tasks) - held
     if not train_ids:
         raise UserError("the split leaves no task to train on (lower --holdout or name fewer --holdout-dbs)")
