@@ -56,6 +56,7 @@ from evoagent.llm.transports import retry_after_s
 from evoagent.registry import Key, Part, register
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rewards.identity import shown
+from evoagent.rm.server import DIGEST_HEADER
 from evoagent.rm.text import render_queries
 from evoagent.rollout import Context
 
@@ -65,7 +66,6 @@ APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_rewa
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_MODELS_BYTES = 1024 * 1024  # a model list larger than this is not one
 MAX_RETRY_WAIT_S = 60.0
-DIGEST_HEADER = "X-Model-Digest"
 _DIGEST_CHARS = frozenset("0123456789abcdefABCDEF")
 _RETRIED = {408, 429}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from evoagent.errors import UserError
 
-__all__ = ["load_tasks", "make", "make_policy"]
+__all__ = ["gold_key", "load_tasks", "make", "make_policy"]
 
 # Keys of the InterCode-SQL environment that mean nothing here: refused when set, not ignored.
 _FOREIGN = ("env.tasks", "env.dump", "tasks.hardness", "tasks.dbs")
@@ -41,3 +41,12 @@ def make_policy(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
     from evoagent.envs.game24.policies import make_policy as build
 
     return build(c, store)
+
+
+def gold_key(task: Any) -> str:
+    """A puzzle's equivalence class for leakage guards and ``rm train``'s split: its numbers (sorted).
+
+    Every Game of 24 task has the same goal (24) and no stored gold text, so a
+    class per goal would put all puzzles in one; the 1,362 puzzles are distinct multisets.
+    """
+    return "game24\x1f" + " ".join(sorted(task.question.split(), key=lambda x: (len(x), x)))
