@@ -271,6 +271,9 @@ def _resolve_path(key: str, value: str, base: Path) -> str:
     except (OSError, ValueError, RuntimeError):  # e.g. a NUL byte, an unknown ~user, a symlink loop
         raise UserError(f"key {key!r}: not a usable path {value!r}") from None
     if not found:
+        if path.exists():  # /dev/zero, a FIFO, a folder: reading it would never end, or fail later
+            raise UserError(f"key {key!r}: {str(path)!r} is not a regular file (a folder, device or FIFO); "
+                            "give a file")
         raise UserError(f"key {key!r}: no such file {str(path)!r}")
     return str(path)
 
