@@ -139,8 +139,8 @@ class DuckDBStore(Store):
     def add_tasks(self, tasks: Sequence[Task]) -> int:
         table = pa.table({
             "task_id": [t.task_id for t in tasks], "env": [t.env for t in tasks],
-            "db": [t.db for t in tasks], "hardness": [t.hardness for t in tasks],
             "question": [t.question for t in tasks],
+            "meta": [json.dumps(dict(t.meta), sort_keys=True) for t in tasks],
         })
 
         def run() -> int:
