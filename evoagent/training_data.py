@@ -97,15 +97,15 @@ class _Prompts:
         known = None
         c = self._campaign(store)
         if c is not None:
-            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars")
+            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars", 2000)
             known = self._campaign_tasks(c)
         if known is None and any(r["env"] == "intercode_sql" for r in rows):  # e.g. imported runs
             from evoagent.envs.intercode_sql.data import load_tasks
 
             known = load_tasks()
-        schemas = {t.task_id: t.schema for t in known or ()}
-        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "", db=r["db"] or "",
-                                         hardness=r["hardness"] or "", schema=schemas.get(r["task_id"], {}))
+        schemas = {t.task_id: t.meta.get("schema", {}) for t in known or ()}
+        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "", meta={
+            "db": r["db"] or "", "hardness": r["hardness"] or "", "schema": schemas.get(r["task_id"], {})})
                       for r in rows}
 
     @staticmethod
@@ -136,7 +136,7 @@ class _Prompts:
         task = self.tasks.get(task_id) or Task(task_id, "", "")
         if task.env == "intercode_sql":
             return [{"role": "system", "content": AGENT.system.format(max_steps=self.max_steps)},
-                    {"role": "user", "content": AGENT.user.format(db=task.db, schema=schema_text(task),
+                    {"role": "user", "content": AGENT.user.format(db=task.meta.get("db", ""), schema=schema_text(task),
                                                                   question=task.question)}]
         if task.env == "game24":
             from evoagent.prompts import GAME24
@@ -190,7 +190,7 @@ def sft_rows(store: Any, prompts: _Prompts) -> Rows:
         messages = prompts.head(t["task_id"]) + prompts.turns(steps.get(t["traj_id"], []))
         if prompts.env(t["task_id"]) == "intercode_sql":  # its agents end an episode with submit
             messages.append({"role": "assistant", "content": SUBMIT})
-        hardness = prompts.tasks[t["task_id"]].hardness if t["task_id"] in prompts.tasks else ""
+        hardness = prompts.tasks[t["task_id"]].meta.get("hardness", "") if t["task_id"] in prompts.tasks else ""
         rows.append({"messages": messages, "task_id": t["task_id"], "source": t["source"],
                      "traj_id": t["traj_id"], "n_steps": t["n_steps"], "hardness": hardness})
     return rows, {}

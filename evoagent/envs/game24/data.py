@@ -61,7 +61,7 @@ def load_tasks(ranks: Sequence[int] | None = None) -> list[Task]:
     if not 1 <= lo <= hi <= N_PUZZLES:
         raise UserError(f"key 'tasks.ranks': must be [first, last] with 1 <= first <= last <= {N_PUZZLES}, "
                         f"got {list(ranks or [])}")
-    return [Task(task_id(r), ENV, q) for r, q in _puzzles()[lo - 1:hi]]
+    return [Task(task_id(r), ENV, q, meta={"numbers": [int(n) for n in q.split()]}) for r, q in _puzzles()[lo - 1:hi]]
 
 
 @dataclass(frozen=True)

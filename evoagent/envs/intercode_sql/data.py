@@ -17,7 +17,6 @@ observation) becomes a step with ``observation = None`` and ``reward = None``.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -163,10 +162,12 @@ def _task(i: int, rec: Any, prefix: str) -> Task:
     schema = {_text(t, f"task {i}: a db_tables name"): [_text(c, f"task {i}: a column of {t}")
                                                        for c in _list(cols, f"task {i}: db_tables[{t!r}]")]
               for t, cols in _obj(tables, f"task {i}: db_tables").items()}
-    return Task(task_id=f"{prefix}/{i}", env=ENV_NAME, schema=schema,
+    return Task(task_id=f"{prefix}/{i}", env=ENV_NAME,
                 question=_text(rec.get("query"), f"task {i}: query", empty=False),
-                db=_text(rec.get("db"), f"task {i}: db", empty=False), gold=_text(rec.get("gold"), f"task {i}: gold"),
-                hardness="" if hardness is None else _text(hardness, f"task {i}: hardness"))
+                gold=_text(rec.get("gold"), f"task {i}: gold"),
+                meta={"db": _text(rec.get("db"), f"task {i}: db", empty=False),
+                      "hardness": "" if hardness is None else _text(hardness, f"task {i}: hardness"),
+                      "schema": schema})
 
 
 def task_prefix(path: Path) -> str:
@@ -206,7 +207,7 @@ def load_tasks(path: str | Path | None = None) -> list[Task]:
 def with_schemas(tasks: Sequence[Task], catalog: dict[str, dict[str, list[str]]]) -> list[Task]:
     """Tasks whose file gave no ``db_tables`` get their database's tables from the dump."""
     lower = {db.lower(): tables for db, tables in catalog.items()}
-    return [t if t.schema else dataclasses.replace(t, schema=dict(lower.get(t.db.lower(), {}))) for t in tasks]
+    return [t if t.meta["schema"] else t.with_meta(schema=dict(lower.get(t.meta["db"].lower(), {}))) for t in tasks]
 
 
 def gold_failures(tasks: Sequence[Task], env: Any) -> list[tuple[str, str]]:
