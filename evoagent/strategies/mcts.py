@@ -166,13 +166,13 @@ class MCTS(Strategy):
         super().__init__(*args, **kwargs)
         self.seed = self.c.get("seed")
         self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+        self.limit = depth_limit(self.c.values)
 
     def last_round(self) -> int:
         return int(self.c.get("budget.generations"))
 
     def hall_of_fame(self) -> Any:
         return self.ranked.hof
-        self.limit = depth_limit(self.c.values)
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
