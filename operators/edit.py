@@ -24,7 +24,7 @@ from evoagent.envs.intercode_sql.edits import edit as sql_edit
 from evoagent.envs.intercode_sql.edits import observed_values
 from evoagent.policies.base import is_submit
 from evoagent.policies.replay import NOVEL_SQL
-from evoagent.registry import Part, rate, register
+from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, execute
 from evoagent.trajectory import Trajectory
 
@@ -41,7 +41,7 @@ def edit(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     taken = set(parent.actions)
     got = None
     for base in rng.sample(executed, min(TRIES, len(executed))):
-        got = sql_edit(base.action, task.schema, values, rng)
+        got = sql_edit(base.action, task.meta.get("schema") or {}, values, rng)
         if got is not None and got[1] not in taken:
             break
         got = None
@@ -58,5 +58,5 @@ def edit(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     return Rollout(traj, out.env_steps)
 
 
-register(Part("operator", "edit", edit, {"rate": rate(0.0)}, arity=1,
-              doc="a schema-aware SQL edit of the parent's query as the new answer (InterCode-SQL)"))
+PART = Part("operator", "edit", edit, {"rate": rate(0.0)}, arity=1,
+            doc="a schema-aware SQL edit of the parent's query as the new answer (InterCode-SQL)")

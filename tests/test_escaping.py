@@ -81,14 +81,15 @@ def _strip_own_sgr(text: bytes) -> bytes:
 DRIVER = """
 import sys
 from evoagent.cli import main
-for i, args in enumerate(ARGS):
-    try:
-        main.main(args, prog_name="evoagent")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    sys.stdout.flush(); sys.stderr.flush()
-    sys.stdout.write(f"\\n@@@ {i} {code}\\n"); sys.stdout.flush()
+if __name__ == "__main__":  # evoagent sql's fork server imports this file again, as __mp_main__
+    for i, args in enumerate(ARGS):
+        try:
+            main.main(args, prog_name="evoagent")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush(); sys.stderr.flush()
+        sys.stdout.write(f"\\n@@@ {i} {code}\\n"); sys.stdout.flush()
 """
 
 

@@ -39,8 +39,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("parts", ("operators", "evoagent.strategies", "evoagent.executors", "evoagent.envs.*")),
     ("runner", ("evoagent.loop",)),
     ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render", "evoagent.bench",
-                   "evoagent.testing")),
-    ("api", ("evoagent.api", "evoagent")),
+                   "evoagent.sql_reader")),
+    # the contract suites drive parts the way a user's script does: through the API
+    ("api", ("evoagent.api", "evoagent", "evoagent.testing")),
     ("cli", ("evoagent.cli", "evoagent.cli_rm", "evoagent.cli_views")),
 )
 
