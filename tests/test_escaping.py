@@ -148,6 +148,7 @@ def printed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, by
         "status missing": ["status", f"/nonexistent/{HOSTILE}.duckdb"],
         "usage": ["sql", "--bogus" + HOSTILE],
         "show": ["show", store, tid],
+        "lineage": ["lineage", store, tid],
         "status": ["status", store],
         "import intercode": ["import", "intercode", str(recorded), "--store", str(tmp / "i.duckdb")],
         "import game24": ["import", "game24", str(named), "--store", str(tmp / "g.duckdb")],
@@ -173,7 +174,7 @@ def test_safe_stream_escapes_and_has_no_buffer_to_bypass() -> None:
         s.write(b"\x1b")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["sql table", "sql csv", "sql json", "sql trajectories", "show", "status",
+@pytest.mark.parametrize("name", ["sql table", "sql csv", "sql json", "sql trajectories", "show", "lineage", "status",
                                   "import intercode", "import game24"])
 def test_commands_on_a_terminal_escape_what_they_print(printed: dict, name: str) -> None:
     code, out = printed[name]

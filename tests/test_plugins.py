@@ -168,3 +168,28 @@ def test_evolutions_first_operator_is_an_explicit_key(campaign_file: Path) -> No
 def test_a_policy_must_fit_the_environment(campaign_file: Path) -> None:
     with pytest.raises(UserError, match="'enumerate' does not play env.kind = 'intercode_sql' \\(have replay"):
         campaign.load(campaign_file, ["policy.kind=enumerate"])
+
+
+# -- evoagent parts -----------------------------------------------------------------------------------
+def test_parts_lists_every_part_by_kind_with_keys_and_origin(site: Path) -> None:
+    _install(site, "shouting", {"operator.shout": "plug_shout:PART"}, {"plug_shout": SHOUT})
+    registry.rediscover()
+    out = CliRunner().invoke(main, ["parts"])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    for kind in registry.KINDS:
+        assert f"\n{kind}:\n" in f"\n{text}"
+        for name in registry.names(kind):  # type: ignore[arg-type]
+            assert f"\n  {name}  [" in text, (kind, name)
+    assert "  shout  [shouting]" in text and "operators.shout.volume = 3  within 0..11" in text
+    assert "  evolution  [built-in]" in text and "      mu = (required)" in text
+    only = CliRunner().invoke(main, ["parts", "--kind", "environment"]).output
+    assert only.startswith("environment:\n") and "operator:" not in only
+
+
+def test_parts_names_a_part_that_cannot_be_used_and_exits_2(site: Path) -> None:
+    _install(site, "brokenpkg", {"operator.broken": "plug_broken:PART"}, {"plug_broken": "raise ImportError('no')\n"})
+    registry.rediscover()
+    out = CliRunner().invoke(main, ["parts", "--kind", "operator"])
+    assert out.exit_code == 2
+    assert "  broken  [brokenpkg]  cannot be used" in out.output and "  sample  [built-in]" in out.output

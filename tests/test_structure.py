@@ -61,7 +61,10 @@ UPWARD: dict[tuple[str, str], str] = {
 ENV_KINDS = ("intercode_sql", "game24", "code")
 STRATEGY_KINDS = ("evolution", "rro", "ipr", "best_of_n", "mcts")
 # Files outside a kind's package allowed to name it, each with its reason.
-NAMING_ALLOWED: dict[str, str] = {}
+NAMING_ALLOWED: dict[str, str] = {
+    # the built-in table: where each built-in part is declared ("<kind>.<name>" -> "module:attr"), no branch
+    "evoagent/registry.py": "declarations",
+}
 
 
 def _sources() -> Iterator[tuple[str, Path]]:

@@ -74,7 +74,7 @@ class _Settings:
 
 def make_env(c: Any, **env_keys: Any) -> Env:
     """One environment: of a campaign (or any ``get``-able settings), or by name with its ``env.*``
-    keys as keyword arguments (``make_env("intercode_sql", dialect="duckdb")``; the others default)."""
+    keys as keyword arguments (``make_env(name, dialect="duckdb")``; the others default)."""
     if isinstance(c, str):
         from evoagent import registry
 

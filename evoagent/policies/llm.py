@@ -2,8 +2,7 @@
 
 The stable prefix (system prompt, tools, task) carries ``cache_control`` so
 that every rollout of a task reads it from the prompt cache. The agents
-themselves live with their environments (``envs/intercode_sql/agent.py``,
-``envs/game24/policies.py``).
+themselves live with their environments (each environment's package).
 """
 from __future__ import annotations
 

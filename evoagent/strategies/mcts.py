@@ -11,7 +11,7 @@ killed anywhere resumes where its committed facts end.
 
 A node is terminal when its action submits, it is at ``strategy.mcts.max_depth``,
 or a simulation ended there as terminal (its action ended the episode, e.g.
-game24's last number). With an LLM policy, the latest reflections on a task's
+the last number of a numbers game). With an LLM policy, the latest reflections on a task's
 failed leaves (at most three, LATS; the ``reflection`` of ``simulations`` rows)
 go with its items, for the proposals of later expansions.
 

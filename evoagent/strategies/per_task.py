@@ -10,7 +10,7 @@
   the answer is the rank-0 member, i.e. the best ``fitness.reward`` trajectory score.
   It picks with a reward model, not gold: a ``fitness.reward`` whose values derive
   from gold (``env``, and every model registered with ``uses_gold``: ``oracle``,
-  ``mc``'s outcome checker, game24's ``solvable``) is refused unless the campaign
+  ``mc``'s outcome checker, an environment's exact solver) is refused unless the campaign
   sets ``strategy.best_of_n.allow_gold = true``, and then the pick sees gold (an
   oracle pick, an upper bound). ``prm``, ``http``, ``judge`` and ``recorded`` never read gold.
 
