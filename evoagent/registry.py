@@ -166,15 +166,17 @@ def _discover() -> None:
     from importlib.metadata import distributions
 
     seen: set[tuple[str, str]] = set()
-    for dist in distributions():
-        origin = dist.metadata["Name"] or "?"
-        for ep in dist.entry_points:
-            if ep.group != GROUP or (origin, ep.name) in seen:
-                continue
-            seen.add((origin, ep.name))  # one dist-info found twice on the path is one declaration
-            if origin.lower().replace("_", "-") == "evoagent":
-                continue  # our own distribution declares nothing here: built-ins are the table above
-            _add_declared(ep.name, ep.value, origin)
+    for dist in distributions():  # entry_points.txt of each; METADATA only of the declaring ones
+        mine = [ep for ep in dist.entry_points if ep.group == GROUP]
+        if not mine:
+            continue
+        origin = dist.name or "?"
+        if origin.lower().replace("_", "-") == "evoagent":
+            continue  # our own distribution declares nothing here: built-ins are the table above
+        for ep in mine:
+            if (origin, ep.name) not in seen:  # one dist-info found twice on the path is one declaration
+                seen.add((origin, ep.name))
+                _add_declared(ep.name, ep.value, origin)
 
 
 def _add_declared(key: str, target: str, origin: str) -> None:

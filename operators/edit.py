@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from evoagent.envs.intercode_sql.edits import edit as sql_edit
-from evoagent.envs.intercode_sql.edits import observed_values
 from evoagent.policies.base import is_submit
 from evoagent.policies.replay import NOVEL_SQL
 from evoagent.registry import Part, rate
@@ -35,6 +33,9 @@ TRIES = 3  # executed queries tried (in a random order) before giving up: not ev
 
 def edit(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     """The parent's actions, then an edit of one of its executed queries as the answer."""
+    from evoagent.envs.intercode_sql.edits import edit as sql_edit  # sqlglot: loaded when an edit runs
+    from evoagent.envs.intercode_sql.edits import observed_values
+
     task = ctx.tasks[parent.task_id]
     executed = [s for s in parent.steps if s.observation is not None and not is_submit(s.action)]
     values = observed_values([s.observation for s in parent.steps])
