@@ -53,8 +53,9 @@ def children(pid: int) -> list[int]:
 
 
 def query_worker(pid: int) -> int | None:
-    """The process running the query: a child of the fork server, itself a child of the command."""
-    return next((w for server in children(pid) for w in children(server)), None)
+    """The process running the query: the command's child (a fork of it), or the child of a fork server."""
+    kids = children(pid)
+    return next((w for k in kids for w in children(k)), kids[0] if kids else None)
 
 
 class Watched:
