@@ -46,6 +46,17 @@ class Interrupted(Exception):
     """Ctrl-C stopped the query (its worker is already gone)."""
 
 
+class _OutputClosed(Exception):
+    """Whoever reads our stdout has closed it."""
+
+
+def _out(write: Any, *args: Any) -> None:
+    try:
+        write(*args)
+    except BrokenPipeError:
+        raise _OutputClosed() from None
+
+
 def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: float) -> None:
     """Run one read-only query in a bounded worker and write what it prints to stdout (or ``out``).
 
@@ -73,15 +84,20 @@ def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: f
             frame = conn.recv_bytes()
             tag, body = frame[:1], frame[1:].decode("utf-8", "backslashreplace")
             if tag == b"o":
-                sink.write(body)
+                _out(sink.write, body)
             elif tag == b"n":
-                sink.flush()
+                _out(sink.flush)
                 click.echo(f"note: {body}", err=True)
             elif tag == b"e":
                 raise UserError(body)
             elif tag == b"d":
-                sink.flush()
+                _out(sink.flush)
                 return
+    except _OutputClosed:  # the reader of our output left (e.g. `| head`): stop quietly, as it asked
+        _end(proc, conn)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout fails no more
+        os.close(devnull)
     except (EOFError, ConnectionError):
         _end(proc, conn)
         code = proc.exitcode if proc is not None else None

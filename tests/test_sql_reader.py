@@ -157,3 +157,14 @@ def test_csv_streams_whole_in_bounded_memory(store: str, tmp_path: Path) -> None
     assert code == 0 and not run.over, err
     with out.open() as fh:
         assert sum(1 for _ in fh) == 3_000_001
+
+
+def test_a_reader_that_leaves_early_ends_the_query_quietly(store: str) -> None:
+    """`evoagent sql ... | head -1`: no error line about the worker, no traceback; exit 0."""
+    proc = subprocess.Popen([*EVOAGENT, "sql", store, "SELECT * FROM range(100000000)", "--format", "csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b'"range"\n'
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""
