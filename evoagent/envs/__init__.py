@@ -37,7 +37,7 @@ def policy_part(c: Any) -> Any:
 
     env = environment(c)
     kind = c.get("policy.kind")
-    found = policy_names(env).get(kind)
+    found = policy_names(env).get(kind) or _fitting(env, kind)
     if found is None:
         raise UserError(f"key 'policy.kind': {kind!r} does not play env.kind = {env.name!r} "
                         f"(have {', '.join(env.policies)})")
@@ -46,6 +46,20 @@ def policy_part(c: Any) -> Any:
     except KeyError:
         raise UserError(f"key 'policy.kind': {env.name!r} lists policy {kind!r}, but no policy part "
                         f"{found!r} is declared") from None
+
+
+def _fitting(env: Environment, kind: str) -> str | None:
+    """A policy part ``env`` does not list that says it plays ``env`` or any environment (empty
+    ``envs``): a plug-in's, or an object given to the Python API (``evoagent.make_campaign(policy=...)``)."""
+    from evoagent import registry
+
+    declared = registry.names("policy")
+    for name in (f"{env.name}.{kind}", kind):
+        if name in declared:
+            envs = getattr(registry.get("policy", name), "envs", ())
+            if not envs or env.name in envs:
+                return name
+    return None
 
 
 class _Settings:
