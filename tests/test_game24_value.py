@@ -74,3 +74,12 @@ def test_state_value_is_a_reward_part_of_game24_campaigns(tmp_path: Path) -> Non
         ctx.close()
     with pytest.raises(UserError, match="rewards.state_value.train_ranks"):
         campaign.load(cfg, [*keys, "rewards.state_value.train_ranks=[5, 2]"])
+
+
+def test_each_puzzle_is_its_own_gold_class_for_rm_train_and_leakage_guards() -> None:
+    """Every Game of 24 task has the same goal: one class for all would leave rm train nothing to hold out."""
+    from evoagent.envs.game24.data import load_tasks
+    from evoagent.rm.leakage import classes
+
+    tasks = load_tasks([901, 960])
+    assert len(set(classes(tasks).values())) == len(tasks) == 60

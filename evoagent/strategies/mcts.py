@@ -11,7 +11,7 @@ killed anywhere resumes where its committed facts end.
 
 A node is terminal when its action submits, it is at ``strategy.mcts.max_depth``,
 or a simulation ended there as terminal (its action ended the episode, e.g.
-game24's last number). With an LLM policy, the latest reflections on a task's
+the last number of a numbers game). With an LLM policy, the latest reflections on a task's
 failed leaves (at most three, LATS; the ``reflection`` of ``simulations`` rows)
 go with its items, for the proposals of later expansions.
 
@@ -51,8 +51,9 @@ from typing import Any
 from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import Evolution
+from evoagent.strategies.evolution import OBJECTIVES_KEY, Evolution
 from evoagent.trajectory import trajectory_id
+from operators.mcts import KEYS as PASS_KEYS
 from operators.mcts import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
 from stores.base import WorkItem
 
@@ -172,6 +173,10 @@ class MCTS(Evolution):
             return "budget.generations", "strategy 'mcts' needs at least 1 round of simulations after round 0"
         return None
 
+    @staticmethod
+    def items_per_task(c: Any) -> int:
+        return int(c.get("strategy.mcts.parallel"))
+
     def trees(self, before_round: int) -> dict[str, Tree]:
         """Every task's tree from the facts of rounds before ``before_round``."""
         trees = {t: Tree(trajectory_id(t, ())) for t in self.task_ids}
@@ -255,11 +260,13 @@ class MCTS(Evolution):
         return Closed(rows, stats)
 
 
-registry.register(registry.Part("strategy", "mcts", MCTS, keys={
+PART = registry.Part("strategy", "mcts", MCTS, keys={
     "parallel": registry.Key(int, 4, lambda x: 1 <= x <= 100, "within 1..100"),
-    "children": registry.Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
     "c": registry.Key((int, float), 1.0, lambda x: 0 <= x <= 100, "within 0..100"),
-    "max_depth": registry.Key(int, 10, lambda x: 1 <= x <= 100, "within 1..100"),
     "iterations": registry.Key(int, 0, lambda x: 0 <= x <= 10**6, "within 0..1000000 (0 = no limit)"),
-    "rollout": registry.Key(bool, False),
-}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store"))
+}, shared_keys={  # the operator's (children, max_depth, rollout); the population it keeps, ranked as
+    **PASS_KEYS,  # evolution ranks; its rounds
+    "mu": registry.Key(int, 1, lambda x: 1 <= x <= 10_000, "within 1..10000"),
+    "selection.objectives": OBJECTIVES_KEY,
+    "budget.generations": registry.Key(int, 0, lambda x: 0 <= x <= 100_000, "within 0..100000"),
+}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store")

@@ -10,7 +10,7 @@
   the answer is the rank-0 member, i.e. the best ``fitness.reward`` trajectory score.
   It picks with a reward model, not gold: a ``fitness.reward`` whose values derive
   from gold (``env``, and every model registered with ``uses_gold``: ``oracle``,
-  ``mc``'s outcome checker, game24's ``solvable``) is refused unless the campaign
+  ``mc``'s outcome checker, an environment's exact solver) is refused unless the campaign
   sets ``strategy.best_of_n.allow_gold = true``, and then the pick sees gold (an
   oracle pick, an upper bound). ``prm``, ``http``, ``judge`` and ``recorded`` never read gold.
 
@@ -26,7 +26,7 @@ from typing import Any
 from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import Evolution
+from evoagent.strategies.evolution import OBJECTIVES_KEY, Evolution
 from stores.base import WorkItem
 
 __all__ = ["IPR", "RRO", "BestOfN", "PerTask"]
@@ -45,10 +45,11 @@ class PerTask(Evolution):
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
         """This strategy's campaign check (``evoagent.campaign.build`` calls it): (key, problem) or None."""
-        if values["budget.generations"] != 0:
-            return "budget.generations", (f"strategy {cls.name!r} runs one round; set it to 0, "
-                                          f"got {values['budget.generations']}")
         return None
+
+    @classmethod
+    def items_per_task(cls, c: Any) -> int:
+        return int(c.get(f"strategy.{cls.name}.n"))
 
     def last_round(self) -> int:
         return 0
@@ -91,19 +92,25 @@ class BestOfN(PerTask):
 
     name, operator = "best_of_n", "sample"
 
+    @staticmethod
+    def refuses_gold_fitness(values: dict[str, Any]) -> bool:
+        """Whether its pick must not see gold (a reward model trained on these tasks included)."""
+        return not values["strategy.best_of_n.allow_gold"]
+
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
         reward = values["fitness.reward"]
-        if (reward == "env" or registry.get("reward", reward).uses_gold) and not values["strategy.best_of_n.allow_gold"]:
+        if registry.get("reward", reward).uses_gold and cls.refuses_gold_fitness(values):
             return "fitness.reward", (f"best_of_n picks with a reward model, not gold, and {reward!r} reads gold: "
                                       "set one that does not (e.g. prm, http, judge), or "
                                       "strategy.best_of_n.allow_gold = true for a pick that sees gold")
         return super().check_campaign(values)
 
 
-for _cls, _keys, _doc in (
-        (RRO, {"n": _n(1)}, "RRO step search, n trajectories per task"),
-        (IPR, {"n": _n(1)}, "IPR step search (k candidates a step), n trajectories per task"),
-        (BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
-         "N rollouts per task, the best by the fitness reward model")):
-    registry.register(registry.Part("strategy", _cls.name, _cls, _keys, doc=_doc))
+_RANKING = {"selection.objectives": OBJECTIVES_KEY}  # how members are ranked, as evolution ranks them
+RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1)}, shared_keys=_RANKING,
+                         doc="RRO step search, n trajectories per task")
+IPR_PART = registry.Part("strategy", "ipr", IPR, {"n": _n(1)}, shared_keys=_RANKING,
+                         doc="IPR step search (k candidates a step), n trajectories per task")
+BEST_OF_N_PART = registry.Part("strategy", "best_of_n", BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
+                               shared_keys=_RANKING, doc="N rollouts per task, the best by the fitness reward model")

@@ -169,6 +169,13 @@ def _walk(task: Task, actions: Sequence[str]) -> tuple[Episode, bool]:
     return episode, ok
 
 
+@functools.lru_cache(maxsize=4)  # campaigns of one process on the same puzzles share one model
+def _trained(ranks: tuple[int, ...], n_states: int, puzzles: frozenset[State]) -> tuple[StateValueModel, int]:
+    """The model trained on up to ``n_states`` multisets of ``ranks``, none reachable from ``puzzles``."""
+    train = training_states(ranks, reachable(puzzles), n_states)
+    return StateValueModel().fit(train), len(train)
+
+
 class StateValue(RewardModel):
     """``state_value``: the learned value of the numbers a prefix leaves (see the module docstring).
 
@@ -194,10 +201,10 @@ class StateValue(RewardModel):
     def model(self) -> StateValueModel:
         with self._lock:
             if self._model is None:
-                held_out = reachable(parse_state(t.question) for t in self.tasks.values())
-                train = training_states(self.train_ranks, held_out, self.n_states)
-                self._model, self.trained_on = StateValueModel().fit(train), len(train)
+                puzzles = frozenset(tuple(sorted(parse_state(t.question))) for t in self.tasks.values())
+                self._model, self.trained_on = _trained(self.train_ranks, self.n_states, puzzles)
             return self._model
+
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
         states: list[State | None] = []
