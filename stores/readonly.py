@@ -41,7 +41,6 @@ _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
     "SET allow_unsigned_extensions = false",
     "SET allow_community_extensions = false",
-    "SET memory_limit = '2GB'",  # a reader never takes the machine: DuckDB fails the query instead
     "SET enable_external_access = false",
     "SET lock_configuration = true",
 )
@@ -63,11 +62,18 @@ def sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+READER_MEMORY_LIMIT = "2GB"  # a reader never takes the machine: DuckDB fails the query instead
+
+
 def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None,
-                   readable: Sequence[str | Path] = ()) -> duckdb.DuckDBPyConnection:
-    """A connection that cannot touch any file but ``database`` (opened read-only if asked)
-    and the files in ``readable`` (a snapshot's Parquet parts, read by ``read_parquet``)."""
+                   memory_limit: str = READER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A connection that cannot touch any file but ``database`` (opened read-only if asked).
+
+    No ``allowed_paths``: DuckDB lets a statement write the paths it allows as well as read
+    them (``COPY ... TO`` a snapshot part overwrote it), so a snapshot's parts reach DuckDB
+    as Arrow datasets, read by pyarrow (see ``stores.snapshot``)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
+    config["memory_limit"] = memory_limit
     con = duckdb.connect(database, read_only=read_only, config=config)
     locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
     if locked:
@@ -76,8 +82,6 @@ def connect_locked(database: str, *, read_only: bool = False, threads: int | Non
             con.close()
             raise StoreError(f"{database} is open in this process with external access enabled")
         return con
-    if readable:  # DuckDB checks these exact paths against every file access once external access is cut
-        con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in readable)}]")
     for statement in _LOCKDOWN:
         con.execute(statement)
     return con
@@ -320,9 +324,9 @@ class FileStore(ReadOnlyStore):
 
     source = "file"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None):
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = READER_MEMORY_LIMIT):
         try:
-            con = connect_locked(str(path), read_only=True, threads=threads)
+            con = connect_locked(str(path), read_only=True, threads=threads, memory_limit=memory_limit)
         except duckdb.ConnectionException:
             raise WriterActive(str(path)) from None  # open in this process with another configuration
         except duckdb.IOException as exc:

@@ -242,7 +242,7 @@ class SnapshotStore(ReadOnlyStore):
 
     source = "snapshot"
 
-    def __init__(self, store_path: str | Path, *, threads: int | None = None):
+    def __init__(self, store_path: str | Path, *, threads: int | None = None, memory_limit: str | None = None):
         path = str(store_path)
         folder = snapshot_dir(store_path)
         try:
@@ -262,29 +262,35 @@ class SnapshotStore(ReadOnlyStore):
                 f"this evoagent reads v{SCHEMA_VERSION}; upgrade it with: evoagent migrate {path}"
             )
         self.published_at = manifest.get("published_at")
-        parts = {name: [str(p) for p in files[0]] for name, files in manifest["_files"].items()}
-        # locked before any data is reachable; the checked parts are the only files it may read
-        con = connect_locked(":memory:", threads=threads, readable=[p for ps in parts.values() for p in ps])
+        import pyarrow.dataset as ds  # it loads pandas: only readers of a snapshot pay for it
+
+        con = connect_locked(":memory:", threads=threads,  # locked before any data is reachable
+                             **({"memory_limit": memory_limit} if memory_limit else {}))
         super().__init__(path, con)
         con.execute("CREATE SCHEMA raw")
         for name, cols in RAW_TABLES.items():
-            if parts.get(name):
-                listed = ", ".join(sql_string(p) for p in parts[name])
-                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM read_parquet([{listed}])")
+            files = manifest["_files"].get(name)
+            if files:  # read by pyarrow, never by DuckDB's file system: see connect_locked
+                con.register(f"_snapshot_{name}", ds.dataset([str(p) for p in files[0]], schema=files[1],
+                                                            format="parquet"))
+                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM _snapshot_{name}")
             else:
                 con.execute(f"CREATE TABLE raw.{name} ({cols})")
         create_views(con)
 
 
-def open_reader(store_path: str | Path, *, threads: int | None = None) -> ReadOnlyStore:
+def open_reader(store_path: str | Path, *, threads: int | None = None,
+                memory_limit: str | None = None) -> ReadOnlyStore:
     """The freshest read-only view of a store: the file itself when no writer holds it
-    (then closing promptly matters, see :class:`FileStore`), else its snapshot."""
+    (then closing promptly matters, see :class:`FileStore`), else its snapshot; ``memory_limit``:
+    DuckDB's (default ``stores.readonly.READER_MEMORY_LIMIT``)."""
+    limit = {"memory_limit": memory_limit} if memory_limit else {}
     p = Path(store_path)
     if p.is_dir():
         raise StoreError(f"{store_path} is a folder, not a store file")
     if p.is_file():
         try:
-            return FileStore(store_path, threads=threads)
+            return FileStore(store_path, threads=threads, **limit)
         except WriterActive:
             pass
-    return SnapshotStore(store_path, threads=threads)
+    return SnapshotStore(store_path, threads=threads, **limit)

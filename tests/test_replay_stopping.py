@@ -20,19 +20,19 @@ import pytest
 
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
-from evoagent.policies import make_policy
 from evoagent.policies.base import SUBMIT, Guidance
-from evoagent.policies.replay import NOVEL_SQL, ReplayPolicy
+from evoagent.policies.replay import NOVEL_SQL, RecorderStopsReplayPolicy, ReplayPolicy
 from evoagent.rollout import Context, rollout
 from evoagent.trajectory import Step
 
 LIMIT = 10
+WALKS = {"replay": ReplayPolicy, "replay_recorder_stops": RecorderStopsReplayPolicy}
 
 
 def unexplained_gap(kind: str, n_tasks: int = 30, seeds: int = 8) -> tuple[float, int, int]:
     """``D`` of the module docstring, with the numbers of submitted and limit runs."""
     tasks = random.Random(0).sample(load_tasks(), n_tasks)
-    ctx = Context(tasks={t.task_id: t for t in tasks}, policy=make_policy(kind, explore=0.15),
+    ctx = Context(tasks={t.task_id: t for t in tasks}, policy=WALKS[kind].from_bundled(explore=0.15),
                   make_env=InterCodeSQLEnv, max_steps=LIMIT)
     runs = []
     try:

@@ -56,9 +56,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 
 def _task(**kw: object) -> Task:
-    base = {"task_id": "sql/x", "env": "intercode_sql", "question": "How many singers?", "db": "concert_singer",
-            "gold": "SELECT count(DISTINCT singer_id) FROM singer", "schema": {"singer": ["singer_id", "name"]}}
-    return Task(**{**base, **kw})  # type: ignore[arg-type]
+    base = {"task_id": "sql/x", "env": "intercode_sql", "question": "How many singers?",
+            "gold": "SELECT count(DISTINCT singer_id) FROM singer"}
+    meta = {"db": "concert_singer", "schema": {"singer": ["singer_id", "name"]}}
+    meta.update({k: kw.pop(k) for k in ("db", "schema") if k in kw})
+    return Task(**{**base, **kw}, meta=meta)  # type: ignore[arg-type]
 
 
 def test_prefix_text_is_one_line_per_field_never_shows_gold_and_keeps_the_end() -> None:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "rm": "evoagent.cli.rm:rm",
     "watch": "evoagent.cli.watch:watch",
     "bench": "evoagent.cli.bench:bench",
+    "parts": "evoagent.cli.parts:parts",
 }
 
 

@@ -16,7 +16,8 @@ from evoagent.cli.common import EXAMPLE, not_a_store, one_line_errors
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 @one_line_errors
 def watch(store_path: str, every: float, once: bool) -> None:
-    """Redraw a campaign's curve, its current generation and throughput until it completes (or Ctrl-C).
+    """Redraw a campaign's curve, its current generation and throughput until it completes (or Ctrl-C;
+    a store of imported runs, with no campaign, is shown once).
 
     Reads the store's Parquet snapshot (the file only when it has none), so the campaign
     writing it is never blocked or slowed by the lock; a store that is not one, or whose
@@ -51,7 +52,7 @@ def watch(store_path: str, every: float, once: bool) -> None:
             if current is not None and current != shown:
                 console.print(render_frame(current))
                 shown = current
-            if current is not None and current.done:
+            if current is not None and (current.done or current.planned is None):  # nothing more will come
                 return
             time.sleep(every)
             current = frame()
@@ -59,7 +60,7 @@ def watch(store_path: str, every: float, once: bool) -> None:
         with Live(render_frame(first) if first else "waiting for the first snapshot...", console=console,
                   auto_refresh=False) as live:
             current = first
-            while current is None or not current.done:
+            while current is None or not (current.done or current.planned is None):
                 time.sleep(every)
                 current = frame()
                 if current is not None:

@@ -2,13 +2,20 @@
 
 Each function takes rows from :mod:`evoagent.report.data` and returns one
 ``<svg>`` element as text. Text in the SVG (operator and model names come from
-the store) is XML-escaped by Matplotlib, and output is deterministic (fixed
-ids, no date), so the same store gives the same report.
+the store) is XML-escaped by Matplotlib and drawn literally: every figure is
+built under ``STYLE``, which turns off mathtext (``$...$`` in a model's name is
+text, not a formula Matplotlib would parse and could fail on) and TeX. Output
+is deterministic (fixed ids, no date), so the same store gives the same report.
+Scores may be anything a store holds: non-finite ones are left out of the
+calibration bins and AUC, finite ones beyond ±``PLOTTABLE`` out of the bins
+(no axis spans ±1e308); the legend says how many.
 """
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import matplotlib
@@ -17,8 +24,19 @@ from matplotlib.figure import Figure
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "evoagent-report", "font.size": 10, "axes.spines.top": False,
-         "axes.spines.right": False, "axes.grid": True, "grid.color": "#e6e6e6", "axes.axisbelow": True}
+         "axes.spines.right": False, "axes.grid": True, "grid.color": "#e6e6e6", "axes.axisbelow": True,
+         "text.parse_math": False, "text.usetex": False}
 Row = dict[str, Any]
+PLOTTABLE = 1e15  # scores beyond ±this are left out of the calibration bins (the legend counts them)
+
+
+def _styled(draw: Callable[..., str]) -> Callable[..., str]:
+    """Build the whole figure under ``STYLE``: text objects read ``text.parse_math`` when made."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def to_svg(fig: Figure) -> str:
@@ -107,6 +125,7 @@ def _bars(ax: Axes, data: list[Row], key: str, colors: dict[Any, str], stacked: 
             ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], ys, width, color=colors[op], label=_label(op))
 
 
+@_styled
 def progress(gens: list[Row]) -> str:
     """Success (best per task), members solved and mean reward per generation; the replay-pool bound dashed."""
     fig, (ax,) = _figure(11, 3.6)
@@ -131,6 +150,7 @@ def progress(gens: list[Row]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def operators(ops: list[Row]) -> str:
     """Children, their success rate, mean gain over the best parent and USD per reward, per operator and
     generation; a campaign of one generation (a one-round strategy) as bars per operator."""
@@ -157,6 +177,7 @@ def operators(ops: list[Row]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def costs(cost: dict[str, Any]) -> str:
     """Environment steps and seconds, dollars and tokens (direct, batch, cache reads) per generation;
     the LLM plots only when the store has LLM calls."""
@@ -213,13 +234,19 @@ def auc(scored: list[tuple[float, bool]]) -> float | None:
 
 
 def calibration(scored: list[tuple[float, bool]], bins: int = 10) -> list[tuple[float, float, int]]:
-    """(mean score, share solved, count) per equal-width score bin."""
-    lo, hi = min(s for s, _ in scored), max(s for s, _ in scored)
-    width = (hi - lo) / bins or 1.0
+    """(mean score, share solved, count) per equal-width score bin, for finite scores (any magnitude:
+    positions and means are computed on scaled values, so ±1e308 neither overflows nor lands in NaN)."""
+    finite = [(s, y) for s, y in scored if math.isfinite(s)]
+    if not finite:
+        return []
+    lo, hi = min(s for s, _ in finite), max(s for s, _ in finite)
+    span = hi / 2 - lo / 2  # half the range: finite for any two finite floats
     groups: dict[int, list[tuple[float, bool]]] = {}
-    for s, y in scored:
-        groups.setdefault(min(int((s - lo) / width), bins - 1), []).append((s, y))
-    return [(sum(s for s, _ in g) / len(g), sum(y for _, y in g) / len(g), len(g)) for _, g in sorted(groups.items())]
+    for s, y in finite:
+        at = int((s / 2 - lo / 2) / span * bins) if span > 0 else 0
+        groups.setdefault(min(at, bins - 1), []).append((s, y))
+    return [(math.fsum(s / len(g) for s, _ in g), sum(y for _, y in g) / len(g), len(g))
+            for _, g in sorted(groups.items())]
 
 
 def _short(name: Any, width: int = 70) -> str:
@@ -228,25 +255,34 @@ def _short(name: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 25] + "…" + text[-24:]
 
 
+@_styled
 def reward_models(scored: list[Row]) -> str:
     """Calibration and AUC of each reward model against the environment's verdict; scores computed vs reused."""
     models = list(dict.fromkeys(r["model"] for r in scored))
     has_reuse = any(r["reused"] is not None for r in scored)
     fig, axes = _figure(11, 3.8, 1, 2 if has_reuse else 1)
     colors = _colors(models)
+    plotted: list[float] = []  # the scores in some bin: the diagonal spans them
     for k, m in enumerate(models):
-        mine = [(float(r["score"]), bool(r["solved"])) for r in scored if r["model"] == m]
+        every = [(math.nan if r["score"] is None else float(r["score"]), bool(r["solved"]))
+                 for r in scored if r["model"] == m]
+        mine = [(v, y) for v, y in every if math.isfinite(v)]
         a = auc(mine)
-        pts = calibration(mine)
+        binned = [(v, y) for v, y in mine if abs(v) <= PLOTTABLE]  # an axis cannot span ±1e308
+        pts = calibration(binned)
+        plotted += [v for v, _ in binned]
+        left_out = ""
+        if len(binned) < len(every):
+            left_out = f", {len(every) - len(binned)} left out of the bins"
+            left_out += f" ({len(every) - len(mine)} non-finite)" if len(mine) < len(every) else ""
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colors[m],
-                     label=f"{_short(m)}: AUC {'n/a' if a is None else f'{a:.3f}'}, n={len(mine)}")
+                     label=f"{_short(m)}: AUC {'n/a' if a is None else f'{a:.3f}'}, n={len(mine)}{left_out}")
         if has_reuse:
             reused = sum(1 for r in scored if r["model"] == m and r["reused"])
             w = 0.8 / len(models)
             axes[1].bar([i - 0.4 + w * (k + 0.5) for i in (0, 1)], [len(mine) - reused, reused], w,
                         color=colors[m], label=_label(m))
-    lo = min([0.0, *(float(r["score"]) for r in scored)])
-    hi = max([1.0, *(float(r["score"]) for r in scored)])
+    lo, hi = min([0.0, *plotted]), max([1.0, *plotted])
     axes[0].plot([lo, hi], [0, 1] if (lo, hi) == (0.0, 1.0) else [lo, hi], "--", color="#999", linewidth=1,
                  label="perfectly calibrated" if (lo, hi) == (0.0, 1.0) else "score = share")
     axes[0].set(title="calibration against the environment's verdict", xlabel="mean score in bin",
@@ -258,6 +294,7 @@ def reward_models(scored: list[Row]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def search(per_gen: list[Row]) -> str:
     """Candidates per searched step and the share of candidates that raised the process reward."""
     fig, axes = _figure(11, 3.6, 1, 2)

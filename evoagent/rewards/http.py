@@ -53,7 +53,7 @@ import httpx2
 from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.transports import retry_after_s
-from evoagent.registry import Key, Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rewards.identity import shown
 from evoagent.rm.server import DIGEST_HEADER
@@ -331,10 +331,10 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> HttpReward:
     return HttpReward(ctx, **params)
 
 
-register(Part("reward", "http", _make, {
+PART = Part("reward", "http", _make, {
     "url": Key(str, "http://127.0.0.1:8000", _is_url,
-               "the server's root URL, http:// or https://, with no query and no user:token@ (the URL is "
-               "stored with every score: put credentials in a proxy, not the URL)"),
+             "the server's root URL, http:// or https://, with no query and no user:token@ (the URL is "
+             "stored with every score: put credentials in a proxy, not the URL)"),
     "api": Key(str, "classify", lambda x: x in APIS, '"classify", "pooling" (vLLM) or "get_reward" (OpenRLHF)'),
     "model": Key(str, "", lambda x: len(x) <= 500, "the served model's name (empty: the server's only one)"),
     "label_index": Key(int, 1, lambda x: 0 <= x <= 100_000, "within 0..100000 (the positive class)"),
@@ -343,4 +343,4 @@ register(Part("reward", "http", _make, {
     "retry_base_s": Key((int, float), 0.5, lambda x: 0 <= x <= 60, "within 0..60"),
     "max_batch": Key(int, 64, lambda x: 1 <= x <= 10_000, "within 1..10000 (texts per request)"),
     "max_chars": Key(int, 4000, lambda x: 64 <= x <= 1_000_000, "within 64..1000000 (characters per text)"),
-}, uses_gold=False, preflight=check_http, identity=_identity, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))
+}, uses_gold=False, preflight=check_http, identity=_identity, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)")

@@ -45,7 +45,8 @@ from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.pricing import MODELS
 from evoagent.prompts import JUDGE
-from evoagent.registry import Key, Part, register
+from evoagent.llm import KEYS as LLM_KEYS
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rewards.identity import shown
 from evoagent.rm.text import observed, prefix_text
@@ -235,13 +236,17 @@ def _make(ctx: Context, params: dict[str, Any], seed: int, store: Any = None) ->
                  closers=[transport.close, ledger.close], store=store)
 
 
-register(Part("reward", "judge", _make, {
+PART = Part("reward", "judge", _make, {
     "model": Key(str, "claude-haiku-4-5", lambda x: x in MODELS and x != "local",
-                 f"a Claude model with a price ({', '.join(m for m in MODELS if m != 'local')})"),
+               f"a Claude model with a price ({', '.join(m for m in MODELS if m != 'local')})"),
     "max_tokens": Key(int, 256, lambda x: 16 <= x <= 8192, "within 16..8192"),
     "samples": Key(int, 1, lambda x: 1 <= x <= 16, "within 1..16 (answers averaged per query)"),
     "fallback": Key((int, float), 0.5, lambda x: 0.0 <= x <= 1.0, "within 0..1 (the score of an answer without one)"),
     "max_unusable": Key((int, float), 0.5, lambda x: 0.0 <= x < 1.0,
                         "within 0..1, below 1 (the share of a batch's answers without a usable score that stops "
                         "the campaign)"),
-}, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer"))
+}, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer",
+    # the Anthropic transport's settings it shares with the LLM policies (read from ctx.settings)
+    shared_keys={k: v for k, v in LLM_KEYS.items() if k in (
+        "policy.batch", "policy.batch_idle_s", "policy.batch_poll_s", "policy.max_in_flight", "policy.timeout_s",
+        "policy.max_attempts", "policy.retry_base_s", "policy.tokens_per_minute")})

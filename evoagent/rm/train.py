@@ -66,11 +66,11 @@ def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], s
     from evoagent.rm.leakage import classes
 
     if opts.holdout_dbs:
-        known = {t.db for t in tasks.values()}
+        known = {t.meta.get("db") for t in tasks.values()}
         bad = [d for d in opts.holdout_dbs if d not in known]
         if bad:
             raise UserError(f"--holdout-dbs: no task of database {bad[0]!r} in the store")
-        held = {i for i, t in tasks.items() if t.db in opts.holdout_dbs}
+        held = {i for i, t in tasks.items() if t.meta.get("db") in opts.holdout_dbs}
     else:
         of = classes(tasks.values())
         names = sorted(set(of.values()))
