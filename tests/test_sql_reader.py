@@ -53,8 +53,9 @@ def children(pid: int) -> list[int]:
 
 
 def query_worker(pid: int) -> int | None:
-    """The process running the query: a child of the fork server, itself a child of the command."""
-    return next((w for server in children(pid) for w in children(server)), None)
+    """The process running the query: the command's child (a fork of it), or the child of a fork server."""
+    kids = children(pid)
+    return next((w for k in kids for w in children(k)), kids[0] if kids else None)
 
 
 class Watched:
@@ -156,3 +157,14 @@ def test_csv_streams_whole_in_bounded_memory(store: str, tmp_path: Path) -> None
     assert code == 0 and not run.over, err
     with out.open() as fh:
         assert sum(1 for _ in fh) == 3_000_001
+
+
+def test_a_reader_that_leaves_early_ends_the_query_quietly(store: str) -> None:
+    """`evoagent sql ... | head -1`: no error line about the worker, no traceback; exit 0."""
+    proc = subprocess.Popen([*EVOAGENT, "sql", store, "SELECT * FROM range(100000000)", "--format", "csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b'"range"\n'
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""

@@ -13,7 +13,6 @@ populations never depend on timing; both are read back from the store.
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.campaign import REQUIRED
 from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from stores.base import WorkItem
 
 __all__ = ["Evolution"]
@@ -33,12 +33,9 @@ class Evolution(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.objectives = list(self.c.get("selection.objectives"))
         self.seed = self.c.get("seed")
-        self.hof = evo.hall_of_fame()
-        last = self.store.last_committed_generation()
-        if last is not None:
-            self.hof.update([m for ms in self.population(last).values() for m in ms])
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+        self.members, self.population = self.ranked.members, self.ranked.population
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -56,19 +53,6 @@ class Evolution(Strategy):
 
     def last_round(self) -> int:
         return int(self.c.get("budget.generations"))
-
-    def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
-        found = self.store.summaries(traj_ids, self.fitness_source)
-        return {tid: evo.Member(s, self.objectives) for tid, s in found.items()}
-
-    def population(self, round_: int) -> dict[str, list[evo.Member]]:
-        """A committed round's members per task, best first (empty before round 0)."""
-        rows = self.store.population(round_) if round_ >= 0 else []
-        found = self.members([r[1] for r in rows])
-        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
-        for task_id, traj_id, _ in rows:
-            pop[task_id].append(found[traj_id])
-        return pop
 
     # -- ask -------------------------------------------------------------------
     def plan(self, round_: int) -> list[WorkItem]:
@@ -158,34 +142,10 @@ class Evolution(Strategy):
 
     def close(self, round_: int) -> Closed:
         pop, n_results = self.survivors(round_, self.population(round_ - 1))
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        return Closed(rows, self.stats(round_, pop, n_results))
-
-    def stats(self, round_: int, pop: dict[str, list[evo.Member]], nevals: int) -> dict[str, Any]:
-        """DEAP statistics of the gold outcome, and success: each task's rank-0 member judged by gold."""
-        everyone = [m for ms in pop.values() for m in ms]
-        record = evo.statistics().compile(everyone)
-        solved = sum(1 for ms in pop.values() if ms and ms[0].traj.solved)
-        n_tasks = max(len(self.task_ids), 1)
-        record.update(
-            gen=round_, nevals=nevals, env_steps=self.store.env_steps_used(),
-            success_rate=solved / n_tasks, solved=solved,
-            members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
-            tasks=len(self.task_ids), members=len(everyone),
-            tasks_below_mu=sum(len(ms) < self.c.get("mu", 1) for ms in pop.values()),
-        )
-        if self.fitness_source is not None:
-            record["fitness_avg"] = sum(m.traj.fitness for m in everyone) / max(len(everyone), 1)
-        bound = self.store.get_meta("upper_bound")
-        if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
-            solvable = sum(json.loads(bound).values())
-            record["bound"] = solvable / n_tasks
-            record["of_bound"] = solved / solvable if solvable else None
-        self.hof.update(everyone)
-        return record
+        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.c.get("mu")))
 
     def hall_of_fame(self) -> Any:
-        return self.hof
+        return self.ranked.hof
 
 
 def _first_operator(name: object) -> bool:
@@ -197,15 +157,12 @@ def _first_operator(name: object) -> bool:
 
 SELECTIONS = ("tournament", "best", "nsga2")
 REPLACEMENTS = ("plus", "comma")
-OBJECTIVES = ("reward", "steps", "cost")
 
 
 def _upto(hi: int, lo: int = 1) -> Callable[[Any], bool]:
     return lambda x: lo <= x <= hi
 
 
-OBJECTIVES_KEY = registry.Key(list, ["reward", "steps"], lambda x: bool(x) and all(o in OBJECTIVES for o in x),
-                              f"a non-empty list of {OBJECTIVES}")
 MU = registry.Key(int, REQUIRED, _upto(10_000), "within 1..10000")
 # The keys of the population loop, at the top level of a campaign file (evolution owns them).
 KEYS: dict[str, registry.Key] = {

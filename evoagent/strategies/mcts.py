@@ -50,8 +50,8 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
-from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import OBJECTIVES_KEY, Evolution
+from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from evoagent.trajectory import trajectory_id
 from operators.mcts import KEYS as PASS_KEYS
 from operators.mcts import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
@@ -159,12 +159,20 @@ def plan_simulations(tree: Tree, n: int, c: float) -> list[list[str]]:
     return paths
 
 
-class MCTS(Evolution):
-    """Plans simulations from the stored trees; keeps evolution's per-task population and statistics."""
+class MCTS(Strategy):
+    """Plans simulations from the stored trees; keeps a ranked per-task population and its statistics."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.seed = self.c.get("seed")
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
         self.limit = depth_limit(self.c.values)
+
+    def last_round(self) -> int:
+        return int(self.c.get("budget.generations"))
+
+    def hall_of_fame(self) -> Any:
+        return self.ranked.hof
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -240,9 +248,9 @@ class MCTS(Evolution):
 
     # -- tell ------------------------------------------------------------------
     def close(self, round_: int) -> Closed:
-        prev = self.population(round_ - 1)
+        prev = self.ranked.population(round_ - 1)
         results = self.store.round_results(round_)
-        found = self.members([traj_id for _, _, traj_id in results])
+        found = self.ranked.members([traj_id for _, _, traj_id in results])
         mine: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             mine[task_id].append(found[traj_id])
@@ -253,8 +261,8 @@ class MCTS(Evolution):
             pool = evo.replace(prev.get(t, []), mine[t], mu=len(prev.get(t, [])) + len(mine[t]), kind="plus",
                                elitism=0, selection="best")
             pop[t] = sorted(pool, key=lambda m: m.traj_id not in solved)[:mu]
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        stats = self.stats(round_, pop, len(results))
+        rows = self.ranked.rows(pop)
+        stats = self.ranked.stats(round_, pop, len(results), mu)
         stats["simulations"] = int(self.store.scalar(
             "SELECT count(*) FROM simulations WHERE generation <= ?", [round_]) or 0)
         return Closed(rows, stats)

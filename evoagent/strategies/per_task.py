@@ -17,7 +17,7 @@
 Members, ranking and statistics are the evolution strategy's (success: each task's
 rank-0 member judged by gold afterwards), so ``generations``, ``status`` and the
 report read these campaigns unchanged. ``mu``, ``lambda`` are not read;
-``budget.generations`` must be 0 (one round).
+Each runs one round (round 0); ``budget.generations`` is evolution's key, not theirs.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
-from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import OBJECTIVES_KEY, Evolution
+from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from stores.base import WorkItem
 
 __all__ = ["IPR", "RRO", "BestOfN", "PerTask"]
@@ -36,11 +36,16 @@ def _n(default: int) -> registry.Key:
     return registry.Key(int, default, lambda x: 1 <= x <= 1000, "within 1..1000")
 
 
-class PerTask(Evolution):
+class PerTask(Strategy):
     """``n`` items of one operator per task, one round; see the module docstring."""
 
     name = ""  # the strategy's registered name (its ``strategy.<name>.n`` key)
     operator = ""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.seed = self.c.get("seed")
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -65,14 +70,16 @@ class PerTask(Evolution):
 
     def close(self, round_: int) -> Closed:
         results = self.store.round_results(round_)
-        found = self.members([traj_id for _, _, traj_id in results])
+        found = self.ranked.members([traj_id for _, _, traj_id in results])
         pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             if all(m.traj_id != traj_id for m in pop[task_id]):
                 pop[task_id].append(found[traj_id])
         pop = {t: evo.ranked(ms) for t, ms in pop.items()}
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        return Closed(rows, self.stats(round_, pop, len(results)))
+        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, len(results)))
+
+    def hall_of_fame(self) -> Any:
+        return self.ranked.hof
 
 
 class RRO(PerTask):
