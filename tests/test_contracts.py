@@ -42,6 +42,7 @@ REWARDS: dict[str, tuple[str, tuple[str, ...]] | None] = {
     "mc": ("game24", ("rewards.mc.k=2",)),
     "recorded": ("game24", ()),
     "solvable": ("game24", ()),
+    "state_value": ("game24", ("rewards.state_value.train_ranks=[1, 20]", "rewards.state_value.states=500")),
     "prm": ("intercode_sql", ()),  # the tiny model of conftest's prm_dir
     "http": ("intercode_sql", ()),  # that model served on loopback (tests/test_rewards_http.py's server)
     # the official SDK against the loopback Anthropic server, whose stand-in judge gives no score to 1 action in
