@@ -382,6 +382,14 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
                 given_badly.update(near)  # a misspelt required key: not also "missing"
                 problems.add(f"unknown key {head!r}{hint}", path)
                 continue
+            if owner is None and prefix_owner is not None:  # a model not in use: its key still gets checked
+                from evoagent.registry import get, part_keys
+
+                declared = part_keys(get("reward", path.split(".")[1])).get(path)
+                if declared is None:
+                    problems.add(f"unknown key {path!r} ({prefix_owner} declares no such key)", path)
+                    continue
+                owner = (prefix_owner, declared)
             who = owner[0] if owner else prefix_owner
             if owner is not None and (issue := _check(path, val, owner[1])):
                 problems.add(issue, path)

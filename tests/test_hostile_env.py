@@ -126,16 +126,16 @@ def test_an_unbounded_time_limit_leaves_others_bounded(task0):
 def test_a_killed_worker_is_replaced(task0):
     pool = WorkerPool(InterCodeSQLEnv().database, "nocase", size=1, grace_s=0.5)
     try:
-        assert pool.run("SELECT 7", task0.db, "mysql", Limits())["obs"] == "[(7,)]"
+        assert pool.run("SELECT 7", task0.meta["db"], "mysql", Limits())["obs"] == "[(7,)]"
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGKILL)
-        reply = pool.run("SELECT count(*) FROM people", task0.db, "mysql", Limits())
+        reply = pool.run("SELECT count(*) FROM people", task0.meta["db"], "mysql", Limits())
         assert reply["obs"] == "[(7,)]" and pool.started == 2
         (pid,) = pool.pids()
         os.kill(pid, signal.SIGSTOP)  # a worker that never answers: ended at the statement's deadline
-        reply = pool.run("SELECT 8", task0.db, "mysql", Limits(timeout_s=0.1))
+        reply = pool.run("SELECT 8", task0.meta["db"], "mysql", Limits(timeout_s=0.1))
         assert reply["obs"].startswith(ERROR_PREFIX + "Query execution was interrupted")
-        assert pool.run("SELECT 9", task0.db, "mysql", Limits())["obs"] == "[(9,)]" and pool.started == 3
+        assert pool.run("SELECT 9", task0.meta["db"], "mysql", Limits())["obs"] == "[(9,)]" and pool.started == 3
     finally:
         pool.close()
 
