@@ -2,11 +2,11 @@
 
     import evoagent
 
-    c = evoagent.make_campaign("experiments/game24.toml", ["budget.generations=1"])
-    outcome = evoagent.run(c, "runs/g.duckdb")
-    with evoagent.results("runs/g.duckdb") as r:
+    c = evoagent.make_campaign("campaign.toml", ["budget.generations=1"])
+    outcome = evoagent.run(c, "runs/c.duckdb")
+    with evoagent.results("runs/c.duckdb") as r:
         print(r.population())           # a Polars DataFrame
-    evoagent.resume("runs/g.duckdb", ["budget.generations=2"])
+    evoagent.resume("runs/c.duckdb", ["budget.generations=2"])
 
 A part may be given by name (as in a campaign file) or as an object, the way
 Optuna's ``create_study(sampler=...)`` takes a sampler: ``env=`` an

@@ -18,10 +18,9 @@ from typing import Any
 
 from evoagent import campaign as campaign_mod
 from evoagent.campaign import Campaign
-from evoagent.envs import env_hooks, make_env
+from evoagent.envs import environment, policy_part
 from evoagent.errors import UserError
 from evoagent.loop import Outcome, Runner
-from evoagent.policies import make_policy
 from evoagent.rewards import build_signals
 from evoagent.rewards.identity import check_resume as check_reward_models
 from evoagent.rollout import Context
@@ -31,50 +30,16 @@ from stores.snapshot import snapshot_dir
 
 Progress = Callable[[dict[str, Any]], None]  # the CLI's printer: stages, items, committed generations
 
-# Keys that may change on resume: they change how the work runs, never its results.
-RESUMABLE = ("budget.", "concurrency", "policy.base_url", "policy.batch", "policy.max_in_flight",
-             "policy.processes", "policy.tokens_per_minute", "policy.max_attempts", "policy.retry_base_s",
-             "policy.timeout_s", "rewards.batch_size", "rewards.batch_wait_ms", "rewards.mc.threads",
-             "rewards.http.timeout_s", "rewards.http.max_attempts", "rewards.http.retry_base_s",
-             "rewards.http.max_batch", "executor.")
-
-
-def database(c: Campaign) -> Path | None:
-    """The DuckDB file built from the campaign's ``env.dump`` (cached by content); None: the bundled one."""
-    from evoagent.envs.intercode_sql.build import database_path
-
-    return _keyed("env.dump", database_path, c.get("env.dump")) if c.get("env.dump") else None
-
-
-def _keyed(key: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` with its one-line error prefixed by the campaign key it came from."""
-    try:
-        return fn(*args)
-    except UserError as exc:
-        raise UserError(f"key {key!r}: {exc}") from None
-
-
 def select_tasks(c: Campaign) -> list[Task]:
-    """The campaign's tasks (``env.tasks`` or the bundled ones): filters first, then a seeded sample."""
-    if c.get("env.kind") != "intercode_sql":  # another environment loads its own tasks (its hook)
-        tasks = env_hooks(c.get("env.kind")).load_tasks(c)
-    else:
-        tasks = _intercode_tasks(c)
-    every = tasks
+    """The campaign's tasks: its environment's (with that environment's filters), then ``tasks.ids``
+    and a seeded ``tasks.sample``."""
+    tasks = environment(c).load_tasks(c)
     if c.get("tasks.ids"):
         by_id = {t.task_id: t for t in tasks}
         missing = [i for i in c.get("tasks.ids") if i not in by_id]
         if missing:
             raise UserError(f"key 'tasks.ids': unknown task {missing[0]!r}")
         tasks = [by_id[i] for i in dict.fromkeys(c.get("tasks.ids"))]
-    if c.get("tasks.hardness"):
-        tasks = [t for t in tasks if t.hardness in c.get("tasks.hardness")]
-    if c.get("tasks.dbs"):
-        known = {t.db for t in every}
-        bad = [d for d in c.get("tasks.dbs") if d not in known]
-        if bad:
-            raise UserError(f"key 'tasks.dbs': unknown database {bad[0]!r}")
-        tasks = [t for t in tasks if t.db in c.get("tasks.dbs")]
     n = c.get("tasks.sample")
     if n and n < len(tasks):
         tasks = sorted(random.Random(c.get("seed")).sample(tasks, n), key=lambda t: t.task_id)
@@ -83,104 +48,45 @@ def select_tasks(c: Campaign) -> list[Task]:
     return tasks
 
 
-def _intercode_tasks(c: Campaign) -> list[Task]:
-    from evoagent.envs.intercode_sql.build import catalog, database_path
-    from evoagent.envs.intercode_sql.data import load_tasks, with_schemas
-
-    if c.get("tasks.ranks"):
-        raise UserError("key 'tasks.ranks' selects game24 puzzles; InterCode-SQL tasks are selected with "
-                        "tasks.ids, tasks.hardness, tasks.dbs and tasks.sample")
-    tasks = _keyed("env.tasks", load_tasks, c.get("env.tasks") or None)
-    if c.get("env.tasks") or c.get("env.dump"):  # tables for the prompt where the task file has no db_tables
-        tasks = with_schemas(tasks, catalog(database(c) or database_path()))
-    return tasks
-
-
 def env_files(c: Campaign) -> str:
-    """Content hashes of the campaign's own task file and dump: a resume must run on the same data."""
+    """Content hashes of the campaign's own data files (its environment's path keys and ``files``):
+    a resume must run on the same data."""
     import hashlib
 
-    return json.dumps({k: hashlib.sha256(Path(c.get(k)).read_bytes()).hexdigest()[:16]
-                       for k in campaign_mod.PATH_KEYS if c.get(k)}, sort_keys=True)
+    env = environment(c)
+    paths = {k: c.get(k) for k, key in env.keys.items() if key.path and c.get(k)}
+    for i, extra in enumerate(env.files(c) if env.files is not None else ()):
+        paths[f"files.{i}"] = extra
+    return json.dumps({k: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for k, p in paths.items()},
+                      sort_keys=True)
 
 
-def check_own_data(c: Campaign, tasks: list[Task], note: Progress | None) -> None:
-    """With the user's own tasks or dump, list (through ``note``) the gold queries that do not run,
-    with MySQL's reason: not fatal (those tasks score against an empty gold result, as in InterCode)."""
-    if not (c.get("env.tasks") or c.get("env.dump")) or note is None:
-        return
-    from evoagent.envs.intercode_sql.data import gold_failures
-
-    _stage(note, "running the gold queries")
-    env = make_env(c.get("env.kind"), dialect="mysql", timeout_s=c.get("env.timeout_s"), database=database(c))
-    try:
-        failed = gold_failures(tasks, env)
-    finally:
-        env.close()
-    if failed:
-        note({"event": "note", "text": f"{len(failed)} of {len(tasks)} gold queries do not run; those tasks "
-              "score against an empty gold result, as in InterCode:"})
-        for task_id, reason in failed:
-            note({"event": "note", "text": f"  {task_id}: {reason}"})
-    if c.get("policy.kind").startswith("replay") and c.get("env.tasks"):
-        note({"event": "note", "text": "policy.kind = replay knows recorded actions of the bundled tasks only: "
-              "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
-
-
-def check_policy(c: Campaign) -> None:
-    """Fail before any work when an LLM policy cannot run (no key, no URL, unknown model)."""
-    import os
-
-    from evoagent.llm.pricing import price_of
-
-    kind = c.get("policy.kind")
-    if kind == "anthropic":
-        price_of(c.get("policy.model"))
-        if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-            raise UserError("policy.kind = anthropic needs ANTHROPIC_API_KEY in the environment")
-    elif kind == "openai" and not c.get("policy.base_url"):
-        raise UserError("key 'policy.base_url': policy.kind = openai needs the server's URL, e.g. http://127.0.0.1:8000/v1")
+def check_parts(c: Campaign) -> None:
+    """Fail before any work when a part cannot run (no key, no URL, no model, no Ray)."""
     from evoagent import registry
 
+    policy = policy_part(c)
+    if policy.check is not None:
+        policy.check(c)
     for name in dict.fromkeys((c.get("search.reward"), c.get("fitness.reward"))):
-        part = registry.parts("reward").get(name)  # "env" is the outcome, no model
-        if part is not None and part.preflight is not None:
+        part = registry.get("reward", name)
+        if part.preflight is not None:
             part.preflight(c)
 
 
 def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) -> Context:
-    """Tasks, policy (and for LLM policies: advisor and budget over the store's ledger), environment."""
-    from evoagent.llm import LLM_POLICIES
-
-    if c.get("env.kind") != "intercode_sql":  # another environment builds its own policy and env factory
-        hooks = env_hooks(c.get("env.kind"))
-        policy, advisor, budget, closers = hooks.make_policy(c, store)
-        return Context(tasks={t.task_id: t for t in tasks}, policy=policy, make_env=hooks.make(c),
-                       max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers,
-                       settings=dict(c.values))
-
-    advisor = budget = None
-    closers: list[Any] = []
-    if c.get("policy.kind") in LLM_POLICIES:
-        if store is None:
-            raise UserError(f"policy {c.get('policy.kind')!r} needs a store for its call ledger")
-        from evoagent import llm
-
-        policy, advisor, budget, closers = llm.build(c, store)
-    else:
-        policy = make_policy(c.get("policy.kind"), sources=c.get("policy.sources"),
-                             explore=c.get("policy.explore"), submit_p=c.get("policy.submit_p"),
-                             distractors=c.get("policy.distractors"), edit_p=c.get("policy.edit_p"))
-    kind, dialect, timeout, db = c.get("env.kind"), c.get("env.dialect"), c.get("env.timeout_s"), database(c)
-    return Context(tasks={t.task_id: t for t in tasks}, policy=policy,
-                   make_env=lambda: make_env(kind, dialect=dialect, timeout_s=timeout, database=db),
-                   max_steps=c.get("env.max_steps"), advisor=advisor, budget=budget, closers=closers,
-                   settings=dict(c.values))
+    """Tasks, the policy (for LLM policies: with its advisor and budget over the store's ledger), environments."""
+    made = policy_part(c).make(c, store)
+    return Context(tasks={t.task_id: t for t in tasks}, policy=made.policy, make_env=environment(c).make_env(c),
+                   max_steps=c.get("env.max_steps"), advisor=made.advisor, budget=made.budget,
+                   closers=list(made.closers), settings=dict(c.values))
 
 
 def check_scale(c: Campaign, n_tasks: int) -> None:
     """Refuse a campaign whose generations would not fit in memory (all items are planned at once)."""
-    per_task = max(c.get("mu"), c.get("lambda"))
+    from evoagent import registry
+
+    per_task = getattr(registry.get("strategy", c.get("strategy.kind")).fn, "items_per_task", lambda c: 1)(c)
     if n_tasks * per_task > campaign_mod.MAX_ITEMS_PER_GENERATION:
         raise UserError(f"keys 'mu'/'lambda': {n_tasks} tasks x {per_task} = {n_tasks * per_task:,} work items "
                         f"per generation; at most {campaign_mod.MAX_ITEMS_PER_GENERATION:,} "
@@ -245,15 +151,19 @@ def _engine(c: Campaign, ctx: Context, store: Store, on_progress: Progress | Non
 
 def _prepare(c: Campaign, note: Progress | None) -> list[Task]:
     """Every check that needs data (tasks, policy), before anything is written."""
+    if c.dropped and note is not None:
+        note({"event": "note", "text": f"not used by this campaign's parts, so ignored: {', '.join(c.dropped)}"})
     _stage(note, "loading tasks")
     tasks = select_tasks(c)
-    check_own_data(c, tasks, note)
+    env = environment(c)
+    if env.check is not None:
+        env.check(c, tasks, note)
     check_scale(c, len(tasks))
-    check_policy(c)
+    check_parts(c)
     from evoagent.rewards.prm import check_unseen
 
     check_unseen(c, tasks)  # a learned model must not score the tasks whose gold it trained on
-    if c.get("policy.batch") and c.get("policy.kind") == "anthropic" and c.get("concurrency") < 32 and note:
+    if c.get("policy.batch", False) and c.get("concurrency") < 32 and note:
         note({"event": "note", "text": f"policy.batch = true with concurrency {c.get('concurrency')}: each "
               "batch holds at most that many requests and every round waits for its batch; "
               "raise concurrency (e.g. --set concurrency=64) for full batches"})
@@ -289,10 +199,8 @@ def _new_store(store_path: str) -> Iterator[DuckDBStore]:
 def start(c: Campaign, store_path: str, on_progress: Progress | None = None,
           stop: threading.Event | None = None) -> Outcome:
     """Run a new campaign into a new (or empty) store; every check runs before the store exists."""
-    from evoagent.llm import LLM_POLICIES
-
     tasks = _prepare(c, on_progress)
-    offline = c.get("policy.kind") not in LLM_POLICIES
+    offline = not policy_part(c).needs_store
     _stage(on_progress, "loading the policy")
     ctx = build_context(c, tasks) if offline else None  # e.g. replay's sources, checked before any file exists
     with _new_store(store_path) as store:
@@ -310,25 +218,11 @@ def start(c: Campaign, store_path: str, on_progress: Progress | None = None,
 
 
 def stored_campaign(store: Store, overrides: list[str] | tuple[str, ...] = ()) -> Campaign:
+    """The campaign ``store`` holds, validated again (``campaign.load_stored``)."""
     text = store.get_meta("campaign")
     if text is None:
         raise UserError(f"store {store.path} holds no campaign; start one with: evoagent run FILE --store {store.path}")
-    stored = Campaign.from_json(text)
-    for o in overrides:
-        path, _ = campaign_mod.parse_override(o)
-        if not path.startswith(RESUMABLE):
-            raise UserError(f"--set {path}: on resume only these can change: "
-                            f"{', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE)}")
-    doc: dict[str, Any] = {}
-    for path, value in stored.values.items():
-        if path == "policy.batch" and value == "auto":  # gone: batching was keyed on the terminal
-            value = False
-        node = doc
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return campaign_mod.build(doc, list(overrides), source="store")
+    return campaign_mod.load_stored(text, overrides)
 
 
 def resume(store_path: str, overrides: list[str] | tuple[str, ...] = (),

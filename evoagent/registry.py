@@ -1,19 +1,77 @@
-"""One registry of the parts a campaign names: operators, strategies, reward models.
+"""One registry of the parts a campaign names, loaded lazily.
 
-Each part is declared once, where it is written (``register(...)`` at the end
-of its module), with its campaign keys, their defaults and checks. Campaign
-validation, the evolution strategy's planning and the runner's dispatch all
-read this table, so adding an operator is one module plus one registration;
-nothing else lists the parts by name.
+A part is declared once, beside its code, as a module attribute (a ``Part``,
+or a kind's own declaration such as ``evoagent.envs.base.Environment``). The
+registry knows parts by ``"<kind>.<name>" -> "module:attr"``: the built-in
+table below, plus the entry points of the group ``evoagent.parts`` that
+installed packages declare (entry name ``"<kind>.<name>"``, value
+``"module:attr"``). Nothing is imported until a part is first asked for, so
+``import evoagent`` loads no part's dependencies. A part from a package that
+fails to import, or a name two declarations claim, is one ``PluginError``
+line naming the package and the part; the other parts keep working.
+``register`` adds a part object directly (a script's or a test's own).
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["operator", "strategy", "reward"]
-SECTION: dict[str, str] = {"operator": "operators", "strategy": "strategy", "reward": "rewards"}
+from evoagent.errors import UserError
+
+Kind = Literal["environment", "policy", "operator", "strategy", "reward", "executor"]
+KINDS: tuple[str, ...] = ("environment", "policy", "operator", "strategy", "reward", "executor")
+SECTION: dict[str, str] = {"operator": "operators", "strategy": "strategy", "reward": "rewards",
+                           "executor": "executor", "policy": "policy", "environment": "env"}
+GROUP = "evoagent.parts"  # the entry-point group installed packages declare their parts in
+BUILTIN = "built-in"
+
+# The parts shipped with evoagent, in declaration order (the order evolution draws operators by
+# rate from: keep sample, revise, recombine, refine first or every seeded campaign changes).
+BUILTINS: dict[str, str] = {
+    "environment.intercode_sql": "evoagent.envs.intercode_sql:ENVIRONMENT",
+    "environment.game24": "evoagent.envs.game24:ENVIRONMENT",
+    "environment.code": "evoagent.envs.code.parts:ENVIRONMENT",
+    "policy.intercode_sql.replay": "evoagent.envs.intercode_sql:REPLAY",
+    "policy.intercode_sql.anthropic": "evoagent.envs.intercode_sql:ANTHROPIC",
+    "policy.intercode_sql.openai": "evoagent.envs.intercode_sql:OPENAI",
+    "policy.intercode_sql.replay_recorder_stops": "evoagent.envs.intercode_sql:REPLAY_RECORDER_STOPS",
+    "policy.game24.replay": "evoagent.envs.game24:REPLAY",
+    "policy.game24.enumerate": "evoagent.envs.game24:ENUMERATE",
+    "policy.game24.anthropic": "evoagent.envs.game24:ANTHROPIC",
+    "policy.game24.openai": "evoagent.envs.game24:OPENAI",
+    "policy.code.replay": "evoagent.envs.code.parts:REPLAY",
+    "operator.sample": "operators.sample:PART",
+    "operator.revise": "operators.revise:PART",
+    "operator.recombine": "operators.recombine:PART",
+    "operator.refine": "operators.refine:PART",
+    "operator.mcts": "operators.mcts:PART",
+    "operator.rro": "operators.rro:PART",
+    "operator.ipr": "operators.ipr:PART",
+    "operator.edit": "operators.edit:PART",
+    "strategy.evolution": "evoagent.strategies.evolution:PART",
+    "strategy.mcts": "evoagent.strategies.mcts:PART",
+    "strategy.rro": "evoagent.strategies.per_task:RRO_PART",
+    "strategy.ipr": "evoagent.strategies.per_task:IPR_PART",
+    "strategy.best_of_n": "evoagent.strategies.per_task:BEST_OF_N_PART",
+    "reward.env": "evoagent.rewards.outcome:PART",
+    "reward.judge": "evoagent.rewards.judge:PART",
+    "reward.mc": "evoagent.rewards.mc:PART",
+    "reward.oracle": "evoagent.rewards.oracle:PART",
+    "reward.http": "evoagent.rewards.http:PART",
+    "reward.prm": "evoagent.rewards.prm:PART",
+    "reward.recorded": "evoagent.envs.game24.values:RECORDED",
+    "reward.solvable": "evoagent.envs.game24.values:SOLVABLE",
+    "reward.state_value": "evoagent.envs.game24.values:STATE_VALUE",
+    "reward.visible": "evoagent.envs.code.parts:VISIBLE",
+    "executor.thread": "evoagent.executors:THREAD",
+    "executor.ray": "evoagent.executors:RAY",
+}
+
+
+class PluginError(UserError):
+    """A part that cannot be used: its package fails to import it, or two declarations claim its name."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +82,7 @@ class Key:
     default: Any
     check: Callable[[Any], bool] | None = None
     meaning: str = ""
+    path: bool = False  # a file: resolved against the campaign file's folder, hashed for resume
 
 
 def rate(default: float) -> Key:
@@ -33,16 +92,18 @@ def rate(default: float) -> Key:
 
 @dataclass(frozen=True)
 class Part:
-    """A named part of a campaign.
+    """A named operator, strategy, reward model or executor.
 
     ``fn`` is the operator function (``arity`` 0: ``fn(task, rng, ctx)``; 1:
     ``fn(parent, rng, ctx)``; None: ``fn(parents, rng, ctx)`` with two or more
-    parents), the strategy class, or the reward-model factory. ``keys`` are
-    its campaign keys, relative to its section (``operators.<name>.``,
-    ``rewards.<name>.``). ``fallback``: the operator a strategy uses instead
-    when a population has too few distinct members for this one.
-    ``uses_gold`` (reward models): whether its values come from the gold
-    answers of the tasks being searched; then no prompt may show them.
+    parents), the strategy class, the reward-model factory or the executor
+    factory. ``keys`` are its campaign keys, relative to its section
+    (``operators.<name>.``, ``rewards.<name>.``, ``strategy.<name>.``), or
+    full paths where they contain a dot (a strategy owning ``mu``, ``selection.kind``: see ``path``).
+    ``fallback``: the operator a strategy uses instead when a population has
+    too few distinct members for this one. ``uses_gold`` (reward models):
+    whether its values come from the gold answers of the tasks being searched;
+    then no prompt may show them.
     """
 
     kind: Kind
@@ -60,55 +121,196 @@ class Part:
     # digest (a model folder's files, a server's report), computed without scoring: resume re-checks it.
     identity: Callable[[Any], str] | None = None
     doc: str = ""
+    # Keys this part owns at full paths (e.g. evolution's ``mu``, ``selection.kind``).
+    shared_keys: dict[str, Key] = field(default_factory=dict)
 
     def path(self, key: str) -> str:
         """The full campaign path of one of this part's keys."""
+        if key in self.shared_keys:
+            return key
         if self.kind == "strategy":
             return f"strategy.{self.name}.{key}"
         return f"{SECTION[self.kind]}.{self.name}.{key}"
 
-
-_PARTS: dict[tuple[str, str], Part] = {}
-
-
-def register(part: Part) -> Part:
-    """Declare a part; declaring the same name twice with a different function is an error."""
-    old = _PARTS.get((part.kind, part.name))
-    if old is not None and old.fn is not part.fn:
-        raise ValueError(f"{part.kind} {part.name!r} is already registered")
-    _PARTS[(part.kind, part.name)] = part
-    return part
+    def all_keys(self) -> dict[str, Key]:
+        """Every key this part owns, by full path."""
+        return {**{self.path(k): v for k, v in self.keys.items()}, **self.shared_keys}
 
 
-def unregister(kind: Kind, name: str) -> None:
-    """Remove a part (tests that register examples clean up with this)."""
-    _PARTS.pop((kind, name), None)
+# -- the table -------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    target: str  # "module:attr"; "" for a part registered as an object
+    origin: str  # BUILTIN or the installing package's name
+    part: Any = None
+    error: str = ""
 
 
-def _load_builtins() -> None:
-    # Built-in parts register themselves on import; importing here keeps callers from listing them.
-    import evoagent.rewards  # noqa: F401
-    import evoagent.strategies  # noqa: F401
-    import operators  # noqa: F401
+_TABLE: dict[str, _Entry] = {}
+_DISCOVERED = False
 
 
-def parts(kind: Kind) -> dict[str, Part]:
-    """Every registered part of one kind, by name, in registration order."""
-    _load_builtins()
-    return {name: p for (k, name), p in _PARTS.items() if k == kind}
+def _problem(entry: _Entry, key: str, text: str) -> str:
+    return f"plug-in package {entry.origin!r}: part {key!r}: {text}"
 
 
-def get(kind: Kind, name: str) -> Part:
-    """One part; ``KeyError`` if it is not registered."""
-    found = parts(kind).get(name)
-    if found is None:
+def _discover() -> None:
+    """Fill the table: built-ins, then installed packages' entry points (nothing imported)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for key, target in BUILTINS.items():
+        _TABLE.setdefault(key, _Entry(target, BUILTIN))
+    from importlib.metadata import distributions
+
+    seen: set[tuple[str, str]] = set()
+    for dist in distributions():  # entry_points.txt of each; METADATA only of the declaring ones
+        mine = [ep for ep in dist.entry_points if ep.group == GROUP]
+        if not mine:
+            continue
+        origin = dist.name or "?"
+        if origin.lower().replace("_", "-") == "evoagent":
+            continue  # our own distribution declares nothing here: built-ins are the table above
+        for ep in mine:
+            if (origin, ep.name) not in seen:  # one dist-info found twice on the path is one declaration
+                seen.add((origin, ep.name))
+                _add_declared(ep.name, ep.value, origin)
+
+
+def _add_declared(key: str, target: str, origin: str) -> None:
+    entry = _Entry(target, origin)
+    kind = key.split(".", 1)[0]
+    if kind not in KINDS or "." not in key or ":" not in target:
+        entry.error = _problem(entry, key, f"not a part declaration ({key!r} = {target!r}: "
+                               f"want '<kind>.<name>' = 'module:attr', kind one of {', '.join(KINDS)})")
+        _TABLE.setdefault(f"!{origin}:{key}", entry)
+        return
+    old = _TABLE.get(key)
+    if old is not None:
+        other = "a built-in part" if old.origin == BUILTIN else f"package {old.origin!r}"
+        old.error = old.error or _problem(entry, key, f"the name is already declared by {other}")
+        return
+    _TABLE[key] = entry
+
+
+def _load(key: str, entry: _Entry) -> Any:
+    if entry.error:
+        raise PluginError(entry.error)
+    if entry.part is None:
+        module, _, attr = entry.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for name in attr.split("."):
+                obj = getattr(obj, name)
+        except Exception as exc:  # any failure of someone else's module is one line, not a traceback
+            if entry.origin == BUILTIN:
+                raise
+            entry.error = _problem(entry, key, f"cannot load {entry.target}: {type(exc).__name__}: {exc}")
+            raise PluginError(entry.error) from None
+        kind, name = key.split(".", 1)
+        if getattr(obj, "kind", None) != kind or getattr(obj, "name", None) != name:
+            entry.error = _problem(entry, key, f"{entry.target} is not a {kind} part named {name!r} "
+                                   f"(found kind {getattr(obj, 'kind', None)!r}, name {getattr(obj, 'name', None)!r})")
+            raise PluginError(entry.error)
+        entry.part = obj
+    return entry.part
+
+
+def rediscover() -> None:
+    """Read the installed packages' declarations again (after installing one into a running process)."""
+    global _DISCOVERED
+    kept = {k: e for k, e in _TABLE.items() if e.target == ""}  # parts registered as objects
+    _TABLE.clear()
+    _DISCOVERED = False
+    _discover()
+    for key, entry in kept.items():
+        _TABLE.setdefault(key, entry)
+
+
+def names(kind: Kind) -> list[str]:
+    """Every declared part name of one kind, in declaration order, without importing any."""
+    _discover()
+    prefix = f"{kind}."
+    return [k[len(prefix):] for k in _TABLE if k.startswith(prefix)]
+
+
+def get(kind: Kind, name: str) -> Any:
+    """One part, imported on first use; ``KeyError`` if none is declared, ``PluginError`` if unusable."""
+    _discover()
+    entry = _TABLE.get(f"{kind}.{name}")
+    if entry is None:
         raise KeyError(f"unknown {kind} {name!r}")
+    return _load(f"{kind}.{name}", entry)
+
+
+def parts(kind: Kind) -> dict[str, Any]:
+    """Every declared part of one kind, by name, in declaration order (imports them all)."""
+    return {name: get(kind, name) for name in names(kind)}
+
+
+def origin(kind: Kind, name: str) -> str:
+    """Where a part comes from: ``built-in``, the installing package's name, or ``registered``."""
+    _discover()
+    return _TABLE[f"{kind}.{name}"].origin
+
+
+def problems() -> list[str]:
+    """One line per declared part that cannot be used (a bad declaration, a clash, a failed import)."""
+    _discover()
+    found = []
+    for key, entry in list(_TABLE.items()):
+        if key.startswith("!"):
+            found.append(entry.error)
+            continue
+        try:
+            _load(key, entry)
+        except PluginError as exc:
+            found.append(str(exc))
     return found
 
 
-def campaign_keys() -> Iterator[tuple[str, Key]]:
-    """Every part's campaign keys, as (full path, key)."""
-    for kind in ("operator", "strategy", "reward"):
+def register(part: Any) -> Any:
+    """Declare a part object directly; the same name with a different part is an error."""
+    _discover()
+    key = f"{part.kind}.{part.name}"
+    old = _TABLE.get(key)
+    if old is not None and old.part is None and not old.error:
+        try:
+            _load(key, old)
+        except PluginError:
+            pass
+    if old is not None and old.part is not None and old.part is not part and not _same(old.part, part):
+        raise ValueError(f"{part.kind} {part.name!r} is already registered")
+    if old is None or old.part is None:
+        _TABLE[key] = _Entry("", "registered", part)
+    return part
+
+
+def _same(a: Any, b: Any) -> bool:
+    return getattr(a, "fn", a) is getattr(b, "fn", b)
+
+
+def unregister(kind: Kind, name: str) -> None:
+    """Remove a part registered with ``register`` (tests that register examples clean up with this)."""
+    entry = _TABLE.get(f"{kind}.{name}")
+    if entry is not None and entry.target == "":
+        del _TABLE[f"{kind}.{name}"]
+
+
+def registered() -> list[Any]:
+    """The parts registered as objects (not importable by name elsewhere, e.g. on a Ray worker)."""
+    return [e.part for e in _TABLE.values() if e.target == "" and e.part is not None]
+
+
+def campaign_keys(kinds: tuple[str, ...] = ("operator", "strategy", "reward")) -> Iterator[tuple[str, Key]]:
+    """Every key of every part of ``kinds``, as (full path, key) (imports those parts)."""
+    for kind in kinds:
         for part in parts(kind).values():  # type: ignore[arg-type]
-            for key, spec in part.keys.items():
-                yield part.path(key), spec
+            yield from part_keys(part).items()
+
+
+def part_keys(part: Any) -> dict[str, Key]:
+    """A part's keys by full path (``Part.all_keys``; other declarations give full paths already)."""
+    return part.all_keys() if hasattr(part, "all_keys") else dict(part.keys)

@@ -7,11 +7,9 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
-
-import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +18,9 @@ from evoagent.errors import UserError
 from evoagent.escaping import raw, safe_console, visible
 from stores.base import Store
 from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
+
+if TYPE_CHECKING:  # Arrow loads when a result is fetched as Arrow (csv, json, parquet), not for a table
+    import pyarrow as pa
 
 
 def _console() -> Console:
@@ -82,16 +83,51 @@ def _finite(fragment: str | None) -> str:
     return _NONFINITE.sub(lambda m: f'"{m.group(1)}"' if m.group(1) else m.group(0), fragment)
 
 
-def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | None) -> None:
+TABLE_ROWS = 1_000  # a table on the terminal stops after this many rows...
+TABLE_CHARS = 1_000_000  # ...or this many characters of cell text
+CELL_CHARS = 10_000  # a longer cell is cut, saying how much is left out
+_TABLE_BATCH = 1_024
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > CELL_CHARS:
+        return value[:CELL_CHARS] + f" … [{len(value) - CELL_CHARS:,} more characters]"
+    return value
+
+
+def _table(rel: duckdb.DuckDBPyRelation, fh: IO[str], width: int | None) -> list[str]:
+    """The result as a table, fetched in chunks and stopped at the row and character budget."""
+    text = _as_text(rel, for_csv=False)
+    t = Table()
+    for name in text.columns:
+        t.add_column(_cell(name), overflow="fold")
+    rows = chars = 0
+    more = cut = False
+    for batch in text.to_arrow_reader(_TABLE_BATCH):
+        for row in zip(*(c.to_pylist() for c in batch.columns)):
+            if rows >= TABLE_ROWS or chars >= TABLE_CHARS:
+                more = True
+                break
+            cells = [_cut(v) for v in row]
+            cut = cut or cells != list(row)
+            chars += sum(len(v) for v in cells if v is not None)
+            t.add_row(*map(_cell, cells))
+            rows += 1
+        if more:
+            break
+    safe_console(fh, soft_wrap=False, width=width).print(t)
+    notes = [f"cells longer than {CELL_CHARS:,} characters are cut; --format csv or json shows them whole"] if cut else []
+    if more:
+        notes.append(f"table stopped at {rows:,} rows (a table shows at most {TABLE_ROWS:,} rows or "
+                     f"{TABLE_CHARS:,} characters); the query returns more: write all of it with "
+                     "--format csv|json|parquet --out FILE")
+    return notes
+
+
+def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | None) -> list[str]:
     if fmt == "table":
-        text = _as_text(rel, for_csv=False)
-        t = Table()
-        for name in text.columns:
-            t.add_column(_cell(name), overflow="fold")
-        for row in text.fetchall():
-            t.add_row(*map(_cell, row))
-        safe_console(fh, soft_wrap=False, width=width).print(t)
-    elif fmt == "csv":
+        return _table(rel, fh, width)
+    if fmt == "csv":
         import pyarrow.csv as pacsv
 
         reader = _as_text(rel, for_csv=True).to_arrow_reader(_BATCH_ROWS)
@@ -108,31 +144,40 @@ def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | No
     else:
         for line in _json_lines(rel):
             fh.write(line)
+    return []
 
 
-def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None) -> None:
-    """Print, or write to ``out`` (whole or not at all), one query result in the asked format.
+def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None, *, stream: IO[str] | None = None,
+                 width: int | None = None) -> list[str]:
+    """Print to ``stream`` (default stdout), or write to ``out`` (whole or not at all), one query
+    result in the asked format; returns notes for the user (e.g. where a table stopped).
 
     Values are rendered by DuckDB from its own types, so every value comes out as DuckDB
-    would print it, whatever its type; Parquet keeps types except those Parquet lacks."""
+    would print it, whatever its type; Parquet keeps types except those Parquet lacks.
+    A table stops at :data:`TABLE_ROWS` rows or :data:`TABLE_CHARS` characters; CSV and JSON
+    stream whole in batches (bounded memory). Into stdout they are escaped on a terminal and
+    byte-exact otherwise."""
     if fmt == "parquet" and not out:
         raise UserError("--format parquet needs --out FILE")
     try:
         if not out:
-            tty = sys.stdout.isatty()  # CSV/JSON into a pipe stay byte-exact; on a terminal, escaped
-            _render(rel, fmt, sys.stdout if tty else raw(sys.stdout), None if tty else 160)
-            return
+            if stream is None:
+                tty = sys.stdout.isatty()
+                stream, width = (sys.stdout if tty else raw(sys.stdout)), (width or (None if tty else 160))
+            return _render(rel, fmt, stream, width)
         tmp = f"{out}.partial-{os.getpid()}"
         try:
             if fmt == "parquet":
                 write_parquet_file(parquet_safe(rel).to_arrow_reader(_BATCH_ROWS), tmp)
+                notes: list[str] = []
             else:
                 with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                    _render(rel, fmt, fh, 160)
+                    notes = _render(rel, fmt, fh, 160)
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        return notes
     except duckdb.Error as exc:
         raise query_error(exc) from None
 

@@ -18,8 +18,14 @@ data_files=...)`` loads and TRL's trainers take as they are:
   any lower), ``prompt`` = the conversation up to that step, and the ``margin``.
 * ``prm`` (standard stepwise supervision, for ``PRMTrainer``): one row per trajectory whose
   every step has a value from ``reward_source``: ``prompt`` (system and user text),
-  ``completions`` (one per step: the action and its observation), ``labels`` (value >=
-  ``threshold``, default 0.5).
+  ``completions`` (one per step: the action, then ``\nObservation: `` and its observation),
+  ``labels`` (value >= ``threshold``, default 0.5). A multi-line action could look like an
+  observation in that text, so ``actions`` and ``observations`` hold each step's two parts
+  exactly, one list entry per step.
+
+An export with no rows is refused with one line, nothing written (``datasets`` cannot load an
+empty Parquet file). JSONL lines keep every character but U+2028, U+2029 and U+0085, which
+are written as ``\\u`` escapes: readers that split on ``str.splitlines()`` would cut a line there.
 
 Prompts hold only what the policy saw (never gold, never a reward); rewards stay in their
 own columns. Every file is written under a temporary name and renamed: nothing half-written.
@@ -47,6 +53,8 @@ __all__ = ["FORMATS", "Written", "export_training"]
 
 FORMATS = ("sft", "dpo", "prm")
 NOT_EXECUTED = "(not executed)"
+OBSERVATION = "\nObservation: "  # between a PRM completion's action and its observation
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"}  # str.splitlines() cuts at them
 _TEXT, _MESSAGES = pa.string(), pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 # Column types, so that every export (an empty one too) has the same columns.
 SCHEMAS = {
@@ -58,7 +66,8 @@ SCHEMAS = {
                       ("prefix_id", _TEXT)]),
     "prm": pa.schema([("prompt", _TEXT), ("completions", pa.list_(_TEXT)), ("labels", pa.list_(pa.bool_())),
                       ("values", pa.list_(pa.float64())), ("task_id", _TEXT), ("source", _TEXT),
-                      ("traj_id", _TEXT), ("reward_source", _TEXT)]),
+                      ("traj_id", _TEXT), ("reward_source", _TEXT), ("actions", pa.list_(_TEXT)),
+                      ("observations", pa.list_(_TEXT))]),
 }
 
 Rows = tuple[list[dict[str, Any]], dict[str, int]]  # the rows, and what was left out (and why)
@@ -88,15 +97,15 @@ class _Prompts:
         known = None
         c = self._campaign(store)
         if c is not None:
-            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars")
+            self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars", 2000)
             known = self._campaign_tasks(c)
         if known is None and any(r["env"] == "intercode_sql" for r in rows):  # e.g. imported runs
             from evoagent.envs.intercode_sql.data import load_tasks
 
             known = load_tasks()
-        schemas = {t.task_id: t.schema for t in known or ()}
-        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "", db=r["db"] or "",
-                                         hardness=r["hardness"] or "", schema=schemas.get(r["task_id"], {}))
+        schemas = {t.task_id: t.meta.get("schema", {}) for t in known or ()}
+        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "", meta={
+            "db": r["db"] or "", "hardness": r["hardness"] or "", "schema": schemas.get(r["task_id"], {})})
                       for r in rows}
 
     @staticmethod
@@ -127,7 +136,7 @@ class _Prompts:
         task = self.tasks.get(task_id) or Task(task_id, "", "")
         if task.env == "intercode_sql":
             return [{"role": "system", "content": AGENT.system.format(max_steps=self.max_steps)},
-                    {"role": "user", "content": AGENT.user.format(db=task.db, schema=schema_text(task),
+                    {"role": "user", "content": AGENT.user.format(db=task.meta.get("db", ""), schema=schema_text(task),
                                                                   question=task.question)}]
         if task.env == "game24":
             from evoagent.prompts import GAME24
@@ -181,7 +190,7 @@ def sft_rows(store: Any, prompts: _Prompts) -> Rows:
         messages = prompts.head(t["task_id"]) + prompts.turns(steps.get(t["traj_id"], []))
         if prompts.env(t["task_id"]) == "intercode_sql":  # its agents end an episode with submit
             messages.append({"role": "assistant", "content": SUBMIT})
-        hardness = prompts.tasks[t["task_id"]].hardness if t["task_id"] in prompts.tasks else ""
+        hardness = prompts.tasks[t["task_id"]].meta.get("hardness", "") if t["task_id"] in prompts.tasks else ""
         rows.append({"messages": messages, "task_id": t["task_id"], "source": t["source"],
                      "traj_id": t["traj_id"], "n_steps": t["n_steps"], "hardness": hardness})
     return rows, {}
@@ -287,11 +296,21 @@ def prm_rows(store: Any, prompts: _Prompts, reward_source: str, threshold: float
             continue
         head = prompts.head(t["task_id"])
         rows.append({"prompt": "\n\n".join(m["content"] for m in head),
-                     "completions": [f"{a}\n{prompts.observation(o)}" for a, o in mine],
+                     "completions": [f"{a}{OBSERVATION}{prompts.observation(o)}" for a, o in mine],
                      "labels": [v >= threshold for v in scores], "values": scores,
                      "task_id": t["task_id"], "source": t["source"], "traj_id": t["traj_id"],
-                     "reward_source": reward_source})
+                     "reward_source": reward_source, "actions": [a for a, _ in mine],
+                     "observations": [prompts.observation(o) for _, o in mine]})
     return rows, skipped
+
+
+def jsonl_line(row: dict[str, Any]) -> str:
+    """One JSON line, UTF-8 kept, with the characters other readers take for line breaks escaped."""
+    line = json.dumps(row, ensure_ascii=False)
+    for char, escaped in _LINE_BREAKS.items():
+        if char in line:  # only inside strings: JSON's own syntax has none of them
+            line = line.replace(char, escaped)
+    return line + "\n"
 
 
 def _write(rows: list[dict[str, Any]], schema: pa.Schema, path: Path, jsonl: bool) -> list[str]:
@@ -304,7 +323,7 @@ def _write(rows: list[dict[str, Any]], schema: pa.Schema, path: Path, jsonl: boo
         if jsonl:
             with staged[1].open("w", encoding="utf-8") as fh:
                 for row in rows:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    fh.write(jsonl_line(row))
         for staging, target in zip(staged, targets):
             os.replace(staging, target)
     finally:
@@ -347,5 +366,9 @@ def export_training(store_path: str, fmt: str, out_dir: str, *, jsonl: bool = Fa
             rows, skipped = prm_rows(store, prompts, source, 0.5 if threshold is None else threshold)
     finally:
         store.close()
+    if not rows:
+        empty = Written((), 0, skipped, source).summary(fmt)
+        raise UserError(f"nothing to export: {empty}; no file written (an empty Parquet file is not a dataset "
+                        "that datasets.load_dataset can load)")
     out.mkdir(parents=True, exist_ok=True)
     return Written(tuple(_write(rows, SCHEMAS[fmt], target, jsonl)), len(rows), skipped, source)

@@ -9,24 +9,47 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class FrozenMeta(dict):  # type: ignore[type-arg]
+    """A dict nobody can change after it is made (a task's ``meta``); pickles like a dict."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a task's meta is read-only; use Task.with_meta")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMeta, (dict(self),))
+
+
 @dataclass(frozen=True)
 class Task:
-    """One benchmark instance. ``gold`` is for scoring only; policies never see it."""
+    """One benchmark instance. ``gold`` is for scoring only; policies never see it.
+
+    ``meta``: the environment's own fields of the task (InterCode-SQL: ``db``, ``hardness``,
+    ``schema``; named by its part's ``meta_fields``), read-only; the store keeps them as JSON.
+    """
 
     task_id: str
     env: str
     question: str
-    db: str = ""
-    hardness: str = ""
     gold: str = field(default="", repr=False)
-    schema: dict[str, list[str]] = field(default_factory=dict, compare=False, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if type(self.meta) is not FrozenMeta:
+            object.__setattr__(self, "meta", FrozenMeta(self.meta))
+
+    def with_meta(self, **fields: Any) -> Task:
+        """This task with ``fields`` added to (or replacing those in) its meta."""
+        return replace(self, meta={**self.meta, **fields})
 
 
 def storable(text: str) -> str:

@@ -3,7 +3,8 @@
     python experiments/bench_cli.py --store /work/ref/main.duckdb [--runs 7] [--collect-runs 1]
 
 The store is copied into a temporary folder first (never read in place, so a running
-campaign is not disturbed and nothing is written beside it). Each row is a fresh process,
+campaign is not disturbed and nothing is written beside it) and the copy migrated to this
+version's schema if it is older. Each row is a fresh process,
 timed wall-clock from start to exit; the commands are run interleaved, ``--runs`` times
 each, so that a change of machine load touches all of them alike. Rows:
 
@@ -82,6 +83,7 @@ def main() -> None:
         store = Path(tmp) / "main.duckdb"
         shutil.copy(args.store, store)
         evo = _evoagent()
+        subprocess.run(evo + ["migrate", str(store)], check=True, stdout=subprocess.DEVNULL)  # a store of an older schema
         cases = {
             "help": evo + ["--help"],
             "sql": evo + ["sql", str(store), QUERY],

@@ -29,7 +29,7 @@ def _time_env(tasks, env):
 def _time_bare(tasks, sqls, cur):
     out = []
     for t, sql in zip(tasks, sqls):
-        cur.execute(f'USE "{t.db}"')
+        cur.execute(f'USE "{t.meta["db"]}"')
         t0 = time.perf_counter()
         try:
             cur.execute(sql)

@@ -78,8 +78,8 @@ def build(path: Path, n_steps: int, batch: int, n_tasks: int) -> float:
     t0 = time.perf_counter()
     with DuckDBStore(path, snapshot_every_s=1e9) as store:
         store.add_tasks([
-            Task(f"spider-{i:04d}", "intercode_sql", f"Question {i}?", db=f"db_{i % 160}",
-                 hardness=HARDNESS[i % len(HARDNESS)]) for i in range(n_tasks)
+            Task(f"spider-{i:04d}", "intercode_sql", f"Question {i}?",
+                 meta={"db": f"db_{i % 160}", "hardness": HARDNESS[i % len(HARDNESS)]}) for i in range(n_tasks)
         ])
         for start in range(0, n_traj, batch):
             store.write(synth_batch(start, min(batch, n_traj - start), rng, steps=None,

@@ -81,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    every = {t.db for t in launch.select_tasks(campaign.load(TOML))}
+    every = {t.meta["db"] for t in launch.select_tasks(campaign.load(TOML))}
     train_dbs = sorted(every - set(args.test_dbs))
     t_train = 0.0
     if not (out / "train.duckdb").exists():  # kept between runs: delete it to run that campaign again

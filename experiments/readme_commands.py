@@ -43,7 +43,7 @@ README = ROOT / "README.md"
 MKDOCS = ROOT / "mkdocs.yml"
 _FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _NOT_RUN = re.compile(r"^\*?Not run by the docs check: (.+?)\*?[ \t]*$")
-_NAV_PAGE = re.compile(r"^\s*-\s*(?:[^:\n]+:\s*)?([\w./-]+\.md)\s*$", re.M)
+_NAV_PAGE = re.compile(r"^\s*-\s*(?:.*:\s*)?([\w./-]+\.md)\s*$", re.M)
 _LAST_LINE = re.compile(r"#\s*last line:\s*(.+?)\s*$")
 _MARK = "@@readme-step"
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from evoagent.envs.intercode_sql.edits import edit as sql_edit
-from evoagent.envs.intercode_sql.edits import observed_values
 from evoagent.policies.base import is_submit
 from evoagent.policies.replay import NOVEL_SQL
-from evoagent.registry import Part, rate, register
+from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, execute
 from evoagent.trajectory import Trajectory
 
@@ -35,13 +33,16 @@ TRIES = 3  # executed queries tried (in a random order) before giving up: not ev
 
 def edit(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     """The parent's actions, then an edit of one of its executed queries as the answer."""
+    from evoagent.envs.intercode_sql.edits import edit as sql_edit  # sqlglot: loaded when an edit runs
+    from evoagent.envs.intercode_sql.edits import observed_values
+
     task = ctx.tasks[parent.task_id]
     executed = [s for s in parent.steps if s.observation is not None and not is_submit(s.action)]
     values = observed_values([s.observation for s in parent.steps])
     taken = set(parent.actions)
     got = None
     for base in rng.sample(executed, min(TRIES, len(executed))):
-        got = sql_edit(base.action, task.schema, values, rng)
+        got = sql_edit(base.action, task.meta.get("schema") or {}, values, rng)
         if got is not None and got[1] not in taken:
             break
         got = None
@@ -58,5 +59,5 @@ def edit(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     return Rollout(traj, out.env_steps)
 
 
-register(Part("operator", "edit", edit, {"rate": rate(0.0)}, arity=1,
-              doc="a schema-aware SQL edit of the parent's query as the new answer (InterCode-SQL)"))
+PART = Part("operator", "edit", edit, {"rate": rate(0.0)}, arity=1,
+            doc="a schema-aware SQL edit of the parent's query as the new answer (InterCode-SQL)")

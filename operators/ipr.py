@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from evoagent.registry import Key, Part, rate, register
+from evoagent.registry import Key, Part, rate
 from evoagent.rollout import Context, Rollout
 from evoagent.trajectory import Task
 from operators.stepwise import step_search
@@ -23,7 +23,7 @@ def ipr(task: Task, rng: random.Random, ctx: Context) -> Rollout:
     return step_search(task, rng, ctx, method="ipr", budget=ctx.settings["operators.ipr.k"], first_rising=False)
 
 
-register(Part("operator", "ipr", ipr, {
+PART = Part("operator", "ipr", ipr, {
     "rate": rate(0.0),  # off in evolution unless a campaign sets operators.ipr.rate
     "k": Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
-}, arity=0, doc="IPR: per step, the best of k sampled actions"))
+}, arity=0, doc="IPR: per step, the best of k sampled actions")

@@ -44,7 +44,7 @@ from dataclasses import replace
 from typing import Any
 
 from evoagent.policies.base import SUBMIT, Guidance, is_submit, masked
-from evoagent.registry import Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query
 from evoagent.rewards.signal import queries
 from evoagent.rollout import Context, Rollout, Started, begin, finish, rollout
@@ -167,5 +167,11 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     return Rollout(episode, used, candidates=cands, simulations=(sim,))
 
 
-register(Part("operator", "mcts", mcts, arity=0, takes_args=True,
-              doc="one MCTS pass (LATS): expand a selected leaf, evaluate its children, back up a value"))
+# The search's keys a pass reads (the mcts strategy declares them too, the same keys).
+KEYS: dict[str, Key] = {
+    "strategy.mcts.children": Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
+    "strategy.mcts.max_depth": Key(int, 10, lambda x: 1 <= x <= 100, "within 1..100"),
+    "strategy.mcts.rollout": Key(bool, False),
+}
+PART = Part("operator", "mcts", mcts, arity=0, takes_args=True, shared_keys=KEYS,
+            doc="one MCTS pass (LATS): expand a selected leaf, evaluate its children, back up a value")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from evoagent.errors import UserError
 from evoagent.policies.base import Guidance
-from evoagent.registry import Key, Part, rate, register
+from evoagent.registry import Key, Part, rate
 from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Step, Trajectory
 
@@ -59,7 +59,7 @@ def recombine(parents: Sequence[Trajectory], rng: random.Random, ctx: Context) -
                    operator="recombine")
 
 
-register(Part("operator", "recombine", recombine, {
+PART = Part("operator", "recombine", recombine, {
     "rate": rate(0.3),
     "n_parents": Key(int, 2, lambda x: 2 <= x <= 100, "within 2..100"),
-}, arity=None, fallback="revise", doc="SE-Agent recombination: context from one parent, answer from another"))
+}, arity=None, fallback="revise", doc="SE-Agent recombination: context from one parent, answer from another")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from evoagent.registry import Part, rate, register
+from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, execute
 from evoagent.trajectory import Trajectory
 
@@ -42,5 +42,5 @@ def refine(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
     return Rollout(out.trajectory, used + out.env_steps)
 
 
-register(Part("operator", "refine", refine, {"rate": rate(0.2)}, arity=1,
-              doc="SE-Agent refinement: the shortest verified clean-up"))
+PART = Part("operator", "refine", refine, {"rate": rate(0.2)}, arity=1,
+            doc="SE-Agent refinement: the shortest verified clean-up")

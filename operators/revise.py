@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 
 from evoagent.policies.base import Guidance
-from evoagent.registry import Part, rate, register
+from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Step, Trajectory
 
@@ -52,5 +52,5 @@ def revise(parent: Trajectory, rng: random.Random, ctx: Context) -> Rollout:
                    guidance=guidance, operator="revise")
 
 
-register(Part("operator", "revise", revise, {"rate": rate(0.4)}, arity=1,
-              doc="SE-Agent revision: re-roll from the first wrong step"))
+PART = Part("operator", "revise", revise, {"rate": rate(0.4)}, arity=1,
+            doc="SE-Agent revision: re-roll from the first wrong step")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from evoagent.registry import Key, Part, rate, register
+from evoagent.registry import Key, Part, rate
 from evoagent.rollout import Context, Rollout
 from evoagent.trajectory import Task
 from operators.stepwise import FALLBACKS, step_search
@@ -27,10 +27,10 @@ def rro(task: Task, rng: random.Random, ctx: Context) -> Rollout:
                        ceiling=s["operators.rro.ceiling"])
 
 
-register(Part("operator", "rro", rro, {
+PART = Part("operator", "rro", rro, {
     "rate": rate(0.0),  # off in evolution unless a campaign sets operators.rro.rate
     "max_candidates": Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
     "fallback": Key(str, "best", lambda x: x in FALLBACKS, f"one of {FALLBACKS}"),
     "rise_from": Key((int, float), 0.0, lambda x: 0 <= x <= 1e6, "within 0..1000000"),
     "ceiling": Key((int, float), 1.0, lambda x: 0 <= x <= 1e6, "within 0..1000000 (above the scale: off)"),
-}, arity=0, doc="RRO: per step, the first sampled action whose reward rises over the previous step's"))
+}, arity=0, doc="RRO: per step, the first sampled action whose reward rises over the previous step's")

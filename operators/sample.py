@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from evoagent.registry import Part, rate, register
+from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, rollout
 from evoagent.trajectory import Task
 
@@ -15,5 +15,5 @@ def sample(task: Task, rng: random.Random, ctx: Context) -> Rollout:
     return rollout(ctx, task, rng, operator="sample")
 
 
-register(Part("operator", "sample", sample, {"rate": rate(0.1)}, arity=0,
-              doc="a fresh rollout of the policy"))
+PART = Part("operator", "sample", sample, {"rate": rate(0.1)}, arity=0,
+            doc="a fresh rollout of the policy")

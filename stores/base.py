@@ -33,13 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from evoagent.errors import UserError
 from evoagent.trajectory import Step, Summary, Task, Trajectory
 
-if TYPE_CHECKING:  # polars loads when a frame is asked for: readers start with DuckDB and Arrow alone
+if TYPE_CHECKING:  # polars loads when a frame is asked for, pyarrow when a table is: a reader starts with DuckDB
     import polars as pl
+    import pyarrow as pa
 
 
 class StoreError(UserError):

@@ -37,6 +37,12 @@ _RESULT_SCHEMA = pa.schema([
 # of RAM), so a campaign's resident memory grew with its store (experiments/bench_engine.py --rss).
 # Past this much it evicts (the blocks are on disk) and spills query intermediates to PATH.tmp.
 WRITER_MEMORY_LIMIT = "512MB"
+# DuckDB checkpoints the WAL into the file on the commit that takes it past this size (default
+# 16 MB). Each checkpoint's cost grew with the store (experiments/bench_peers.py, 2,000 tasks x 6
+# children: COMMIT was 5.1 s of a generation's 9.0 s of SQL at 96k trajectories, 0.4 s with this),
+# so a campaign checkpoints every ~256 MB of new rows instead; close() and the next open checkpoint
+# the rest, and a killed writer's WAL is replayed on the next open, as before.
+WRITER_CHECKPOINT_THRESHOLD = "256MB"
 
 
 def _connect(path: str, memory_limit: str = WRITER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
@@ -46,6 +52,7 @@ def _connect(path: str, memory_limit: str = WRITER_MEMORY_LIMIT) -> duckdb.DuckD
         con = duckdb.connect(path)
         if path != ":memory:":  # an in-memory store has nowhere to evict to
             con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute(f"SET checkpoint_threshold = '{WRITER_CHECKPOINT_THRESHOLD}'")
         return con
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
@@ -132,8 +139,8 @@ class DuckDBStore(Store):
     def add_tasks(self, tasks: Sequence[Task]) -> int:
         table = pa.table({
             "task_id": [t.task_id for t in tasks], "env": [t.env for t in tasks],
-            "db": [t.db for t in tasks], "hardness": [t.hardness for t in tasks],
             "question": [t.question for t in tasks],
+            "meta": [json.dumps(dict(t.meta), sort_keys=True) for t in tasks],
         })
 
         def run() -> int:

@@ -22,13 +22,15 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from stores.base import StoreError, StoreReader
 from stores.schema import SCHEMA_VERSION, VIEWS
+
+if TYPE_CHECKING:  # Arrow loads when a result is fetched as Arrow: `evoagent sql` prints a table without it
+    import pyarrow as pa
 
 # Statement types `evoagent sql` accepts; everything else could modify something.
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "RELATION"}
@@ -39,7 +41,6 @@ _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
     "SET allow_unsigned_extensions = false",
     "SET allow_community_extensions = false",
-    "SET memory_limit = '2GB'",  # a reader never takes the machine: DuckDB fails the query instead
     "SET enable_external_access = false",
     "SET lock_configuration = true",
 )
@@ -61,11 +62,18 @@ def sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+READER_MEMORY_LIMIT = "2GB"  # a reader never takes the machine: DuckDB fails the query instead
+
+
 def connect_locked(database: str, *, read_only: bool = False, threads: int | None = None,
-                   readable: Sequence[str | Path] = ()) -> duckdb.DuckDBPyConnection:
-    """A connection that cannot touch any file but ``database`` (opened read-only if asked)
-    and the files in ``readable`` (a snapshot's Parquet parts, read by ``read_parquet``)."""
+                   memory_limit: str = READER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """A connection that cannot touch any file but ``database`` (opened read-only if asked).
+
+    No ``allowed_paths``: DuckDB lets a statement write the paths it allows as well as read
+    them (``COPY ... TO`` a snapshot part overwrote it), so a snapshot's parts reach DuckDB
+    as Arrow datasets, read by pyarrow (see ``stores.snapshot``)."""
     config: dict[str, Any] = {"threads": threads} if threads else {}
+    config["memory_limit"] = memory_limit
     con = duckdb.connect(database, read_only=read_only, config=config)
     locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
     if locked:
@@ -74,8 +82,6 @@ def connect_locked(database: str, *, read_only: bool = False, threads: int | Non
             con.close()
             raise StoreError(f"{database} is open in this process with external access enabled")
         return con
-    if readable:  # DuckDB checks these exact paths against every file access once external access is cut
-        con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in readable)}]")
     for statement in _LOCKDOWN:
         con.execute(statement)
     return con
@@ -163,6 +169,7 @@ def parquet_safe(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
         schema = rel.limit(0).to_arrow_table().schema
     except duckdb.Error as exc:
         raise query_error(exc) from None
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     exprs, changed = [], False
@@ -271,6 +278,7 @@ class ReadOnlyStore(StoreReader):
                 staging.mkdir()
                 write_parquet_file(reader, staging / "part-0.parquet")
             else:
+                import pyarrow as pa
                 import pyarrow.dataset as ds  # loads pandas: only for a partitioned export
 
                 fields = [reader.schema.field(c) for c in parts]
@@ -316,9 +324,9 @@ class FileStore(ReadOnlyStore):
 
     source = "file"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None):
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = READER_MEMORY_LIMIT):
         try:
-            con = connect_locked(str(path), read_only=True, threads=threads)
+            con = connect_locked(str(path), read_only=True, threads=threads, memory_limit=memory_limit)
         except duckdb.ConnectionException:
             raise WriterActive(str(path)) from None  # open in this process with another configuration
         except duckdb.IOException as exc:

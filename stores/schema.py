@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Raw tables: name -> column DDL, as the current version has them. Writes insert by column
 # name, so the order is for reading. Migrations create tables from these with IF NOT EXISTS
@@ -22,7 +22,9 @@ SCHEMA_VERSION = 5
 CORE_TABLES: dict[str, str] = {
     "meta": "key VARCHAR, value VARCHAR, written_at TIMESTAMP DEFAULT current_timestamp",
     "migrations": "name VARCHAR, version INTEGER, applied_at TIMESTAMP DEFAULT current_timestamp",
-    "tasks": "task_id VARCHAR, env VARCHAR, db VARCHAR, hardness VARCHAR, question VARCHAR",
+    # meta: the environment's own fields of the task (Task.meta) as JSON; db and hardness are the
+    # columns stores before v6 wrote (InterCode's), kept so that those rows still read.
+    "tasks": "task_id VARCHAR, env VARCHAR, db VARCHAR, hardness VARCHAR, question VARCHAR, meta JSON",
     "trajectories": (
         "traj_id VARCHAR, source VARCHAR, task_id VARCHAR, campaign VARCHAR, generation INTEGER, "
         "operator VARCHAR, item_id INTEGER, seed BIGINT, outcome_reward DOUBLE, n_steps INTEGER, "
@@ -104,7 +106,8 @@ _PRODUCTION_EDGES = (
 # Stable views. Each is written against raw.<table>, so the same text serves a
 # live DuckDB file and a Parquet snapshot (where raw.<table> is a view over files).
 VIEWS: dict[str, str] = {
-    "tasks": "SELECT task_id, env, db, hardness, question FROM raw.tasks",
+    "tasks": ("SELECT task_id, env, coalesce(meta->>'$.db', db) AS db, coalesce(meta->>'$.hardness', hardness) "
+              "AS hardness, question, meta FROM raw.tasks"),
     "trajectories": (
         "SELECT traj_id, task_id, source, campaign, generation, operator, outcome_reward, "
         "n_steps, cost_usd, input_tokens, output_tokens, seed, item_id, "
@@ -296,12 +299,21 @@ def _search(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE raw.work_plan ADD COLUMN IF NOT EXISTS args VARCHAR")
 
 
+def _task_meta(con: duckdb.DuckDBPyConnection) -> None:
+    # Task.meta (the environment's own fields) as JSON; rows written before it get theirs from
+    # the two columns they had.
+    con.execute("ALTER TABLE raw.tasks ADD COLUMN IF NOT EXISTS meta JSON")
+    con.execute("UPDATE raw.tasks SET meta = json_object('db', coalesce(db, ''), 'hardness', coalesce(hardness, '')) "
+                "WHERE meta IS NULL")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", 1, _initial),
     Migration("0002_llm_ledger", 2, _llm_ledger),
     Migration("0003_lineage_order", 3, _lineage_order),
     Migration("0004_lineage_dag", 4, _lineage_dag),
     Migration("0005_search", 5, _search),
+    Migration("0006_task_meta", 6, _task_meta),
 ]
 
 

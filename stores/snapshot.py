@@ -25,11 +25,9 @@ import re
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stores.base import StoreError
 from stores.readonly import (
@@ -37,6 +35,9 @@ from stores.readonly import (
     snapshot_dir, sql_string,
 )
 from stores.schema import RAW_TABLES, SCHEMA_VERSION, create_views
+
+if TYPE_CHECKING:  # Arrow loads to check a snapshot's parts, not for the store file
+    import pyarrow as pa
 
 __all__ = [
     "MANIFEST", "READ_STATEMENTS", "DamagedSnapshot", "SnapshotStore", "SnapshotWriter", "check_read_only",
@@ -91,6 +92,9 @@ def _read_json(path: Path) -> Any:
 
 def _check_part(folder: Path, root: str, table: str, rel: Any, columns: frozenset[str]) -> tuple[Path, pa.Schema]:
     """A part named by the manifest, or DamagedSnapshot: pattern, place, file type, Parquet, columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     m = _PART.fullmatch(rel) if isinstance(rel, str) else None
     if m is None or m.group(1) != table:
         raise DamagedSnapshot(f"part name {str(rel)[:80]!r} of {table} is not raw/{table}/part-N.parquet")
@@ -117,6 +121,8 @@ def load_manifest(folder: Path) -> dict[str, Any] | None:
     A manifest of another schema version is returned as read (its tables unchecked): the
     caller tells the user to migrate, or republishes. Checked parts come back under
     ``_files``: table -> (paths, schema)."""
+    import pyarrow as pa
+
     manifest = _read_json(folder / MANIFEST)
     if manifest is None:
         return None
@@ -236,7 +242,7 @@ class SnapshotStore(ReadOnlyStore):
 
     source = "snapshot"
 
-    def __init__(self, store_path: str | Path, *, threads: int | None = None):
+    def __init__(self, store_path: str | Path, *, threads: int | None = None, memory_limit: str | None = None):
         path = str(store_path)
         folder = snapshot_dir(store_path)
         try:
@@ -256,29 +262,35 @@ class SnapshotStore(ReadOnlyStore):
                 f"this evoagent reads v{SCHEMA_VERSION}; upgrade it with: evoagent migrate {path}"
             )
         self.published_at = manifest.get("published_at")
-        parts = {name: [str(p) for p in files[0]] for name, files in manifest["_files"].items()}
-        # locked before any data is reachable; the checked parts are the only files it may read
-        con = connect_locked(":memory:", threads=threads, readable=[p for ps in parts.values() for p in ps])
+        import pyarrow.dataset as ds  # it loads pandas: only readers of a snapshot pay for it
+
+        con = connect_locked(":memory:", threads=threads,  # locked before any data is reachable
+                             **({"memory_limit": memory_limit} if memory_limit else {}))
         super().__init__(path, con)
         con.execute("CREATE SCHEMA raw")
         for name, cols in RAW_TABLES.items():
-            if parts.get(name):
-                listed = ", ".join(sql_string(p) for p in parts[name])
-                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM read_parquet([{listed}])")
+            files = manifest["_files"].get(name)
+            if files:  # read by pyarrow, never by DuckDB's file system: see connect_locked
+                con.register(f"_snapshot_{name}", ds.dataset([str(p) for p in files[0]], schema=files[1],
+                                                            format="parquet"))
+                con.execute(f"CREATE VIEW raw.{name} AS SELECT * FROM _snapshot_{name}")
             else:
                 con.execute(f"CREATE TABLE raw.{name} ({cols})")
         create_views(con)
 
 
-def open_reader(store_path: str | Path, *, threads: int | None = None) -> ReadOnlyStore:
+def open_reader(store_path: str | Path, *, threads: int | None = None,
+                memory_limit: str | None = None) -> ReadOnlyStore:
     """The freshest read-only view of a store: the file itself when no writer holds it
-    (then closing promptly matters, see :class:`FileStore`), else its snapshot."""
+    (then closing promptly matters, see :class:`FileStore`), else its snapshot; ``memory_limit``:
+    DuckDB's (default ``stores.readonly.READER_MEMORY_LIMIT``)."""
+    limit = {"memory_limit": memory_limit} if memory_limit else {}
     p = Path(store_path)
     if p.is_dir():
         raise StoreError(f"{store_path} is a folder, not a store file")
     if p.is_file():
         try:
-            return FileStore(store_path, threads=threads)
+            return FileStore(store_path, threads=threads, **limit)
         except WriterActive:
             pass
-    return SnapshotStore(store_path, threads=threads)
+    return SnapshotStore(store_path, threads=threads, **limit)

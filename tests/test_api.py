@@ -104,3 +104,37 @@ def test_importing_evoagent_loads_neither_the_api_nor_its_dependencies() -> None
             "'ray', 'pandas', 'matplotlib') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+class FirstMove:
+    """A policy object: one fixed move, then submit (deterministic, no gold)."""
+
+    name = "api_first_move_test"
+
+    def next_action(self, task, history, guidance, rng):  # type: ignore[no-untyped-def]
+        from evoagent.policies.base import SUBMIT, Action
+
+        return Action(SUBMIT if history else "4 + 5 = 9 (left: 6 9 10)")
+
+
+def test_an_environment_and_a_policy_given_as_objects(tmp_path: Path) -> None:
+    from dataclasses import replace as with_
+
+    from evoagent.envs.base import Environment
+
+    game24 = registry.get("environment", "game24")
+    mine = Environment(name="api_env_test", load_tasks=lambda cfg: [with_(t, env="api_env_test") for t in
+                                                                    game24.load_tasks(cfg)[:2]],
+                       make_env=game24.make_env, policies=("api_first_move_test",), render_task=game24.render_task,
+                       keys=game24.keys)
+    try:
+        c = evoagent.make_campaign({k: v for k, v in DOC.items() if k not in ("env", "tasks", "policy")},
+                                   env=mine, policy=FirstMove())
+        assert (c.get("env.kind"), c.get("policy.kind")) == ("api_env_test", "api_first_move_test")
+        assert evoagent.run(c, tmp_path / "o.duckdb").status == "completed"
+        with evoagent.results(tmp_path / "o.duckdb") as r:
+            rows = r.sql("SELECT DISTINCT action FROM steps")["action"].to_list()
+        assert rows == ["4 + 5 = 9 (left: 6 9 10)"]
+    finally:
+        registry.unregister("environment", "api_env_test")  # type: ignore[arg-type]
+        registry.unregister("policy", "api_first_move_test")  # type: ignore[arg-type]

@@ -45,9 +45,10 @@ def test_bad_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
 
 @pytest.mark.parametrize("value", ['"many"', "-1", "true", "33"])
 def test_bad_sender_processes_are_refused(campaign_file: Path, value: str) -> None:
+    llm = ["policy.kind=openai"]  # the key of the LLM policies
     with pytest.raises(UserError, match="'policy.processes'"):
-        campaign.load(campaign_file, [f"policy.processes={value}"])
-    assert campaign.load(campaign_file, ["policy.processes=2"]).get("policy.processes") == 2
+        campaign.load(campaign_file, [*llm, f"policy.processes={value}"])
+    assert campaign.load(campaign_file, [*llm, "policy.processes=2"]).get("policy.processes") == 2
 
 
 def test_misspelt_key_gets_a_suggestion(tmp_path: Path) -> None:

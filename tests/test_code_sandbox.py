@@ -181,3 +181,33 @@ def test_nothing_carries_over_between_programs(sandbox):
     assert first.status == "ok", first
     second = sandbox.run("import os\nprint(sorted(os.listdir('/tmp')), sorted(os.listdir('.')))\n", [])
     assert second.status == "ok" and second.output == "['output', 'run'] []\n", second
+
+
+def test_workers_end_with_the_campaign_process():
+    """kill -9 of the process holding the pool: its workers see their socket close and exit."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from evoagent.envs.code.sandbox import Sandbox\nbox = Sandbox(size=1)\n"
+              "assert box.run('print(1)', []).output == '1\\n'\n"
+              "print(box._idle[0].proc.pid, flush=True)\nimport time\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for _ in range(100):  # the worker is the killed process's child: gone once it has exited
+            try:
+                with open(f"/proc/{worker}/status") as handle:
+                    if "State:\tZ" in handle.read():
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the sandbox worker outlived the process that started it")
+    finally:
+        proc.kill()
+        proc.wait()

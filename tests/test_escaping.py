@@ -81,14 +81,15 @@ def _strip_own_sgr(text: bytes) -> bytes:
 DRIVER = """
 import sys
 from evoagent.cli import main
-for i, args in enumerate(ARGS):
-    try:
-        main.main(args, prog_name="evoagent")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    sys.stdout.flush(); sys.stderr.flush()
-    sys.stdout.write(f"\\n@@@ {i} {code}\\n"); sys.stdout.flush()
+if __name__ == "__main__":  # evoagent sql's fork server imports this file again, as __mp_main__
+    for i, args in enumerate(ARGS):
+        try:
+            main.main(args, prog_name="evoagent")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush(); sys.stderr.flush()
+        sys.stdout.write(f"\\n@@@ {i} {code}\\n"); sys.stdout.flush()
 """
 
 
@@ -147,6 +148,7 @@ def printed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, by
         "status missing": ["status", f"/nonexistent/{HOSTILE}.duckdb"],
         "usage": ["sql", "--bogus" + HOSTILE],
         "show": ["show", store, tid],
+        "lineage": ["lineage", store, tid],
         "status": ["status", store],
         "import intercode": ["import", "intercode", str(recorded), "--store", str(tmp / "i.duckdb")],
         "import game24": ["import", "game24", str(named), "--store", str(tmp / "g.duckdb")],
@@ -172,7 +174,7 @@ def test_safe_stream_escapes_and_has_no_buffer_to_bypass() -> None:
         s.write(b"\x1b")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["sql table", "sql csv", "sql json", "sql trajectories", "show", "status",
+@pytest.mark.parametrize("name", ["sql table", "sql csv", "sql json", "sql trajectories", "show", "lineage", "status",
                                   "import intercode", "import game24"])
 def test_commands_on_a_terminal_escape_what_they_print(printed: dict, name: str) -> None:
     code, out = printed[name]

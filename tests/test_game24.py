@@ -417,7 +417,7 @@ def test_mcts_treats_a_node_whose_action_ended_the_episode_as_terminal(playing_o
     from operators.mcts import mcts
 
     c, ctx, store = playing_on("strategy.kind=mcts", "strategy.mcts.children=2", "budget.generations=4",
-                               "mu=1", "lambda=1")
+                               "mu=1")
     task = ctx.tasks["game24/901"]
     line: list[str] = []  # PlaysOn's 3 moves to the last number, 24
     for _ in range(3):

@@ -228,3 +228,33 @@ def test_llm_policy_and_judge_share_the_ledger_and_budget(tmp_path: Path, point)
         assert by.get("reward/judge/v1", 0) > 0 and by.get("agent/intercode_sql/v1", 0) > 0
         _assert_paid_once(srv, r)  # neither the policy nor the judge paid twice
         r.close()
+
+
+def _no_score(body: dict) -> dict:
+    """A judge that never scores: it chats instead, with a terminal escape in its text."""
+    return {"content": [{"type": "text", "text": "It looks fine \x1b[2J to me."}], "stop_reason": "end_turn"}
+
+
+def test_a_judge_that_cannot_score_stops_the_campaign_resumably(tmp_path: Path, point) -> None:
+    """Issue 19 item 9: every answer unusable used to give every score the fallback 0.5 and exit 0."""
+    with FakeAnthropic(_no_score) as srv:
+        point(srv.url)
+        out = _start(tmp_path, "u")
+    assert out.status.startswith("stopped: reward model judge(") and "cannot score: " in out.status
+    assert "answers had no usable score (more than rewards.judge.max_unusable = 0.5)" in out.status
+    assert "It looks fine \\u001b[2J to me." in out.status and "\x1b" not in out.status and "\n" not in out.status
+    r = SnapshotStore(tmp_path / "u.duckdb")
+    # at most the tolerated unusable answers (half of MIN_ANSWERS = 20, before the window is judged) were
+    # scored with the fallback; the campaign stopped at the first window that went over (the old judge: all)
+    assert len(_judge_rows(r)) <= 10
+    assert r.scalar("SELECT count(*) FROM work_items WHERE status = 'failed'") == 0
+    assert r.scalar("SELECT count(*) FROM work_items WHERE status = 'pending'") > 0
+    asked = r.scalar("SELECT count(*) FROM llm_calls")
+    r.close()
+    with FakeAnthropic(judge_responder) as srv:  # the judge fixed: resume asks the unusable answers again
+        point(srv.url)
+        assert launch.resume(str(tmp_path / "u.duckdb")).status == "completed"
+        assert sum(srv.delivered().values()) >= asked
+    r = SnapshotStore(tmp_path / "u.duckdb")
+    assert _judge_rows(r)
+    r.close()

@@ -12,7 +12,9 @@ from evoagent import campaign, launch
 from evoagent.policies import Guidance, ReplayPolicy
 from evoagent.rollout import rollout
 from evoagent.trajectory import Step, Task
-from operators import recombine, refine, revise
+from operators.recombine import recombine
+from operators.refine import refine
+from operators.revise import revise
 from operators.revise import first_wrong_step
 from stores import SnapshotStore
 

@@ -1,6 +1,7 @@
 """A real store file written by schema v1 upgrades forward and keeps its data."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,11 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     with DuckDBStore(path) as store:
         names = store.query("SELECT name FROM raw.migrations ORDER BY version").column(0).to_pylist()
         assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order", "0004_lineage_dag",
-                         "0005_search"]
+                         "0005_search", "0006_task_meta"]
         assert store.scalar("SELECT count(*) FROM population") > 0
+        # v6: the tasks' own fields as JSON, from the columns old rows had
+        db, meta = store.query("SELECT db, meta FROM tasks WHERE db <> '' LIMIT 1").to_pylist()[0].values()
+        assert json.loads(meta)["db"] == db
         assert store.scalar("SELECT count(*) FROM llm_calls") == 0
         pop = store.query("SELECT * FROM population ORDER BY ALL").to_pylist()
         # v3: lineage rows from before it have no parent position; parents come back by id.
@@ -69,7 +73,7 @@ def test_v4_makes_an_old_stores_lineage_a_dag(tmp_path: Path) -> None:
 
     assert CliRunner().invoke(main, ["migrate", str(path)]).exit_code == 0
     with DuckDBStore(path) as store:
-        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 5
+        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 6
         assert sorted(edges(store)) == want and len(want) < len(old)
         assert_dag(edges(store))
         got = store.query("SELECT traj_id, generation, item_id, parents FROM rediscoveries").to_pylist()

@@ -64,7 +64,7 @@ def test_environment_scores_own_gold_and_lists_the_failing_one(cache: Path) -> N
     db = build.database_path(DUMP)
     tasks = icdata.with_schemas(icdata.load_tasks(TASKS), build.catalog(db))
     assert [t.task_id for t in tasks] == [f"own_tasks/{i}" for i in range(6)]
-    assert tasks[1].schema["book"][1] == "title"  # no db_tables in the file: taken from the dump
+    assert tasks[1].meta["schema"]["book"][1] == "title"  # no db_tables in the file: taken from the dump
     env = InterCodeSQLEnv(database=db)
     try:
         assert icdata.gold_failures(tasks, env) == [tuple(FAILING_GOLD.split(": ", 1))]

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def truncate() -> Iterator[None]:
-    """Exec the README's "Extending" example (so the README cannot rot), then unregister it."""
-    text = (ROOT / "README.md").read_text()
+    """Exec the docs' "Extending" example (so the docs cannot rot), then unregister it."""
+    text = (ROOT / "docs" / "extending.md").read_text()
     section = text[text.index("## Extending"):text.index("## Layout")]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 15 <= len(code.strip().splitlines()) <= 30
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    exec(compile(code, "docs/extending.md", "exec"), {"__name__": "readme_example"})
     yield
     registry.unregister("operator", "truncate")
 
@@ -51,7 +51,7 @@ def test_registered_keys_are_validated(truncate: None, campaign_file: Path) -> N
 
 
 def test_keys_of_unregistered_parts_are_unknown(campaign_file: Path) -> None:
-    with pytest.raises(UserError, match="unknown key 'operators.truncate.rate'"):
+    with pytest.raises(UserError, match="unknown key 'operators.truncate'"):
         campaign.load(campaign_file, ["operators.truncate.rate=1"])
     with pytest.raises(UserError, match="key 'strategy.kind': unknown strategy 'beam' \\(have [a-z_, ]*evolution"):
         campaign.load(campaign_file, ["strategy.kind=beam"])

@@ -179,6 +179,11 @@ class Faulty:
             return web.json_response({"error": {"message": "overloaded", "code": 503}}, status=503)
         if step == "400":
             return web.json_response({"error": {"message": "bad input\nsecond line", "code": 400}}, status=400)
+        if step == "osc":  # a body that would set the clipboard and clear a terminal
+            return web.json_response({"error": {"message": "no \x1b]52;c;aGk=\x07 \x1b[2J way", "code": 400}},
+                                     status=400)
+        if step == "words":  # an answer without numbers: no score can be read from it
+            return web.json_response({"data": [{"index": 0, "probs": ["\x1b[31mhigh", "low"]}]})
         if step == "huge":
             return web.Response(body=b"[" + b"0," * (5 << 20) + b"0]", content_type="application/json")
         if step == "stall":
@@ -209,6 +214,8 @@ def test_503s_and_stalls_are_retried_until_an_answer(ctx: Context, model: Proces
     (["stall"], 0.3, "failed 1 times (last: no answer within 0.3 s)"),
     (["400"], 1, "refused the request: HTTP 400: bad input second line"),
     (["huge"], 60, "more than 8 MiB"),
+    (["osc"], 1, "HTTP 400: no \\x1b]52;c;aGk=\\x07 \\x1b[2J way"),  # escaped, never raw (issue 19 item 3)
+    (["words"], 1, "cannot score: "),
 ])
 def test_a_server_that_does_not_recover_stops_with_one_line(ctx: Context, model: ProcessRewardModel,
                                                             script: list[str], timeout: float, reason: str) -> None:
@@ -220,7 +227,10 @@ def test_a_server_that_does_not_recover_stops_with_one_line(ctx: Context, model:
         reward.close()
         server.release.set()
     assert isinstance(err.value, BudgetExceeded)  # the runner's clean stop: the item stays pending
-    assert reason in str(err.value) and "\n" not in str(err.value)
+    assert reason in str(err.value) and "\n" not in str(err.value) and "\x1b" not in str(err.value)
+    if script == ["words"]:  # names the model and shows the answer (escaped)
+        assert "reward model http(api=classify,digest=unreported," in str(err.value)
+        assert "not a finite number" in str(err.value) and '\\u001b[31mhigh' in str(err.value)
     assert reward.requests == server.seen == len(script)
     # nobody listens: the client cannot tell which model it would score with, so it does not start
     with pytest.raises(UserError, match=r"cannot tell which model http://127.0.0.1:9 serves \(.*refused"):

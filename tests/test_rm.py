@@ -56,9 +56,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 
 def _task(**kw: object) -> Task:
-    base = {"task_id": "sql/x", "env": "intercode_sql", "question": "How many singers?", "db": "concert_singer",
-            "gold": "SELECT count(DISTINCT singer_id) FROM singer", "schema": {"singer": ["singer_id", "name"]}}
-    return Task(**{**base, **kw})  # type: ignore[arg-type]
+    base = {"task_id": "sql/x", "env": "intercode_sql", "question": "How many singers?",
+            "gold": "SELECT count(DISTINCT singer_id) FROM singer"}
+    meta = {"db": "concert_singer", "schema": {"singer": ["singer_id", "name"]}}
+    meta.update({k: kw.pop(k) for k in ("db", "schema") if k in kw})
+    return Task(**{**base, **kw}, meta=meta)  # type: ignore[arg-type]
 
 
 def test_prefix_text_is_one_line_per_field_never_shows_gold_and_keeps_the_end() -> None:
@@ -399,3 +401,17 @@ def test_rm_train_splits_by_gold_class_so_no_twin_is_on_both_sides() -> None:
     assert not {of[i] for i in train_ids} & {of[i] for i in held}
     assert 0.1 < len(held) / len(tasks) < 0.3 and split_by(TrainOptions()) == "gold_class"
     assert split_by(TrainOptions(holdout_dbs=("pets_1",))) == "database"
+
+
+def test_tasks_without_gold_text_are_each_their_own_class() -> None:
+    """Game of 24 tasks carry no gold text: each puzzle is its own class, and the split is the task draw."""
+    import random
+
+    from evoagent.envs.game24.data import load_tasks
+    from evoagent.rm.leakage import classes
+    from evoagent.rm.train import TrainOptions, split_tasks
+
+    tasks = {t.task_id: t for t in load_tasks()}
+    assert len(set(classes(tasks.values()).values())) == len(tasks)
+    _, held = split_tasks(tasks, TrainOptions(holdout=0.2, seed=0))
+    assert held == set(random.Random(0).sample(sorted(tasks), round(len(tasks) * 0.2)))

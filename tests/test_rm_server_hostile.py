@@ -117,12 +117,17 @@ def test_a_connection_without_a_whole_head_is_closed(model: ProcessRewardModel, 
 
 def test_memory_is_bounded_by_bytes_received(model: ProcessRewardModel) -> None:
     """Bodies that do send bytes share ``max_buffered_bytes``; past it a request is refused, not stored."""
-    with BackgroundServer(model, limits=Limits(max_buffered_bytes=100_000)) as srv:
-        s = socket.create_connection(_address(srv))
-        s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 300000\r\n\r\n" + b"{" + b" " * 150_000)
-        answer = _closed_by_server(s, 10)
+    head = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 90000\r\n\r\n{")
+    with BackgroundServer(model, limits=Limits(max_body_bytes=100_000, max_buffered_bytes=100_000)) as srv:
+        first = socket.create_connection(_address(srv))
+        first.sendall(head + b" " * 60_000)  # holds 60 kB and stalls
+        _until(lambda: srv._routes.buffered > 50_000)
+        second = socket.create_connection(_address(srv))
+        second.sendall(head + b" " * 60_000)  # would take the bodies in memory past 100 kB
+        answer = _closed_by_server(second, 10)
         assert answer.startswith(b"HTTP/1.1 503") and b"bytes of request bodies" in answer
+        first.close()
         _until(lambda: srv._routes.buffered == 0)
         with httpx2.Client(base_url=srv.url) as client:
             assert client.post("/classify", json={"input": "a"}).status_code == 200

@@ -77,6 +77,8 @@ def test_a_prm_retrained_in_place_is_refused_at_resume(tmp_path: Path, campaign_
 
     train_tiny_prm(folder, n_runs=30)  # the same training data again: the same files, the same digest
     assert load_model(folder).digest == old
+    with DuckDBStore(store) as s:  # a store from before the record: its rewards rows are the record
+        s._con.execute("DELETE FROM raw.meta WHERE key = 'reward_models'")
     assert launch.resume(str(store)).status == "completed"
     assert {s.split(")")[0] for s in _sources(store) if s.startswith("prm(")} == {f"prm(model={old}"}
 
@@ -149,3 +151,26 @@ def test_a_model_changed_mid_run_stops_the_campaign_cleanly(tmp_path: Path, camp
     with BackgroundServer(first, port=port):  # the campaign's model served again: it goes on
         assert launch.resume(str(store)).status == "completed"
     assert {s.split("digest=")[1][:12] for s in _sources(store) if s.startswith("http(")} == {first.digest}
+
+
+@pytest.mark.slow  # a campaign process killed by SIGKILL at a commit count, then the CLI's resume (~30 s loaded)
+def test_a_killed_campaign_whose_prm_was_retrained_is_refused_by_the_cli(tmp_path: Path, campaign_file: Path) -> None:
+    import subprocess
+
+    from crash_soak import KillPoint, cli, cli_env, kill_at  # experiments/ is on the path (conftest)
+
+    folder = train_tiny_prm(tmp_path / "prm", n_runs=30)
+    store = tmp_path / "k.duckdb"
+    sets = [a for s in PRM + [f"rewards.prm.path={folder}", "budget.generations=6"] for a in ("--set", s)]
+    proc = subprocess.Popen(cli("run", str(campaign_file), "--store", str(store), *sets),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
+    assert kill_at(proc, store, KillPoint(commits=40, startup=False)), "the campaign finished before the kill"
+    old = load_model(folder).digest
+    assert any(s.startswith(f"prm(model={old})") for s in _sources(store))  # it had scored before it died
+    before = _state(store)
+    train_tiny_prm(folder, n_runs=50)
+    got = subprocess.run(cli("resume", str(store)), capture_output=True, text=True, env=cli_env())
+    assert got.returncode == 2
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"prm(model={old})" in lines[0] and f"prm(model={load_model(folder).digest})" in lines[0]
+    assert _state(store) == before

@@ -44,7 +44,7 @@ def make_store(path: Path, campaign: str = "c1") -> Path:
     b = _traj("t2", ["SELECT 2", "SELECT 3"], 0.0, 0)
     child = _traj("t2", ["SELECT 2", "SELECT 4"], 1.0, 1, parents=(b.traj_id,))
     with DuckDBStore(path, snapshot_every_s=1e9) as s:
-        s.add_tasks([Task("t1", "intercode_sql", "Q1?", db="d"), Task("t2", "intercode_sql", "Q2?", db="d")])
+        s.add_tasks([Task("t1", "intercode_sql", "Q1?", meta={"db": "d"}), Task("t2", "intercode_sql", "Q2?", meta={"db": "d"})])
         s.put_meta("campaign", json.dumps({"name": campaign, "mu": 1, "budget.generations": 1}))
         items0 = [WorkItem(0, 0, "sample", "t1", (), 1), WorkItem(0, 1, "sample", "t2", (), 2)]
         s.plan_generation(0, items0)

@@ -120,7 +120,8 @@ def test_prm_labels_every_step_from_one_source(search_store: Path, tmp_path: Pat
     out = export_training(str(search_store), "prm", str(tmp_path / "t"), reward_source=SOURCE, threshold=0.9)
     assert out.rows == 1 and out.skipped == {"trajectories with unscored steps": 1}
     row = _load(out.paths[0], tmp_path / "cache")[0]
-    assert row["completions"] == [f"{A}\nrows of {A}", f"{D}\nrows of {D}"]
+    assert row["completions"] == [f"{A}\nObservation: rows of {A}", f"{D}\nObservation: rows of {D}"]
+    assert row["actions"] == [A, D] and row["observations"] == [f"rows of {A}", f"rows of {D}"]
     assert row["labels"] == [False, True] and row["values"] == [0.8, 1.0]
     assert row["prompt"].startswith(AGENT.system.format(max_steps=10))
     with pytest.raises(Exception, match="--reward-source 'nope'"):

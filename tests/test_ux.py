@@ -144,13 +144,14 @@ def test_a_slow_start_up_step_gets_a_line_a_quick_one_does_not(monkeypatch: pyte
 
 # -- item 16: Message Batches only when asked for -----------------------------------
 def test_batching_is_never_inferred_from_the_terminal(tmp_path: Path, campaign_file: Path) -> None:
-    assert campaign.load(campaign_file).get("policy.batch") is False
+    llm = ['policy.kind="anthropic"']  # policy.batch is the LLM policies' key
+    assert campaign.load(campaign_file, llm).get("policy.batch") is False
     assert batch_mode("auto") is False and batch_mode(False) is False and batch_mode(True) is True
     out = invoke(["run", campaign_file, "--store", tmp_path / "s.duckdb", "--set", 'policy.batch="auto"'])
     assert out.exit_code == 2 and '"auto" is gone' in out.output
     # a store written when "auto" existed resumes with direct calls
     with DuckDBStore(tmp_path / "old.duckdb") as store:
-        c = campaign.load(campaign_file)
+        c = campaign.load(campaign_file, llm)
         store.put_meta("campaign", json.dumps({**c.values, "policy.batch": "auto"}))
         assert launch.stored_campaign(store).get("policy.batch") is False
 

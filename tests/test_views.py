@@ -12,8 +12,8 @@ from evoagent.report.ancestry import Edge, walk
 from evoagent.trajectory import Step, Task, Trajectory
 from stores import DuckDBStore, TrajectoryBatch
 
-TASKS = [Task("hand/1", "intercode_sql", "How many singers?", db="concert", hardness="easy"),
-         Task("hand/2", "intercode_sql", "Oldest singer?", db="concert", hardness="hard")]
+TASKS = [Task("hand/1", "intercode_sql", "How many singers?", meta={"db": "concert", "hardness": "easy"}),
+         Task("hand/2", "intercode_sql", "Oldest singer?", meta={"db": "concert", "hardness": "hard"})]
 
 
 def traj(task: str, actions: list[str], reward: float, gen: int | None = None, op: str | None = None,

@@ -32,11 +32,13 @@ def unexplained_gap(kind: str, n_tasks: int = 30, seeds: int = 8, limit: int = 1
     """``D`` of the module docstring for replay policy ``kind`` on a seeded sample of bundled tasks."""
     from evoagent.envs.intercode_sql.data import load_tasks
     from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
-    from evoagent.policies import make_policy
+    from evoagent.policies.replay import RecorderStopsReplayPolicy, ReplayPolicy
     from evoagent.rollout import Context, rollout
 
+    walk = {"replay": ReplayPolicy, "replay_recorder_stops": RecorderStopsReplayPolicy}[kind]
+
     tasks = random.Random(0).sample(load_tasks(), n_tasks)
-    ctx = Context(tasks={t.task_id: t for t in tasks}, policy=make_policy(kind, explore=explore),
+    ctx = Context(tasks={t.task_id: t for t in tasks}, policy=walk.from_bundled(explore=explore),
                   make_env=InterCodeSQLEnv, max_steps=limit)
     runs = []
     try:

@@ -28,7 +28,9 @@ COMMANDS: dict[str, str] = {
     "show": "evoagent.cli.views:show",
     "lineage": "evoagent.cli.views:lineage",
     "rm": "evoagent.cli.rm:rm",
+    "watch": "evoagent.cli.watch:watch",
     "bench": "evoagent.cli.bench:bench",
+    "parts": "evoagent.cli.parts:parts",
 }
 
 

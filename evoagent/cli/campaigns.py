@@ -56,9 +56,11 @@ def _run_campaign(call: Callable[..., Any], store_path: str, *args: Any) -> None
 @one_line_errors
 def run(campaign_file: str, store_path: str, overrides: tuple[str, ...]) -> None:
     """Run a campaign file (validated before any work); Ctrl-C stops cleanly."""
-    from evoagent import campaign, launch
+    from evoagent import campaign
 
-    c = campaign.load(campaign_file, overrides)
+    c = campaign.load(campaign_file, overrides)  # every key problem at once, before the engine loads
+    from evoagent import launch
+
     _run_campaign(launch.start, store_path, c, store_path)
 
 

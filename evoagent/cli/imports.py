@@ -9,6 +9,24 @@ from evoagent.cli.common import EXAMPLE, OneLineGroup, not_a_store, one_line_err
 from evoagent.errors import UserError
 
 
+def import_target(store_path: str) -> None:
+    """Refuse a path that is not a store, or a store that holds a campaign: imported runs would
+    join its tasks and population and the campaign would resume over them."""
+    not_a_store(store_path, must_exist=False)
+    if not Path(store_path).exists():
+        return
+    from stores import open_reader
+
+    reader = open_reader(store_path)
+    try:
+        held = reader.get_meta("campaign")
+    finally:
+        reader.close()
+    if held:
+        raise UserError(f"{store_path} holds a campaign; import into a store of its own "
+                        "(e.g. --store runs/recorded.duckdb)")
+
+
 @click.group(name="import", cls=OneLineGroup, epilog=EXAMPLE + "  evoagent import intercode --bundled --store runs/recorded.duckdb")
 def import_() -> None:
     """Import recorded agent runs into a store."""
@@ -25,15 +43,16 @@ def import_intercode(files: tuple[str, ...], store_path: str, bundled: bool) -> 
 
     All files are checked before anything is written, then their trajectories are written in one
     transaction: one bad file stops the import with nothing written (no store is created)."""
-    from evoagent.envs.intercode_sql.data import bundled_runs, load_recorded, load_tasks
+    from evoagent.envs.intercode_sql.data import ImportBudget, bundled_runs, load_recorded, load_tasks
     from stores import DuckDBStore, TrajectoryBatch
 
     paths = [Path(f) for f in files] + (sorted(bundled_runs().values()) if bundled else [])
     if not paths:
         raise UserError("give one or more FILES, or --bundled")
-    not_a_store(store_path, must_exist=False)
+    import_target(store_path)
     tasks = load_tasks()
-    loaded = [(p, load_recorded(p, tasks)) for p in paths]
+    budget = ImportBudget()  # bytes across all the files, not per file
+    loaded = [(p, load_recorded(p, tasks, budget)) for p in paths]
     batch = TrajectoryBatch.from_trajectories([t for _, ts in loaded for t in ts], campaign="import",
                                               reward_source="recorded")
     with DuckDBStore(store_path) as store:
@@ -62,7 +81,7 @@ def import_game24(files: tuple[str, ...], store_path: str, bundled: bool) -> Non
     paths = [Path(f) for f in files] + (sorted(bundled_logs().values()) if bundled else [])
     if not paths:
         raise UserError("give one or more FILES, or --bundled")
-    not_a_store(store_path, must_exist=False)
+    import_target(store_path)
     for rec, n in import_logs(paths, store_path):
         click.echo(f"{rec.source}: {n} answers")
     click.echo(f"{store_path}: imported")
@@ -75,7 +94,7 @@ def _import_code(kind: str, files: tuple[str, ...], store_path: str, bundled: bo
     paths = [Path(f) for f in files] + (bundled_files(kind) if bundled else [])
     if not paths:
         raise UserError("give one or more FILES, or --bundled")
-    not_a_store(store_path, must_exist=False)
+    import_target(store_path)
     for rec, rows, empty in import_logs(paths, kind, store_path):
         click.echo(f"{Path(rec.path).name}: {rows} runs as {rec.source} ({rec.task_set}), "
                    f"{sum(r.solved for r in rec.rows)} recorded solved"

@@ -3,6 +3,8 @@
 Only DuckDB and Arrow load on these paths (no pandas, no polars, no LLM SDK)."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from evoagent.cli.common import EXAMPLE, one_line_errors
@@ -15,25 +17,25 @@ from evoagent.errors import UserError
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Stop the query (and its output) after this many seconds; 0: no limit.")
 @one_line_errors
-def sql(store_path: str, query: str, fmt: str, out: str | None) -> None:
+def sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: float) -> None:
     """Run one read-only SQL query over a store's views, even while a campaign writes to it.
 
     Reads the store file when no campaign holds it, else its latest Parquet snapshot; never
-    waits, and its connection can write no file (--out is written by evoagent itself)."""
-    from evoagent.render import write_result
-    from stores import open_reader
-    from stores.readonly import refuse_store_paths
+    waits, and its connection can write no file (--out is written by evoagent itself). The
+    query runs in a worker process capped at 1.5 GiB; a table stops at 1,000 rows (use --out
+    for all); Ctrl-C stops it at once."""
+    from evoagent.sql_reader import Interrupted, run_sql
 
     if fmt == "parquet" and not out:
         raise UserError("--format parquet needs --out FILE")
-    if out:
-        refuse_store_paths(store_path, out)
-    store = open_reader(store_path)
     try:
-        write_result(store.relation(query), fmt, out)
-    finally:
-        store.close()
+        run_sql(store_path, query, fmt, out, timeout_s)
+    except Interrupted:
+        click.echo("interrupted: the query was stopped", err=True)
+        sys.exit(130)
 
 
 @click.command(epilog=EXAMPLE + "  evoagent export runs/main.duckdb --out exports/\n"

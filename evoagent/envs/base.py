@@ -14,11 +14,17 @@ thread's included) back into it, so a prefix that many rollouts continue
 from (Monte-Carlo scoring: k per prefix) is executed once instead of k
 times. It is optional: ``rollout`` re-executes the prefix for an environment
 without it, with the same results.
+
+An environment is offered to campaigns as a registered part, an
+:class:`Environment` declared beside its code (``env.kind`` names it).
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from evoagent.registry import Key
 from evoagent.trajectory import Task
 
 
@@ -50,3 +56,44 @@ class Restorable(Protocol):
     def snapshot(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
+
+
+def _gold_text(task: Task) -> str:
+    return " ".join(task.gold.split())
+
+
+@dataclass(frozen=True)
+class Environment:
+    """An environment as a campaign part (``env.kind = name``): everything the engine asks of it.
+
+    - ``keys``: the campaign keys it owns, by full path (``env.dialect``, ``tasks.dbs``); a campaign
+      on another environment refuses them. A ``Key(..., path=True)`` is a file resolved against the
+      campaign file's folder and hashed at start, so a resume runs on the same data.
+    - ``load_tasks(cfg)``: its tasks, after the filters that are its own (e.g. ``tasks.dbs``); the
+      engine then applies ``tasks.ids`` and ``tasks.sample``.
+    - ``make_env(cfg)``: a factory of environments (one per thread).
+    - ``policies``: the ``policy.kind`` names that play it; the first is the default. A name is the
+      policy part ``<env>.<name>`` (its own) or ``<name>`` (one that fits any environment).
+    - ``render_task(task)``: the task as a prompt shows it.
+    - ``meta_fields``: name -> type of its ``Task.meta`` entries (stored as JSON, shown by the views).
+    - ``gold_key(task)``: the gold answer normalised, so tasks with equivalent gold share a class.
+    - ``check(cfg, tasks, note)``: data checks before any file is written (may print through ``note``).
+    - ``files(cfg)``: more files whose content a resume must find unchanged.
+    """
+
+    kind: ClassVar[str] = "environment"
+    name: str
+    load_tasks: Callable[[Any], list[Task]]
+    make_env: Callable[[Any], Callable[[], Env]]
+    policies: tuple[str, ...]
+    render_task: Callable[[Task], str]
+    meta_fields: Mapping[str, str] = field(default_factory=dict)
+    gold_key: Callable[[Task], str] = _gold_text
+    keys: Mapping[str, Key] = field(default_factory=dict)
+    check: Callable[[Any, Sequence[Task], Any], None] | None = None
+    files: Callable[[Any], Sequence[str]] | None = None  # more files hashed for resume (beyond path keys)
+    doc: str = ""
+
+    def path(self, key: str) -> str:
+        """Keys are declared by full path."""
+        return key

@@ -146,8 +146,7 @@ class RayPool:
 
             from evoagent import registry
 
-            parts = cloudpickle.dumps([p for kind in ("operator", "strategy", "reward")
-                                       for p in registry.parts(kind).values()])  # type: ignore[arg-type]
+            parts = cloudpickle.dumps(registry.registered())  # the others import by name on the worker
             worker = ray.remote(ItemWorker).options(
                 num_cpus=c.get("executor.num_cpus"), num_gpus=c.get("executor.num_gpus"),
                 max_restarts=-1, max_concurrency=math.ceil(self.concurrency / n) + 1)  # +1: pid() answers

@@ -121,10 +121,8 @@ class ItemWorker:
         from evoagent import registry
         from evoagent.launch import build_context, select_tasks
 
-        registry.parts("operator")  # load the built-in parts: the driver's copies unpickle as references to them
-        for part in cloudpickle.loads(parts):  # and parts of the user's own modules (e.g. an operator)
-            if part.name not in registry.parts(part.kind):
-                registry.register(part)
+        for part in cloudpickle.loads(parts):  # parts registered as objects (e.g. a script's operator)
+            registry.register(part)
         c = Campaign(values)
         tasks = select_tasks(c)  # from this node's copy of the data: small arguments, restartable actors
         if [t.task_id for t in tasks] != task_ids:

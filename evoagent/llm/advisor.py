@@ -46,7 +46,7 @@ class Advisor:
         return render_steps(steps, prefix=prefix, show_rewards=self.show_rewards)
 
     def _task_fields(self, task: Task) -> dict[str, str]:
-        return {"db": task.db, "schema": schema_text(task), "question": task.question}
+        return {"db": task.meta.get("db", ""), "schema": schema_text(task), "question": task.question}
 
     def reflect(self, task: Task, parent: Trajectory, wrong: int, rng: random.Random) -> str:
         """Guidance for re-rolling ``parent`` from step ``wrong``."""

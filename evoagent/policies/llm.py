@@ -1,30 +1,23 @@
-"""LLM policies: Claude (``anthropic``) or a local OpenAI-compatible server (``openai``).
+"""What the LLM policies of every environment share: the opening message, tool-call parsing.
 
-The agent acts through tool use, InterCode-style: the prompt gives the
-database, its tables and the question; each step is an ``execute_sql`` call
-whose result comes back as the tool result; ``submit`` ends the episode.
-The stable prefix (system prompt, tools, task and schema) carries
-``cache_control`` so that every rollout of a task reads it from the prompt
-cache. Every call goes through the ledger-backed client, keyed with a nonce
-drawn from the work item's generator: a resumed campaign gets the same
-answers back without paying again.
+The stable prefix (system prompt, tools, task) carries ``cache_control`` so
+that every rollout of a task reads it from the prompt cache. The agents
+themselves live with their environments (each environment's package).
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
-from evoagent.llm.client import LLMClient
-from evoagent.policies.base import SUBMIT, Action, Guidance
-from evoagent.trajectory import Step, Task
-from evoagent.prompts import AGENT
+from evoagent.policies.base import Guidance
+from evoagent.trajectory import Task
 
 EPHEMERAL = {"type": "ephemeral"}
 
 
 def schema_text(task: Task) -> str:
-    return "\n".join(f"- {table}({', '.join(cols)})" for table, cols in sorted(task.schema.items()))
+    """A task's tables (``meta["schema"]``), one ``- table(col, ...)`` line each."""
+    return "\n".join(f"- {table}({', '.join(cols)})" for table, cols in sorted((task.meta.get("schema") or {}).items()))
 
 
 def tool_call(answer: dict[str, Any], names: Sequence[str]) -> dict[str, Any] | None:
@@ -46,47 +39,3 @@ def opening(text: str, guidance: Guidance, *, advice: str, failed: str) -> list[
         first.append({"type": "text", "text": f"{advice}: {guidance.notes}"
                       + (f"\n{failed}; do not repeat them:{avoid}" if avoid else "")})
     return first
-
-class LLMPolicy:
-    """A tool-using SQL agent over any transport; see the module docstring."""
-
-    def __init__(self, name: str, client: LLMClient, *, model: str, max_tokens: int = 512,
-                 temperature: float = 1.0, max_steps: int = 10, observation_chars: int = 2000):
-        self.name, self.client, self.model = name, client, model
-        self.max_tokens, self.temperature = max_tokens, temperature
-        self.max_steps, self.observation_chars = max_steps, observation_chars
-
-    def request(self, task: Task, history: Sequence[Step], guidance: Guidance) -> dict[str, Any]:
-        tools = [dict(t) for t in AGENT.tools]
-        tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
-        first = opening(AGENT.user.format(db=task.db, schema=schema_text(task), question=task.question), guidance,
-                        advice="Advice from a review of an earlier attempt", failed="These actions failed before")
-        messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
-        for s in history:
-            tool_id = f"toolu_{s.idx:03d}"
-            content: list[dict[str, Any]] = [{"type": "text", "text": s.thought}] if s.thought else []
-            content.append({"type": "tool_use", "id": tool_id, "name": "execute_sql", "input": {"query": s.action}})
-            messages.append({"role": "assistant", "content": content})
-            obs = (s.observation or "(not executed)")[: self.observation_chars]  # an imported blocked step has none
-            messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": obs}]})
-        return {
-            "model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
-            "system": [{"type": "text", "text": AGENT.system.format(max_steps=self.max_steps),
-                        "cache_control": EPHEMERAL}],
-            "tools": tools, "messages": messages,
-        }
-
-    def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
-                    rng: random.Random) -> Action:
-        request = self.request(task, history, guidance)
-        nonce = f"{rng.getrandbits(64):016x}"
-        reply = self.client.complete(request, template=AGENT.name, template_hash=AGENT.hash, nonce=nonce,
-                                     valid=lambda a: tool_call(a, ("execute_sql", "submit")) is not None)
-        block = tool_call({"content": reply.content}, ("execute_sql", "submit"))
-        thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
-        text = SUBMIT if block is None or block["name"] == "submit" else str(block["input"]["query"])
-        usage = reply.usage
-        return Action(text, thought=thought, cost_usd=reply.cost_usd,
-                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
-                      + usage.get("cache_write_tokens", 0),
-                      output_tokens=usage.get("output_tokens", 0))

@@ -141,7 +141,7 @@ class ReplayPolicy:
         for _ in range(4 * want):
             if len(out) >= want:
                 break
-            got = edit(rng.choice(recorded), task.schema, [], rng)
+            got = edit(rng.choice(recorded), task.meta.get("schema") or {}, [], rng)
             if got is not None and normal(got[1]) not in have:
                 have.add(normal(got[1]))
                 out.append(got[1])
@@ -161,7 +161,7 @@ class ReplayPolicy:
             return None
         values = observed_values([s.observation for s in history])
         for base in rng.sample(executed, min(len(executed), 3)):  # a few tries: not every query parses
-            got = edit(base.action, task.schema, values, rng)
+            got = edit(base.action, task.meta.get("schema") or {}, values, rng)
             if got is not None and got[1] not in blocked:
                 kind, sql = got
                 label = NOVEL_SQL if self.novel(task.task_id, sql) else "recorded SQL"

@@ -104,16 +104,21 @@ def costs(store: Store) -> dict[str, Any]:
 
 
 def reward_models(store: Store) -> list[dict[str, Any]]:
-    """Outcome scores of each reward model (a ``rewards`` source other than the environment), with the truth."""
+    """Each reward model's score of whole trajectories (every ``rewards`` source other than the environment's
+    and the recorded runs', ``mc`` included), with the truth: a trajectory-level score, or the score of the
+    step prefix that is the whole trajectory (a step-level model scores prefixes by their content id).
+    Non-finite scores too, for the figure only (it leaves them out of its bins and says how many; they
+    are never embedded as JSON, which has no NaN or infinity)."""
     cols = view_columns(store, "rewards")
-    reused = ", r.reused" if "reused" in cols else ", NULL AS reused"
+    reused = "any_value(r.reused)" if "reused" in cols else "NULL"
     return rows(store, f"""
-        SELECT r.reward_source AS model, r.value AS score, t.solved{reused}
+        SELECT r.reward_source AS model, arg_max(r.value, coalesce(r.step_idx, -1)) AS score,
+               any_value(t.solved) AS solved, {reused} AS reused
         FROM rewards r JOIN (SELECT traj_id, bool_or(solved) AS solved FROM trajectories GROUP BY traj_id) t
         USING (traj_id)
-        WHERE r.step_idx IS NULL AND r.reward_source NOT IN ({", ".join(f"'{s}'" for s in ENV_SOURCES)})
-          AND isfinite(r.value)
-        ORDER BY model""")
+        WHERE r.reward_source NOT IN ({", ".join(f"'{s}'" for s in ENV_SOURCES)})
+        GROUP BY r.reward_source, r.traj_id
+        ORDER BY model, r.traj_id""")
 
 
 SEARCH_VIEW, SEARCH_COLUMNS = "search_steps", {"generation", "candidates", "rising"}

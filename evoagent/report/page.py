@@ -62,8 +62,13 @@ def collect(store: Store) -> dict[str, Any]:
     _add_transcripts(store, strings, nodes, order)
     edges = [[node_of[e.child], node_of[e.parent], strings(e.operator), e.generation] for e in tree.edges]
     gens, ops, cost = data.progress(store), data.operators(store), data.costs(store)
-    figs: dict[str, str] = {"progress": figures.progress(gens), "operators": figures.operators(ops),
-                            "cost": figures.costs(cost)}
+    figs: dict[str, str] = {}  # a panel without data is left out, not drawn as an empty box
+    if gens:
+        figs["progress"] = figures.progress(gens)
+    if ops:
+        figs["operators"] = figures.operators(ops)
+    if cost["work"] or cost["llm"]:
+        figs["cost"] = figures.costs(cost)
     if (found := data.search(store)):
         figs["search"] = figures.search(found)
     if (scored := data.reward_models(store)):
@@ -155,13 +160,21 @@ def render(doc: dict[str, Any]) -> str:
     """The whole page as one string; the charts are inline SVG, everything else is drawn by the page's script."""
     figs = doc.pop("figures")
     body = _asset("body.html")
+    fixed = [n for n in ("progress", "operators", "cost") if n in figs]
     for name in ("progress", "operators", "cost"):
-        body = body.replace(f"<!--fig:{name}-->", figs[name])
+        if name in figs:
+            body = body.replace(f"<!--fig:{name}-->", figs[name])
+        else:  # no data: the panel and its link are hidden
+            body = body.replace(f'<section id="{name}" class="panel">', f'<section id="{name}" class="panel" hidden>')
+            body = body.replace(f'<a href="#{name}">{name}</a> ', "")
+    if not doc["edges"]:  # no trajectory has a parent (imported runs, one-round strategies): no lineage to draw
+        body = body.replace('<section id="lineage" class="panel">', '<section id="lineage" class="panel" hidden>')
+        body = body.replace(' <a href="#lineage">lineage</a>', "")
     present = [n for n in OPTIONAL if n in figs]
     body = body.replace("<!--nav:optional-->", " ".join(f'<a href="#{n}">{OPTIONAL[n]}</a>' for n in present))
     body = body.replace("<!--panels:optional-->", "".join(
         f'<section id="{n}" class="panel"><div class="plot">{figs[n]}</div></section>' for n in present))
-    doc["panels"] = ["progress", "operators", "cost", *present]
+    doc["panels"] = [*fixed, *present]
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>evoagent report</title>"

@@ -9,10 +9,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from evoagent.rewards import judge, mc, oracle  # noqa: F401  (registration)
-from evoagent.rewards import http  # noqa: F401  (registration: the http kind)
-from evoagent.rewards import prm  # noqa: F401  (registration: the prm kind)
-from evoagent.envs.game24 import values as _game24_values  # noqa: F401  (registration: recorded, solvable)
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.rewards.identity import claim
 from evoagent.rewards.scorer import Scorer
@@ -43,10 +39,12 @@ def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal |
             ctx.closers.append(scorers[name].close)
         return scorers[name]
 
+    from evoagent import registry
+
     search_name, fitness_name = campaign.get("search.reward"), campaign.get("fitness.reward")
     search = Signal(scorer(search_name), "last", annotates=True)
     fitness = None
-    if fitness_name != "env":
+    if registry.get("reward", fitness_name).fn is not None:  # None: the environment's outcome, no model
         fitness = Signal(scorer(fitness_name), campaign.get("fitness.aggregate"),
                          annotates=fitness_name == search_name)
     # Every score names the model that made it: one source per model name for the whole campaign.

@@ -53,9 +53,10 @@ import httpx2
 from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.transports import retry_after_s
-from evoagent.registry import Key, Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rewards.identity import shown
+from evoagent.rm.server import DIGEST_HEADER
 from evoagent.rm.text import render_queries
 from evoagent.rollout import Context
 
@@ -63,8 +64,8 @@ __all__ = ["HttpReward", "RewardServerError", "check_http", "read_values"]
 
 APIS = {"classify": "/classify", "pooling": "/pooling", "get_reward": "/get_reward"}
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_MODELS_BYTES = 1024 * 1024  # a model list larger than this is not one
 MAX_RETRY_WAIT_S = 60.0
-DIGEST_HEADER = "X-Model-Digest"
 _DIGEST_CHARS = frozenset("0123456789abcdefABCDEF")
 _RETRIED = {408, 429}
 
@@ -107,13 +108,18 @@ def _listed(body: Any, model: str) -> str:
 def served_digest(client: httpx2.Client, url: str, model: str) -> str:
     """What ``url`` serves now (:func:`_listed`); ``unreported`` for a server without ``/v1/models``
     (OpenRLHF's). ValueError for an answer that is not a model list; httpx2 errors as they come."""
-    response = client.get(url.rstrip("/") + "/v1/models")
-    if response.status_code == 404:
-        return "unreported"
-    if response.status_code != 200 or len(response.content) > MAX_RESPONSE_BYTES:
-        raise ValueError(f"GET /v1/models answered HTTP {response.status_code}")
+    body = bytearray()
+    with client.stream("GET", url.rstrip("/") + "/v1/models") as response:
+        if response.status_code == 404:
+            return "unreported"
+        if response.status_code != 200:
+            raise ValueError(f"GET /v1/models answered HTTP {response.status_code}")
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_MODELS_BYTES:
+                raise ValueError(f"GET /v1/models answered more than {MAX_MODELS_BYTES >> 20} MiB")
     try:
-        return _listed(json.loads(response.content), model)
+        return _listed(json.loads(body), model)
     except RecursionError:
         raise ValueError("/v1/models is not a model list") from None
 
@@ -248,9 +254,10 @@ class HttpReward(RewardModel):
             raise self._changed(served)
         try:
             return read_values(self.api, json.loads(body), len(texts), self.label_index)
-        except (ValueError, RecursionError) as exc:
-            raise RewardServerError(f"rewards.http: {endpoint} gave an answer that is not {self.api}'s: "
-                                    f"{str(exc)[:200]}") from None
+        except (ValueError, RecursionError) as exc:  # no score is made up: the campaign stops, resumable
+            raise RewardServerError(f"rewards.http: reward model {self.source} cannot score: {endpoint} gave an "
+                                    f"answer that is not {self.api}'s ({shown(str(exc), 200)}), e.g. "
+                                    f"{shown(bytes(body[:120]).decode('utf-8', 'replace'), 120)}") from None
 
     def _served_again(self) -> str | None:
         """The served model after a reconnect; None while the server still cannot say (a transient fault)."""
@@ -291,7 +298,7 @@ def _reason(body: bytes | bytearray) -> str:
         text = str(message if message is not None else body[:200].decode("utf-8", "replace"))
     except (ValueError, RecursionError):
         text = bytes(body[:200]).decode("utf-8", "replace")
-    text = " ".join(text.split())[:200]
+    text = shown(" ".join(text.split()), 200)  # a server's body is untrusted: escaped, one line
     return f": {text}" if text else ""
 
 
@@ -324,10 +331,10 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> HttpReward:
     return HttpReward(ctx, **params)
 
 
-register(Part("reward", "http", _make, {
+PART = Part("reward", "http", _make, {
     "url": Key(str, "http://127.0.0.1:8000", _is_url,
-               "the server's root URL, http:// or https://, with no query and no user:token@ (the URL is "
-               "stored with every score: put credentials in a proxy, not the URL)"),
+             "the server's root URL, http:// or https://, with no query and no user:token@ (the URL is "
+             "stored with every score: put credentials in a proxy, not the URL)"),
     "api": Key(str, "classify", lambda x: x in APIS, '"classify", "pooling" (vLLM) or "get_reward" (OpenRLHF)'),
     "model": Key(str, "", lambda x: len(x) <= 500, "the served model's name (empty: the server's only one)"),
     "label_index": Key(int, 1, lambda x: 0 <= x <= 100_000, "within 0..100000 (the positive class)"),
@@ -336,4 +343,4 @@ register(Part("reward", "http", _make, {
     "retry_base_s": Key((int, float), 0.5, lambda x: 0 <= x <= 60, "within 0..60"),
     "max_batch": Key(int, 64, lambda x: 1 <= x <= 10_000, "within 1..10000 (texts per request)"),
     "max_chars": Key(int, 4000, lambda x: 64 <= x <= 1_000_000, "within 64..1000000 (characters per text)"),
-}, uses_gold=False, preflight=check_http, identity=_identity, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)"))
+}, uses_gold=False, preflight=check_http, identity=_identity, doc="a reward model served over HTTP (evoagent rm serve, vLLM, OpenRLHF)")

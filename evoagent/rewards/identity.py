@@ -24,8 +24,11 @@ META = "reward_models"
 
 
 def shown(text: str, limit: int = 200) -> str:
-    """``text`` safe to print on one line: control and invisible characters escaped, cut at ``limit``."""
-    out = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:limit])
+    """``text`` for a one-line message: cut at ``limit``, line breaks and tabs shown as ``\\n``/``\\t``,
+    every other control by the one escaping rule (:func:`evoagent.escaping.visible`)."""
+    from evoagent.escaping import visible
+
+    out = visible(text[:limit].replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
     return out + ("..." if len(text) > limit else "")
 
 
@@ -47,8 +50,13 @@ def current(campaign: Any) -> dict[str, str]:
     return out
 
 
+def _base(source: str) -> str:
+    """The model's source of a stored one: a fitness aggregate's rows carry ``:mean`` (etc.) after it."""
+    return source[:source.rindex(")") + 1] if "(" in source and ")" in source else source.split(":", 1)[0]
+
+
 def _name_of(source: str) -> str:
-    return source.split("(", 1)[0]
+    return source.split("(", 1)[0].split(":", 1)[0]
 
 
 def stored(store: Any) -> dict[str, set[str]]:
@@ -59,7 +67,7 @@ def stored(store: Any) -> dict[str, set[str]]:
         return {name: {source} for name, source in json.loads(text).items()}
     found: dict[str, set[str]] = {}
     for row in store.query("SELECT DISTINCT reward_source FROM rewards WHERE reward_source <> 'env'").to_pylist():
-        found.setdefault(_name_of(row["reward_source"]), set()).add(row["reward_source"])
+        found.setdefault(_name_of(row["reward_source"]), set()).add(_base(row["reward_source"]))
     return found
 
 

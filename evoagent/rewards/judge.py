@@ -19,9 +19,10 @@ carry ``cache_control``: every query on a task reads them from the prompt
 cache. An answer without a usable score (no ``score_step`` call, or a score
 that is not a number in [0, 1]) is scored ``rewards.judge.fallback`` (0.5,
 "cannot tell") and counted in :attr:`Judge.malformed`, as long as such
-answers are rare: when more than ``rewards.judge.max_unusable`` (25%) of the
+answers are rare: when more than ``rewards.judge.max_unusable`` (50%) of the
 answers of a scoring batch (batches of fewer than ``MIN_ANSWERS`` answers are
-judged together with the next ones) are unusable, :class:`JudgeCannotScore`
+judged together with the next ones, or as soon as their unusable answers are
+more than that share of ``MIN_ANSWERS``) are unusable, :class:`JudgeCannotScore`
 stops the campaign resumably with one line naming the judge and an example
 answer, and nothing of that batch is scored. The unusable answers stay in the
 ledger; after such a stop (counted in the store's meta ``judge_unusable_stops``)
@@ -44,7 +45,8 @@ from evoagent.errors import UserError
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.llm.pricing import MODELS
 from evoagent.prompts import JUDGE
-from evoagent.registry import Key, Part, register
+from evoagent.llm import KEYS as LLM_KEYS
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rewards.identity import shown
 from evoagent.rm.text import observed, prefix_text
@@ -55,7 +57,7 @@ __all__ = ["Judge", "JudgeCannotScore", "check_judge", "read_score"]
 EPHEMERAL = {"type": "ephemeral"}
 STEPS_CHARS = 8000  # prefix_text's limit for the judged steps (each field has its own limit too)
 TOOL = JUDGE.tools[0]["name"]
-MIN_ANSWERS = 10  # the fewest answers whose unusable share is judged (smaller batches add up)
+MIN_ANSWERS = 20  # the fewest answers whose unusable share is judged (smaller batches add up)
 STOPS = "judge_unusable_stops"  # store meta: how often the campaign stopped for unusable answers
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class Judge(RewardModel):
     uses_gold = False
 
     def __init__(self, ctx: Context, client: Any, *, model: str, max_tokens: int, samples: int,
-                 fallback: float, max_unusable: float = 0.25, threads: int = 32,
+                 fallback: float, max_unusable: float = 0.5, threads: int = 32,
                  closers: Sequence[Callable[[], None]] = (), store: Any = None):
         self.ctx, self.client = ctx, client
         self.model, self.max_tokens, self.samples, self.fallback = model, max_tokens, samples, fallback
@@ -147,8 +149,6 @@ class Judge(RewardModel):
                 break
         with self._lock:
             self.answers += 1
-            if value is None:
-                self.malformed += 1
         return value, reply.content
 
     def _check_usable(self, answers: list[tuple[float | None, Any]]) -> None:
@@ -158,7 +158,8 @@ class Judge(RewardModel):
             self._window[0] += len(answers)
             self._window[1] += len(unusable)
             n, bad = self._window
-            if n < MIN_ANSWERS:
+            # judged once the window holds MIN_ANSWERS, or earlier when it would fail whatever came next
+            if n < MIN_ANSWERS and bad <= self.max_unusable * MIN_ANSWERS:
                 return
             self._window = [0, 0]
         if bad > self.max_unusable * n:
@@ -179,6 +180,8 @@ class Judge(RewardModel):
         answers = list(self._pool.map(lambda job: self._ask(*job), jobs))
         self._check_usable(answers)
         values = [self.fallback if value is None else value for value, _ in answers]
+        with self._lock:
+            self.malformed += sum(value is None for value, _ in answers)
         return [Score(sum(values[i * self.samples:(i + 1) * self.samples]) / self.samples, steps)
                 for i, (_, steps) in enumerate(seen)]
 
@@ -233,13 +236,17 @@ def _make(ctx: Context, params: dict[str, Any], seed: int, store: Any = None) ->
                  closers=[transport.close, ledger.close], store=store)
 
 
-register(Part("reward", "judge", _make, {
+PART = Part("reward", "judge", _make, {
     "model": Key(str, "claude-haiku-4-5", lambda x: x in MODELS and x != "local",
-                 f"a Claude model with a price ({', '.join(m for m in MODELS if m != 'local')})"),
+               f"a Claude model with a price ({', '.join(m for m in MODELS if m != 'local')})"),
     "max_tokens": Key(int, 256, lambda x: 16 <= x <= 8192, "within 16..8192"),
     "samples": Key(int, 1, lambda x: 1 <= x <= 16, "within 1..16 (answers averaged per query)"),
     "fallback": Key((int, float), 0.5, lambda x: 0.0 <= x <= 1.0, "within 0..1 (the score of an answer without one)"),
-    "max_unusable": Key((int, float), 0.25, lambda x: 0.0 <= x < 1.0,
+    "max_unusable": Key((int, float), 0.5, lambda x: 0.0 <= x < 1.0,
                         "within 0..1, below 1 (the share of a batch's answers without a usable score that stops "
                         "the campaign)"),
-}, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer"))
+}, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer",
+    # the Anthropic transport's settings it shares with the LLM policies (read from ctx.settings)
+    shared_keys={k: v for k, v in LLM_KEYS.items() if k in (
+        "policy.batch", "policy.batch_idle_s", "policy.batch_poll_s", "policy.max_in_flight", "policy.timeout_s",
+        "policy.max_attempts", "policy.retry_base_s", "policy.tokens_per_minute")})

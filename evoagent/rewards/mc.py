@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from evoagent.evolution import derive_seed
-from evoagent.registry import Key, Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rollout import Context, Started, begin, execute, rollout
 
@@ -89,8 +89,8 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> MonteCarlo:
     return MonteCarlo(ctx, k=params["k"], aggregate=params["aggregate"], seed=seed, threads=params["threads"])
 
 
-register(Part("reward", "mc", _make, {
+PART = Part("reward", "mc", _make, {
     "k": Key(int, 5, lambda x: 1 <= x <= 1000, "within 1..1000"),
     "aggregate": Key(str, "mean", lambda x: x in ("mean", "max"), '"mean" (soft) or "max" (hard)'),
     "threads": Key(int, 4, lambda x: 1 <= x <= 256, "within 1..256 (rollouts run at once; values do not change)"),
-}, identity=_identity, doc="Monte-Carlo rollouts of the policy from the prefix"))
+}, identity=_identity, doc="Monte-Carlo rollouts of the policy from the prefix")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evoagent.registry import Part, register
+from evoagent.registry import Part
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.rollout import Context, execute
 
@@ -46,4 +46,4 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> Oracle:
     return Oracle(ctx)
 
 
-register(Part("reward", "oracle", _make, identity=lambda campaign: "oracle", doc="the environment's per-step reward against gold"))
+PART = Part("reward", "oracle", _make, identity=lambda campaign: "oracle", doc="the environment's per-step reward against gold")

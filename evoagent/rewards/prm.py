@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evoagent.errors import UserError
-from evoagent.registry import Key, Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score, source_name
 from evoagent.rollout import Context
 
@@ -108,7 +108,6 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
     """Once the campaign's tasks are known: a prm model never scores a task it trained on (it
     would search with that task's gold) unless ``rewards.prm.allow_seen_tasks``, and then it
     counts as gold: refused where a prompt would show its values or best-of-N would pick by it."""
-    from evoagent.llm import LLM_POLICIES
     from evoagent.rm.model import read_config
 
     from evoagent.rm.leakage import classes
@@ -130,13 +129,17 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
                         f"on tasks with the same gold ({len(twins)} of them twins: {example}), so it knows their "
                         "gold; search other tasks, train with them held out, or set rewards.prm.allow_seen_tasks = "
                         "true to score with gold knowingly")
-    if c.get("search.reward") == "prm" and c.get("policy.kind") in LLM_POLICIES and c.get("operators.llm"):
+    from evoagent.envs import policy_part
+
+    if c.get("search.reward") == "prm" and policy_part(c).needs_store and c.get("operators.llm"):
         raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold and LLM operators "
                         "would show its values in prompts; set operators.llm = false")
-    if c.get("strategy.kind") == "best_of_n" and c.get("fitness.reward") == "prm" \
-            and not c.get("strategy.best_of_n.allow_gold"):
-        raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold, so best_of_n "
-                        "picks by gold; set strategy.best_of_n.allow_gold = true")
+    from evoagent import registry
+
+    strategy = registry.get("strategy", c.get("strategy.kind"))
+    if c.get("fitness.reward") == "prm" and getattr(strategy.fn, "refuses_gold_fitness", lambda v: False)(c.values):
+        raise UserError(f"key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold, so "
+                        f"{strategy.name} picks by gold; set strategy.{strategy.name}.allow_gold = true")
 
 
 def _source(digest: str) -> str:
@@ -160,14 +163,14 @@ def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
     return LearnedPRM(ctx, _load(params["path"]))
 
 
-register(Part("reward", "prm", _make, {
+PART = Part("reward", "prm", _make, {
     "path": Key(str, "", lambda p: p == "" or _is_model_dir(p),
-                "a model directory written by `evoagent rm train` (with its config.json)"),
+              "a model directory written by `evoagent rm train` (with its config.json)"),
     "allow_seen_tasks": Key(bool, False),
     "placement": Key(str, "local", lambda p: p == "local" or (p == "ray" and importlib.util.find_spec("ray") is not None),
-                     "\"local\" (in the campaign's process) or \"ray\" (a shared Ray actor; needs Ray: "
-                     "pip install -e '.[ray]')"),
+                   "\"local\" (in the campaign's process) or \"ray\" (a shared Ray actor; needs Ray: "
+                   "pip install -e '.[ray]')"),
     "num_cpus": Key((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (the Ray actor's)"),
     "num_gpus": Key((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (the Ray actor's; 1 = on a GPU node)"),
 }, uses_gold=False, preflight=check_prm, identity=_identity,
-   doc="a learned process reward model (evoagent rm train), scored in-process"))
+   doc="a learned process reward model (evoagent rm train), scored in-process")

@@ -10,16 +10,26 @@ values as rewards, so they need not know which model is behind it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from evoagent.rewards.base import Query
 from evoagent.rewards.scorer import Scorer
 from evoagent.trajectory import Trajectory
 
+def mean(xs: list[float]) -> float:
+    """The mean of finite values is finite: ``sum`` of two 1e308 scores overflows to inf, so then
+    each value is divided first (same result as ``sum / len`` whenever that one is finite)."""
+    got = sum(xs) / len(xs)
+    if math.isfinite(got) or not all(math.isfinite(x) for x in xs):
+        return got
+    return math.fsum(x / len(xs) for x in xs)
+
+
 AGGREGATE = {
     "last": lambda xs: xs[-1],
     "min": min,
-    "mean": lambda xs: sum(xs) / len(xs),
+    "mean": mean,
 }
 
 

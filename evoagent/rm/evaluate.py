@@ -80,7 +80,7 @@ def evaluate(model_dir: str | Path, store_path: str, *, labels: str | None = Non
     labels = labels or model.config.get("labels", "outcome")
     with open_reader(store_path) as store:
         tasks = store_tasks(store)
-        held = {i for i, t in tasks.items() if i in held_ids or t.db in held_dbs}
+        held = {i for i, t in tasks.items() if i in held_ids or t.meta.get("db") in held_dbs}
         if not held:
             raise UserError(f"{store_path}: none of the model's held-out tasks are in this store")
         eps = episodes(store, held)

@@ -24,7 +24,6 @@ of theirs. Gold enters only through the labels, never the text.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +73,7 @@ def store_tasks(store: Any) -> dict[str, Task]:
     ids = {r["task_id"] for r in store.query("SELECT task_id FROM tasks").to_pylist()}
     stored = store.get_meta("campaign")
     if stored is not None:  # validated when it started; keys added since then take their defaults
-        values = {path: key[1] for path, key in campaign.spec().items()}
-        values.update(json.loads(stored))
-        tasks = launch.select_tasks(campaign.Campaign(values, source="store"))
+        tasks = launch.select_tasks(campaign.load_stored(stored))
     else:
         from evoagent.envs.intercode_sql.data import load_tasks
 

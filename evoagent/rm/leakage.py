@@ -21,9 +21,12 @@ __all__ = ["class_id", "classes", "twinless"]
 
 def _gold_key(task: Task) -> str:
     # The environment part's gold_key once the registry declares it (PLAN: envs expose gold_key(task));
-    # until then InterCode's normaliser, which keeps any other gold as its lower-cased text.
+    # until then InterCode's normaliser, which keeps any other gold as its lower-cased text. A task
+    # without a gold text (Game of 24: the puzzle is the task) is its own class, named by its question.
     from evoagent.envs.intercode_sql.gold import gold_key
 
+    if not task.gold:
+        return f"{task.env}\x1fquestion\x1f{task.question}"
     return gold_key(task)
 
 

@@ -90,6 +90,9 @@ class Limits:
                 raise UserError(f"--{f.name.replace('_', '-')} must be within {low:g}..1000000000, got {value}")
         if self.max_inputs > self.max_queued:
             raise UserError(f"max_inputs ({self.max_inputs}) must not exceed max_queued ({self.max_queued})")
+        if self.max_body_bytes > self.max_buffered_bytes:  # else a body within its limit could never be read
+            raise UserError(f"--max-body-bytes ({self.max_body_bytes}) must not exceed max_buffered_bytes "
+                            f"({self.max_buffered_bytes})")
 
 
 class _Refused(Exception):

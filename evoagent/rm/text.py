@@ -71,7 +71,7 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def _tables(task: Task) -> str:
-    return "; ".join(f"{t}({', '.join(cols)})" for t, cols in sorted(task.schema.items()))
+    return "; ".join(f"{t}({', '.join(cols)})" for t, cols in sorted((task.meta.get("schema") or {}).items()))
 
 
 def prefix_text(task: Task, actions: Sequence[str], observations: Sequence[str | None], *,
@@ -80,9 +80,9 @@ def prefix_text(task: Task, actions: Sequence[str], observations: Sequence[str |
     environment's answer to each; missing or None ones are shown as not executed), at most
     ``max_chars`` characters, keeping the end (see the module docstring for the rule)."""
     header = [f"question: {_field(task.question, FIELD_LIMITS['question'])}"]
-    if task.db:
-        header.append(f"database: {_field(task.db, 200)}")
-    if task.schema:
+    if task.meta.get("db"):
+        header.append(f"database: {_field(task.meta['db'], 200)}")
+    if task.meta.get("schema"):
         header.append(f"tables: {_field(_tables(task), FIELD_LIMITS['tables'])}")
     steps: list[str] = []
     for i, action in enumerate(actions):

@@ -66,16 +66,20 @@ def split_tasks(tasks: dict[str, Task], opts: TrainOptions) -> tuple[set[str], s
     from evoagent.rm.leakage import classes
 
     if opts.holdout_dbs:
-        known = {t.db for t in tasks.values()}
+        known = {t.meta.get("db") for t in tasks.values()}
         bad = [d for d in opts.holdout_dbs if d not in known]
         if bad:
             raise UserError(f"--holdout-dbs: no task of database {bad[0]!r} in the store")
-        held = {i for i, t in tasks.items() if t.db in opts.holdout_dbs}
+        held = {i for i, t in tasks.items() if t.meta.get("db") in opts.holdout_dbs}
     else:
         of = classes(tasks.values())
         names = sorted(set(of.values()))
-        held_classes = set(random.Random(opts.seed).sample(names, round(len(names) * opts.holdout)))
-        held = {i for i, c in of.items() if c in held_classes}
+        if len(names) == len(of):  # every class one task (e.g. Game of 24): the same draw as by task
+            ids = sorted(tasks)
+            held = set(random.Random(opts.seed).sample(ids, round(len(ids) * opts.holdout)))
+        else:
+            held_classes = set(random.Random(opts.seed).sample(names, round(len(names) * opts.holdout)))
+            held = {i for i, c in of.items() if c in held_classes}
     train_ids = set(tasks) - held
     if not train_ids:
         raise UserError("the split leaves no task to train on (lower --holdout or name fewer --holdout-dbs)")

@@ -1,6 +1,6 @@
 """``evolution``: one (mu+lambda) or (mu,lambda) population per task, SE-Agent operators.
 
-Round 0 plans ``mu`` items of an arity-0 operator (``sample``) per task; round
+Round 0 plans ``mu`` items of ``strategy.evolution.first_operator`` (``sample``) per task; round
 g > 0 plans ``lambda`` items per task, each an operator drawn by its
 ``operators.<name>.rate`` and parents drawn by the campaign's selection from
 round g-1's population. While a task's population after replacement has
@@ -13,14 +13,16 @@ populations never depend on timing; both are read back from the store.
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
+from evoagent.campaign import REQUIRED
 from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from stores.base import WorkItem
 
 __all__ = ["Evolution"]
@@ -31,28 +33,26 @@ class Evolution(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.objectives = list(self.c.get("selection.objectives"))
         self.seed = self.c.get("seed")
-        self.hof = evo.hall_of_fame()
-        last = self.store.last_committed_generation()
-        if last is not None:
-            self.hof.update([m for ms in self.population(last).values() for m in ms])
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+        self.members, self.population = self.ranked.members, self.ranked.population
+
+    @classmethod
+    def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
+        """Checks across evolution's keys (``evoagent.campaign.build`` calls it): (key, problem) or None."""
+        if values["replacement.kind"] == "comma" and values["lambda"] < values["mu"]:
+            return "lambda", "(mu, lambda) replacement needs lambda >= mu"
+        if values["replacement.elitism"] > values["mu"]:
+            return "replacement.elitism", f"must be within 0..mu ({values['mu']}), got {values['replacement.elitism']}"
+        return None
+
+    @staticmethod
+    def items_per_task(c: Any) -> int:
+        """The most work items a round plans per task (``launch`` bounds a generation's size with it)."""
+        return max(c.get("mu"), c.get("lambda"))
 
     def last_round(self) -> int:
         return int(self.c.get("budget.generations"))
-
-    def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
-        found = self.store.summaries(traj_ids, self.fitness_source)
-        return {tid: evo.Member(s, self.objectives) for tid, s in found.items()}
-
-    def population(self, round_: int) -> dict[str, list[evo.Member]]:
-        """A committed round's members per task, best first (empty before round 0)."""
-        rows = self.store.population(round_) if round_ >= 0 else []
-        found = self.members([r[1] for r in rows])
-        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
-        for task_id, traj_id, _ in rows:
-            pop[task_id].append(found[traj_id])
-        return pop
 
     # -- ask -------------------------------------------------------------------
     def plan(self, round_: int) -> list[WorkItem]:
@@ -68,14 +68,13 @@ class Evolution(Strategy):
     def _item(self, round_: int, item_id: int, task_id: str, members: list[evo.Member],
               rng: random.Random) -> WorkItem:
         """One item: an operator drawn by rate (round 0: the arity-0 one), its parents by selection."""
-        ops = registry.parts("operator")
         rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
-        first = next(n for n, p in ops.items() if p.arity == 0)
+        first = self.c.get("strategy.evolution.first_operator")
         op = first if round_ == 0 or not members else rng.choices(list(rates), list(rates.values()))[0]
-        parents = self._parents(ops[op], members, rng)
+        parents = self._parents(registry.get("operator", op), members, rng)
         if parents is None:  # too few distinct members: the operator's fallback
-            op = ops[op].fallback or first
-            parents = self._parents(ops[op], members, rng)
+            op = registry.get("operator", op).fallback or first
+            parents = self._parents(registry.get("operator", op), members, rng)
         return WorkItem(round_, item_id, op, task_id, tuple(m.traj_id for m in parents or ()),
                         evo.derive_seed(self.seed, round_, item_id))
 
@@ -143,35 +142,43 @@ class Evolution(Strategy):
 
     def close(self, round_: int) -> Closed:
         pop, n_results = self.survivors(round_, self.population(round_ - 1))
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        return Closed(rows, self.stats(round_, pop, n_results))
-
-    def stats(self, round_: int, pop: dict[str, list[evo.Member]], nevals: int) -> dict[str, Any]:
-        """DEAP statistics of the gold outcome, and success: each task's rank-0 member judged by gold."""
-        everyone = [m for ms in pop.values() for m in ms]
-        record = evo.statistics().compile(everyone)
-        solved = sum(1 for ms in pop.values() if ms and ms[0].traj.solved)
-        n_tasks = max(len(self.task_ids), 1)
-        record.update(
-            gen=round_, nevals=nevals, env_steps=self.store.env_steps_used(),
-            success_rate=solved / n_tasks, solved=solved,
-            members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
-            tasks=len(self.task_ids), members=len(everyone),
-            tasks_below_mu=sum(len(ms) < self.c.get("mu") for ms in pop.values()),
-        )
-        if self.fitness_source is not None:
-            record["fitness_avg"] = sum(m.traj.fitness for m in everyone) / max(len(everyone), 1)
-        bound = self.store.get_meta("upper_bound")
-        if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
-            solvable = sum(json.loads(bound).values())
-            record["bound"] = solvable / n_tasks
-            record["of_bound"] = solved / solvable if solvable else None
-        self.hof.update(everyone)
-        return record
+        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.c.get("mu")))
 
     def hall_of_fame(self) -> Any:
-        return self.hof
+        return self.ranked.hof
 
 
-registry.register(registry.Part("strategy", "evolution", Evolution,
-                                doc="a (mu+lambda) population per task with SE-Agent operators"))
+def _first_operator(name: object) -> bool:
+    try:
+        return isinstance(name, str) and registry.get("operator", name).arity == 0
+    except KeyError:
+        return False
+
+
+SELECTIONS = ("tournament", "best", "nsga2")
+REPLACEMENTS = ("plus", "comma")
+
+
+def _upto(hi: int, lo: int = 1) -> Callable[[Any], bool]:
+    return lambda x: lo <= x <= hi
+
+
+MU = registry.Key(int, REQUIRED, _upto(10_000), "within 1..10000")
+# The keys of the population loop, at the top level of a campaign file (evolution owns them).
+KEYS: dict[str, registry.Key] = {
+    "mu": MU,
+    "lambda": registry.Key(int, REQUIRED, _upto(10_000), "within 1..10000"),
+    "selection.kind": registry.Key(str, "tournament", lambda x: x in SELECTIONS, f"one of {SELECTIONS}"),
+    "selection.tournsize": registry.Key(int, 3, _upto(1000, 2), "within 2..1000"),
+    "selection.objectives": OBJECTIVES_KEY,
+    "replacement.kind": registry.Key(str, "plus", lambda x: x in REPLACEMENTS, f"one of {REPLACEMENTS}"),
+    "replacement.elitism": registry.Key(int, 1, _upto(10_000, 0), "within 0..mu"),
+    "replacement.fill": registry.Key(bool, True),
+    "budget.generations": registry.Key(int, REQUIRED, _upto(100_000, 0), "within 0..100000"),
+}
+
+
+PART = registry.Part("strategy", "evolution", Evolution, {
+    "first_operator": registry.Key(str, "sample", _first_operator,
+                                   "an operator that needs no parent (arity 0), e.g. sample"),
+}, shared_keys=KEYS, doc="a (mu+lambda) population per task with SE-Agent operators")

@@ -11,7 +11,7 @@ killed anywhere resumes where its committed facts end.
 
 A node is terminal when its action submits, it is at ``strategy.mcts.max_depth``,
 or a simulation ended there as terminal (its action ended the episode, e.g.
-game24's last number). With an LLM policy, the latest reflections on a task's
+the last number of a numbers game). With an LLM policy, the latest reflections on a task's
 failed leaves (at most three, LATS; the ``reflection`` of ``simulations`` rows)
 go with its items, for the proposals of later expansions.
 
@@ -50,9 +50,10 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
-from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import Evolution
+from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from evoagent.trajectory import trajectory_id
+from operators.mcts import KEYS as PASS_KEYS
 from operators.mcts import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
 from stores.base import WorkItem
 
@@ -158,12 +159,20 @@ def plan_simulations(tree: Tree, n: int, c: float) -> list[list[str]]:
     return paths
 
 
-class MCTS(Evolution):
-    """Plans simulations from the stored trees; keeps evolution's per-task population and statistics."""
+class MCTS(Strategy):
+    """Plans simulations from the stored trees; keeps a ranked per-task population and its statistics."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.seed = self.c.get("seed")
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
         self.limit = depth_limit(self.c.values)
+
+    def last_round(self) -> int:
+        return int(self.c.get("budget.generations"))
+
+    def hall_of_fame(self) -> Any:
+        return self.ranked.hof
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -171,6 +180,10 @@ class MCTS(Evolution):
         if values["budget.generations"] < 1:
             return "budget.generations", "strategy 'mcts' needs at least 1 round of simulations after round 0"
         return None
+
+    @staticmethod
+    def items_per_task(c: Any) -> int:
+        return int(c.get("strategy.mcts.parallel"))
 
     def trees(self, before_round: int) -> dict[str, Tree]:
         """Every task's tree from the facts of rounds before ``before_round``."""
@@ -235,9 +248,9 @@ class MCTS(Evolution):
 
     # -- tell ------------------------------------------------------------------
     def close(self, round_: int) -> Closed:
-        prev = self.population(round_ - 1)
+        prev = self.ranked.population(round_ - 1)
         results = self.store.round_results(round_)
-        found = self.members([traj_id for _, _, traj_id in results])
+        found = self.ranked.members([traj_id for _, _, traj_id in results])
         mine: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             mine[task_id].append(found[traj_id])
@@ -248,18 +261,20 @@ class MCTS(Evolution):
             pool = evo.replace(prev.get(t, []), mine[t], mu=len(prev.get(t, [])) + len(mine[t]), kind="plus",
                                elitism=0, selection="best")
             pop[t] = sorted(pool, key=lambda m: m.traj_id not in solved)[:mu]
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        stats = self.stats(round_, pop, len(results))
+        rows = self.ranked.rows(pop)
+        stats = self.ranked.stats(round_, pop, len(results), mu)
         stats["simulations"] = int(self.store.scalar(
             "SELECT count(*) FROM simulations WHERE generation <= ?", [round_]) or 0)
         return Closed(rows, stats)
 
 
-registry.register(registry.Part("strategy", "mcts", MCTS, keys={
+PART = registry.Part("strategy", "mcts", MCTS, keys={
     "parallel": registry.Key(int, 4, lambda x: 1 <= x <= 100, "within 1..100"),
-    "children": registry.Key(int, 5, lambda x: 1 <= x <= 100, "within 1..100"),
     "c": registry.Key((int, float), 1.0, lambda x: 0 <= x <= 100, "within 0..100"),
-    "max_depth": registry.Key(int, 10, lambda x: 1 <= x <= 100, "within 1..100"),
     "iterations": registry.Key(int, 0, lambda x: 0 <= x <= 10**6, "within 0..1000000 (0 = no limit)"),
-    "rollout": registry.Key(bool, False),
-}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store"))
+}, shared_keys={  # the operator's (children, max_depth, rollout); the population it keeps, ranked as
+    **PASS_KEYS,  # evolution ranks; its rounds
+    "mu": registry.Key(int, 1, lambda x: 1 <= x <= 10_000, "within 1..10000"),
+    "selection.objectives": OBJECTIVES_KEY,
+    "budget.generations": registry.Key(int, 0, lambda x: 0 <= x <= 100_000, "within 0..100000"),
+}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store")

@@ -10,14 +10,14 @@
   the answer is the rank-0 member, i.e. the best ``fitness.reward`` trajectory score.
   It picks with a reward model, not gold: a ``fitness.reward`` whose values derive
   from gold (``env``, and every model registered with ``uses_gold``: ``oracle``,
-  ``mc``'s outcome checker, game24's ``solvable``) is refused unless the campaign
+  ``mc``'s outcome checker, an environment's exact solver) is refused unless the campaign
   sets ``strategy.best_of_n.allow_gold = true``, and then the pick sees gold (an
   oracle pick, an upper bound). ``prm``, ``http``, ``judge`` and ``recorded`` never read gold.
 
 Members, ranking and statistics are the evolution strategy's (success: each task's
 rank-0 member judged by gold afterwards), so ``generations``, ``status`` and the
 report read these campaigns unchanged. ``mu``, ``lambda`` are not read;
-``budget.generations`` must be 0 (one round).
+Each runs one round (round 0); ``budget.generations`` is evolution's key, not theirs.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
-from evoagent.strategies.base import Closed
-from evoagent.strategies.evolution import Evolution
+from evoagent.strategies.base import Closed, Strategy
+from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from stores.base import WorkItem
 
 __all__ = ["IPR", "RRO", "BestOfN", "PerTask"]
@@ -36,19 +36,25 @@ def _n(default: int) -> registry.Key:
     return registry.Key(int, default, lambda x: 1 <= x <= 1000, "within 1..1000")
 
 
-class PerTask(Evolution):
+class PerTask(Strategy):
     """``n`` items of one operator per task, one round; see the module docstring."""
 
     name = ""  # the strategy's registered name (its ``strategy.<name>.n`` key)
     operator = ""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.seed = self.c.get("seed")
+        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
         """This strategy's campaign check (``evoagent.campaign.build`` calls it): (key, problem) or None."""
-        if values["budget.generations"] != 0:
-            return "budget.generations", (f"strategy {cls.name!r} runs one round; set it to 0, "
-                                          f"got {values['budget.generations']}")
         return None
+
+    @classmethod
+    def items_per_task(cls, c: Any) -> int:
+        return int(c.get(f"strategy.{cls.name}.n"))
 
     def last_round(self) -> int:
         return 0
@@ -64,14 +70,16 @@ class PerTask(Evolution):
 
     def close(self, round_: int) -> Closed:
         results = self.store.round_results(round_)
-        found = self.members([traj_id for _, _, traj_id in results])
+        found = self.ranked.members([traj_id for _, _, traj_id in results])
         pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             if all(m.traj_id != traj_id for m in pop[task_id]):
                 pop[task_id].append(found[traj_id])
         pop = {t: evo.ranked(ms) for t, ms in pop.items()}
-        rows = [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
-        return Closed(rows, self.stats(round_, pop, len(results)))
+        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, len(results)))
+
+    def hall_of_fame(self) -> Any:
+        return self.ranked.hof
 
 
 class RRO(PerTask):
@@ -91,19 +99,25 @@ class BestOfN(PerTask):
 
     name, operator = "best_of_n", "sample"
 
+    @staticmethod
+    def refuses_gold_fitness(values: dict[str, Any]) -> bool:
+        """Whether its pick must not see gold (a reward model trained on these tasks included)."""
+        return not values["strategy.best_of_n.allow_gold"]
+
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
         reward = values["fitness.reward"]
-        if (reward == "env" or registry.get("reward", reward).uses_gold) and not values["strategy.best_of_n.allow_gold"]:
+        if registry.get("reward", reward).uses_gold and cls.refuses_gold_fitness(values):
             return "fitness.reward", (f"best_of_n picks with a reward model, not gold, and {reward!r} reads gold: "
                                       "set one that does not (e.g. prm, http, judge), or "
                                       "strategy.best_of_n.allow_gold = true for a pick that sees gold")
         return super().check_campaign(values)
 
 
-for _cls, _keys, _doc in (
-        (RRO, {"n": _n(1)}, "RRO step search, n trajectories per task"),
-        (IPR, {"n": _n(1)}, "IPR step search (k candidates a step), n trajectories per task"),
-        (BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
-         "N rollouts per task, the best by the fitness reward model")):
-    registry.register(registry.Part("strategy", _cls.name, _cls, _keys, doc=_doc))
+_RANKING = {"selection.objectives": OBJECTIVES_KEY}  # how members are ranked, as evolution ranks them
+RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1)}, shared_keys=_RANKING,
+                         doc="RRO step search, n trajectories per task")
+IPR_PART = registry.Part("strategy", "ipr", IPR, {"n": _n(1)}, shared_keys=_RANKING,
+                         doc="IPR step search (k candidates a step), n trajectories per task")
+BEST_OF_N_PART = registry.Part("strategy", "best_of_n", BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
+                               shared_keys=_RANKING, doc="N rollouts per task, the best by the fitness reward model")

@@ -47,7 +47,7 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
     from evoagent.policies.replay import ReplayPolicy
 
     policy = ReplayPolicy.from_bundled(sources, explore=explore)
-    tasks = {(t.db, t.question): t for t in load_tasks()}
+    tasks = {(t.meta["db"], t.question): t for t in load_tasks()}
     seen: dict[int, int] = {}  # attempts per request: the n-th try of a request is always the same
     lock = threading.Lock()
 

@@ -37,7 +37,7 @@ from evoagent.rewards.signal import queries
 from evoagent.testing.env_contract import HOSTILE_ACTIONS
 from evoagent.trajectory import Task, Trajectory
 
-__all__ = ["check_reward_model", "hostile_queries", "queries_of"]
+__all__ = ["check_reward_model", "hostile_queries", "prefixes", "queries_of"]
 
 POISONS = ("", "POISONED GOLD 4f1c")
 
@@ -45,6 +45,12 @@ POISONS = ("", "POISONED GOLD 4f1c")
 def queries_of(runs: Sequence[Trajectory]) -> list[Query]:
     """Every step query of ``runs`` (each step's prefix, with what the environment observed)."""
     return [q for run in runs for q in queries(run)]
+
+
+def prefixes(task_id: str, actions: Sequence[str]) -> list[Query]:
+    """Every prefix of ``actions`` as a query never executed (no observations), the last one terminal."""
+    n = len(actions)
+    return [Query(task_id, tuple(actions[: i + 1]), terminal=i == n - 1) for i in range(n)]
 
 
 def hostile_queries(tasks: Sequence[Task]) -> list[Query]:
@@ -90,14 +96,15 @@ def check_reward_model(make_model: Callable[[Mapping[str, Task]], RewardModel], 
             f"{model.source}: the model says uses_gold={model.uses_gold}, its part declares {declared}")
         want = _values(model, batch, value_range)
         assert _values(model, batch[::-1], value_range)[::-1] == want, f"{model.source}: values depend on batch order"
-        for i in range(0, len(batch), max(1, len(batch) // 7)):
+        for i in sorted({0, len(batch) // 2, len(batch) - 1}):
             assert _values(model, [batch[i]], value_range) == [want[i]], (
                 f"{model.source}: {batch[i].task_id!r} step {batch[i].step_idx} scores differently alone")
         source = model.source
     finally:
         model.close()
-    _same(make_model(table), batch, want, value_range, "a fresh instance")
-    if not declared:
+    if declared:  # (a gold-free model's poisoned runs below are fresh instances too)
+        _same(make_model(table), batch, want, value_range, "a fresh instance")
+    else:
         for gold in POISONS:
             poisoned = {k: replace(t, gold=gold) for k, t in table.items()}
             _same(make_model(poisoned), batch, want, value_range, f"gold set to {gold!r} (it declares uses_gold=False)",

@@ -24,7 +24,7 @@ from stores import DuckDBStore, ItemResult, SnapshotStore, Store, StoreError, Tr
 KINDS = ["file", "memory", "snapshot"]
 
 VIEW_COLUMNS = {
-    "tasks": ["task_id", "env", "db", "hardness", "question"],
+    "tasks": ["task_id", "env", "db", "hardness", "question", "meta"],
     "trajectories": [
         "traj_id", "task_id", "source", "campaign", "generation", "operator", "outcome_reward",
         "n_steps", "cost_usd", "input_tokens", "output_tokens", "seed", "item_id", "solved",
@@ -73,8 +73,8 @@ B = traj("t1", ["BAD SQL", "SELECT 2"], reward=0.0, generation=0, operator="init
 C = traj("t2", ["SELECT count(*) FROM concert"], reward=0.5, generation=0, operator="init", seed=3)
 D = traj("t1", ["SELECT 1", "SELECT name FROM singer ORDER BY age"], reward=1.0,
          parents=tuple(sorted((A.traj_id, B.traj_id))), generation=1, operator="recombine", seed=4)
-TASKS = [Task("t1", "intercode_sql", "Names of singers?", db="concert_singer", hardness="easy"),
-         Task("t2", "intercode_sql", "How many concerts?", db="concert_singer", hardness="hard")]
+TASKS = [Task("t1", "intercode_sql", "Names of singers?", meta={"db": "concert_singer", "hardness": "easy"}),
+         Task("t2", "intercode_sql", "How many concerts?", meta={"db": "concert_singer", "hardness": "hard"})]
 
 
 # -- the harness -----------------------------------------------------------------
@@ -135,9 +135,11 @@ def test_write_and_read_back_through_views(h: Harness) -> None:
     assert h.w.write(TrajectoryBatch.from_trajectories([A, B, C, D], campaign="c1")) == 4
     r = h.r()
     assert rows(r, "SELECT task_id, env, db, hardness, question FROM tasks ORDER BY task_id") == [
-        {"task_id": t.task_id, "env": t.env, "db": t.db, "hardness": t.hardness, "question": t.question}
+        {"task_id": t.task_id, "env": t.env, "db": t.meta["db"], "hardness": t.meta["hardness"], "question": t.question}
         for t in TASKS
     ]
+    metas = [json.loads(x["meta"]) for x in rows(r, "SELECT meta FROM tasks ORDER BY task_id")]
+    assert metas == [dict(t.meta) for t in TASKS]  # the environment's own fields, as JSON
     got = {x["traj_id"]: x for x in rows(r, "SELECT * FROM trajectories")}
     assert set(got) == {A.traj_id, B.traj_id, C.traj_id, D.traj_id}
     a = got[A.traj_id]

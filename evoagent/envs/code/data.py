@@ -211,7 +211,8 @@ def load_tasks(task_set: str = "humaneval") -> tuple[Task, ...]:
     if task_set not in TASK_SETS:
         raise UserError(f"key 'tasks.set': unknown task set {task_set!r} (have {', '.join(TASK_SETS)})")
     prefix = "HumanEval/" if task_set == "humaneval" else "MBPP/"
-    tasks = [Task(tid, "code", row["prompt"], gold=hidden_test(row["test"], row["entry_point"]))
+    tasks = [Task(tid, "code", row["prompt"], gold=hidden_test(row["test"], row["entry_point"]),
+                  meta={"entry_point": row["entry_point"], "set": task_set})
              for tid, row in _benchmark_rows().items() if tid.startswith(prefix)]
     return tuple(sorted(tasks, key=lambda t: int(t.task_id.split("/")[1])))
 

@@ -18,6 +18,7 @@ environment is :class:`evoagent.envs.base.Restorable`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +51,28 @@ def _failed_line(test: str, result: dict) -> str:
     return f"{test} # {message}"
 
 
-def run_visible(task: Task, program: str, sandbox: Sandbox | None = None) -> tuple[tuple[str, ...], Result]:
+def run_visible(task: Task, program: Any, sandbox: Sandbox | None = None) -> tuple[tuple[str, ...], Result]:
+    """The program's results on the task's visible tests (cached per task and program in this process)."""
     tests = visible_tests(task)
-    return tests, (sandbox or shared_sandbox()).run(_program(program), list(tests), VISIBLE_LIMITS)
+    if sandbox is not None or not isinstance(program, str):
+        return tests, (sandbox or shared_sandbox()).run(_program(program), list(tests), VISIBLE_LIMITS)
+    return tests, _cached_run(task, program, False)
 
 
-def run_hidden(task: Task, program: str, sandbox: Sandbox | None = None) -> Result:
-    return (sandbox or shared_sandbox()).run(_program(program), [task.gold], HIDDEN_LIMITS)
+def run_hidden(task: Task, program: Any, sandbox: Sandbox | None = None) -> Result:
+    """The program's result on the hidden tests (cached per task and program in this process)."""
+    if sandbox is not None or not isinstance(program, str):
+        return (sandbox or shared_sandbox()).run(_program(program), [task.gold], HIDDEN_LIMITS)
+    return _cached_run(task, program, True)
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_run(task: Task, program: str, hidden: bool) -> Result:
+    """One sandbox run per (task, program, which tests): recombining recorded programs repeats many, and
+    the environment's visible run is the ``visible`` reward's too."""
+    if hidden:
+        return shared_sandbox().run(_program(program), [task.gold], HIDDEN_LIMITS)
+    return shared_sandbox().run(_program(program), list(visible_tests(task)), VISIBLE_LIMITS)
 
 
 def _program(program: Any) -> Any:

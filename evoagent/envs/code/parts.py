@@ -49,9 +49,20 @@ def gold_key(task: Task) -> str:
     return " ".join(task.gold.split())
 
 
+def check(c: Any, tasks: Any, note: Any) -> None:
+    """The sandbox starts (bubblewrap installed, run as root), before any file is written."""
+    from evoagent.envs.code.sandbox import SandboxError, shared_sandbox
+    from evoagent.errors import UserError
+
+    try:
+        shared_sandbox().run("pass", [])
+    except SandboxError as err:
+        raise UserError(str(err)) from None
+
+
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make_env, policies=("replay",), render_task=render_task,
-    meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS,
+    meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS, check=check,
     doc="HumanEval/MBPP: write a Python function; visible tests shown, hidden tests as gold; sandboxed")
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from evoagent.envs.code.data import Recording, Row, feedback_asserts, load_tasks, read_recorded, to_trajectory
 from evoagent.envs.code.env import HIDDEN_LIMITS, PREAMBLE, VISIBLE_LIMITS
-from evoagent.envs.code.sandbox import shared_sandbox
+from evoagent.envs.code.sandbox import SandboxError, shared_sandbox
+from evoagent.errors import UserError
 from evoagent.escaping import visible
 
 
@@ -95,6 +96,10 @@ def replay_file(path: str | Path, kind: str, workers: int = 2) -> Faithfulness:
     jobs = [(row, check) for row in rec.rows for check in _checks(row)]
     report.not_executed = sum(1 for row in rec.rows if not row.programs)
     sandbox = shared_sandbox()
+    try:
+        sandbox.run("pass", [])  # the sandbox starts, or one line saying why not
+    except SandboxError as err:
+        raise UserError(str(err)) from None
 
     def run(job):
         row, (label, program, tests, verdicts, what) = job

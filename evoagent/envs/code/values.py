@@ -9,7 +9,6 @@ outcome is the environment's own reward (``oracle``, fitness ``env``).
 """
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -47,16 +46,11 @@ class VisibleTests(RewardModel):
         return _share(self, task_id, programs[-1])
 
 
-@functools.lru_cache(maxsize=65536)
-def _cached(task: Task, program: str) -> float:
-    tests, result = run_visible(task, program)
-    return result.passed / len(tests) if tests else 0.0
-
-
 def _share(model: VisibleTests, task_id: str, program: str) -> float:
     with model._lock:
         model.runs += 1
-    return _cached(model.tasks[task_id], program)
+    tests, result = run_visible(model.tasks[task_id], program)
+    return result.passed / len(tests) if tests else 0.0
 
 
 def make_visible(ctx: Any, params: dict[str, Any], seed: int) -> VisibleTests:

@@ -1,31 +1,35 @@
 """Game of 24 (Tree of Thoughts, Yao et al., NeurIPS 2023): exact rules, oracle, offline policies,
 GPT-4's recorded runs and values.
 
-The campaign hooks ``launch`` calls for ``env.kind = "game24"``: ``load_tasks(c)``
-(the puzzles of ``tasks.ranks``), ``make(c)`` (an environment factory) and
-``make_policy(c, store)``. Modules load on first use.
+``ENVIRONMENT`` is its part (``env.kind = "game24"``) and the policy parts below play it; each
+hook imports what it runs on first use.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from evoagent.errors import UserError
+from evoagent.envs.base import Environment
+from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart
+from evoagent.registry import Key
+from evoagent.trajectory import Task
 
-__all__ = ["load_tasks", "make", "make_policy"]
+__all__ = ["ANTHROPIC", "ENUMERATE", "ENVIRONMENT", "OPENAI", "REPLAY", "gold_key"]
 
-# Keys of the InterCode-SQL environment that mean nothing here: refused when set, not ignored.
-_FOREIGN = ("env.tasks", "env.dump", "tasks.hardness", "tasks.dbs")
+NAME = "game24"
 
 
-def load_tasks(c: Any) -> list[Any]:
+def _ranks(x: Any) -> bool:
+    return x == [] or (len(x) == 2 and all(type(r) is int for r in x) and 1 <= x[0] <= x[1] <= 10**6)
+
+
+KEYS = {"tasks.ranks": Key(list, [], _ranks, "[first, last], an inclusive range of puzzle ranks")}
+
+
+def load_tasks(c: Any) -> list[Task]:
     """The campaign's puzzles: ``tasks.ranks = [first, last]`` (inclusive), all 1,362 without."""
     from evoagent.envs.game24 import data
 
-    for key in _FOREIGN:
-        if c.get(key):
-            raise UserError(f"key {key!r} is for env.kind = \"intercode_sql\"; game24 selects puzzles "
-                            "with tasks.ranks, tasks.ids and tasks.sample")
     return data.load_tasks(c.get("tasks.ranks") or None)
 
 
@@ -36,8 +40,61 @@ def make(c: Any) -> Callable[[], Any]:
     return Game24Env
 
 
-def make_policy(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
-    """(policy, advisor, budget, closers): see ``policies.make_policy``."""
-    from evoagent.envs.game24.policies import make_policy as build
+def render_task(task: Task) -> str:
+    """The puzzle as the agent's prompt shows it."""
+    from evoagent.prompts import GAME24
 
-    return build(c, store)
+    return GAME24.user.format(numbers=task.question)
+
+
+def gold_key(task: Any) -> str:
+    """A puzzle's equivalence class for leakage guards and ``rm train``'s split: its numbers (sorted).
+
+    Every Game of 24 task has the same goal (24) and no stored gold text, so a
+    class per goal would put all puzzles in one; the 1,362 puzzles are distinct multisets.
+    """
+    return "game24\x1f" + " ".join(sorted(task.question.split(), key=lambda x: (len(x), x)))
+
+
+ENVIRONMENT = Environment(
+    name=NAME, load_tasks=load_tasks, make_env=make, policies=("replay", "enumerate", "anthropic", "openai"),
+    render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS,
+    doc="Game of 24: make 24 from four numbers, one step at a time (exact rules and solver)")
+
+
+# -- policies ----------------------------------------------------------------------------------
+def _replay(c: Any, store: Any) -> Made:
+    from evoagent.envs.game24.policies import ReplayPolicy
+
+    return Made(ReplayPolicy(c.get("policy.sources") or None, explore=c.get("policy.explore")))
+
+
+def _enumerate(c: Any, store: Any) -> Made:
+    from evoagent.envs.game24.policies import EnumeratePolicy
+
+    return Made(EnumeratePolicy())
+
+
+def _llm(transport: str) -> PolicyPart:
+    from evoagent import llm
+
+    def make(c: Any, store: Any) -> Made:
+        # The operators' LLM side (advisor) speaks SQL: game24 runs the plain operators (no advisor).
+        from evoagent.envs.game24.policies import Game24LLMPolicy
+
+        client, budget, closers = llm.build_client(transport, c, store)
+        policy = Game24LLMPolicy(transport, client, model=c.get("policy.model"),
+                                 max_tokens=c.get("policy.max_tokens"), temperature=c.get("policy.temperature"),
+                                 observation_chars=c.get("policy.observation_chars"))
+        return Made(policy, None, budget, closers)
+
+    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True,
+                      check=lambda c: llm.check(transport, c),
+                      doc=f"an LLM writing one step at a time through tools, over the {transport} API")
+
+
+REPLAY = PolicyPart(f"{NAME}.replay", _replay, RECORDED_KEYS, envs=(NAME,),
+                    doc="GPT-4's recorded Tree of Thoughts proposals for the state (offline)")
+ENUMERATE = PolicyPart(f"{NAME}.enumerate", _enumerate, envs=(NAME,), doc="a uniformly random legal step")
+ANTHROPIC = _llm("anthropic")
+OPENAI = _llm("openai")

@@ -34,6 +34,11 @@ MAX_STEP = MAX_LINES  # a ToT proposal's search depth (GPT-4's ToT log: 0..3)
 # (a few KB of gzip can list millions of answers). The bundled logs: 10,000 answers at most.
 MAX_ANSWERS = 100_000  # recorded answers (samples) per file
 MAX_PROPOSALS = 200_000  # ToT proposals (valued states) per file
+# ... and per import command, across all its files (the bundled logs: 20,500 answers, 8,412
+# proposals, 77,654 action lines), so that several maximal files cannot add up.
+MAX_IMPORT_ANSWERS = MAX_ANSWERS
+MAX_IMPORT_PROPOSALS = MAX_PROPOSALS
+MAX_IMPORT_LINES = 500_000  # action lines of answers and proposals together
 ENV = "game24"
 
 
@@ -56,7 +61,7 @@ def load_tasks(ranks: Sequence[int] | None = None) -> list[Task]:
     if not 1 <= lo <= hi <= N_PUZZLES:
         raise UserError(f"key 'tasks.ranks': must be [first, last] with 1 <= first <= last <= {N_PUZZLES}, "
                         f"got {list(ranks or [])}")
-    return [Task(task_id(r), ENV, q) for r, q in _puzzles()[lo - 1:hi]]
+    return [Task(task_id(r), ENV, q, meta={"numbers": [int(n) for n in q.split()]}) for r, q in _puzzles()[lo - 1:hi]]
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,12 @@ def _rank(rec: dict[str, Any], n: int) -> int:
     return idx + 1
 
 
+def _too_many(what: str, per_file: int, left: int) -> str:
+    if left < per_file:
+        return f"more than {left:,} {what}, what is left of one import's {per_file:,} after the files before it"
+    return f"more than {per_file:,} {what} in one file"
+
+
 def _verdicts(rec: dict[str, Any], n: int, count: int) -> list[float]:
     if "infos" in rec:
         got = [i.get("r") if isinstance(i, dict) else None for i in _list(rec["infos"], f"record {n}: infos")]
@@ -143,12 +154,24 @@ def _verdicts(rec: dict[str, Any], n: int, count: int) -> list[float]:
     return [float(r) for r in got]
 
 
-def read_log(path: str | Path) -> Recording:
-    """A ToT log (JSON or JSON.gz, within the same bounds as every recorded file), checked whole."""
+def import_budget() -> Any:
+    """What one ``import game24`` reads across its files (``intercode_sql.data.ImportBudget``)."""
+    from evoagent.envs.intercode_sql.data import ImportBudget
+
+    return ImportBudget(answers=MAX_IMPORT_ANSWERS, proposals=MAX_IMPORT_PROPOSALS, lines=MAX_IMPORT_LINES)
+
+
+def read_log(path: str | Path, budget: Any = None) -> Recording:
+    """A ToT log (JSON or JSON.gz, within the same bounds as every recorded file), checked whole;
+    ``budget``: what the import command has left to read (default: this file alone)."""
     from evoagent.envs.intercode_sql.data import read_json
 
     path = Path(path)
-    data = read_json(path)
+    budget = budget or import_budget()
+    data = read_json(path, budget)
+    most_answers = min(MAX_ANSWERS, budget.left("answers"))
+    most_proposals = min(MAX_PROPOSALS, budget.left("proposals"))
+    lines_left = budget.left("lines")
     try:
         records = _list(data, "the file", dict)
         kind, seen = _kind(path, records), set()
@@ -160,10 +183,11 @@ def read_log(path: str | Path) -> Recording:
                 raise _Bad(f"record {n}: puzzle index {rank - 1} appears twice")
             seen.add(rank)
             ys = _list(rec.get("ys"), f"record {n}: 'ys'", str)
-            if len(runs) + len(ys) > MAX_ANSWERS:
-                raise _Bad(f"more than {MAX_ANSWERS:,} answers in one file")
+            if len(runs) + len(ys) > most_answers:
+                raise _Bad(_too_many("answers", MAX_ANSWERS, most_answers))
             for k, (y, r) in enumerate(zip(ys, _verdicts(rec, n, len(ys)))):
-                runs.append(LogRun(task_id(rank), k, lines_of(y), r))
+                runs.append(LogRun(task_id(rank), k, lines := lines_of(y), r))
+                lines_left -= len(lines)
             for step in _list(rec.get("steps", []), f"record {n}: 'steps'", dict):
                 new, values = (_list(step.get(k), f"record {n}: steps[].{k}") for k in ("new_ys", "values"))
                 if len(new) != len(values) or not all(isinstance(y, str) for y in new) or not all(
@@ -173,12 +197,18 @@ def read_log(path: str | Path) -> Recording:
                 if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_STEP:
                     raise _Bad(f"record {n}: steps[].step must be a whole number 0..{MAX_STEP}, "
                                f"got {str(depth)[:20]!r}")
-                if len(proposals) + len(new) > MAX_PROPOSALS:
-                    raise _Bad(f"more than {MAX_PROPOSALS:,} proposals in one file")
+                if len(proposals) + len(new) > most_proposals:
+                    raise _Bad(_too_many("proposals", MAX_PROPOSALS, most_proposals))
                 for y, v in zip(new, values):
-                    proposals.append(Proposal(task_id(rank), depth, lines_of(y), float(v)))
+                    proposals.append(Proposal(task_id(rank), depth, lines := lines_of(y), float(v)))
+                    lines_left -= len(lines)
+            if lines_left < 0:
+                raise _Bad(f"more than {MAX_IMPORT_LINES:,} action lines in one import")
     except _Bad as err:
         raise UserError(f"{path}: not a Tree of Thoughts Game of 24 log ({err})") from None
     if not runs:
         raise UserError(f"{path}: not a Tree of Thoughts Game of 24 log (no records)")
+    budget.take("answers", len(runs), path)
+    budget.take("proposals", len(proposals), path)
+    budget.take("lines", budget.left("lines") - lines_left, path)
     return Recording(_source(path, kind), kind, tuple(runs), tuple(proposals))

@@ -31,7 +31,7 @@ from evoagent.envs.game24.rules import moves
 from evoagent.policies.base import SUBMIT, Action, Guidance
 from evoagent.trajectory import Step, Task
 
-__all__ = ["CALLS", "EnumeratePolicy", "Game24LLMPolicy", "ReplayPolicy", "make_policy"]
+__all__ = ["CALLS", "EnumeratePolicy", "Game24LLMPolicy", "ReplayPolicy"]
 
 StateKey = tuple[str, tuple[Any, ...]]
 CALLS: collections.Counter[str] = collections.Counter()  # offline policy -> next_action calls in this process
@@ -171,27 +171,3 @@ class Game24LLMPolicy:
         return Action(text, thought=thought, cost_usd=reply.cost_usd,
                       input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
                       + usage.get("cache_write_tokens", 0), output_tokens=usage.get("output_tokens", 0))
-
-
-def make_policy(c: Any, store: Any) -> tuple[Any, Any, Any, list[Any]]:
-    """(policy, advisor, budget, closers) for a game24 campaign. The operators' LLM side (advisor)
-    speaks SQL, so game24 campaigns run the plain operators (no advisor) with every policy."""
-    from evoagent.errors import UserError
-    from evoagent.llm import LLM_POLICIES
-
-    kind = c.get("policy.kind")
-    if kind == "enumerate":
-        return EnumeratePolicy(), None, None, []
-    if kind == "replay":
-        return ReplayPolicy(c.get("policy.sources") or None, explore=c.get("policy.explore")), None, None, []
-    if kind in LLM_POLICIES:
-        if store is None:
-            raise UserError(f"policy {kind!r} needs a store for its call ledger")
-        from evoagent import llm
-
-        sql_policy, _, budget, closers = llm.build(c, store)
-        policy = Game24LLMPolicy(kind, sql_policy.client, model=c.get("policy.model"),
-                                 max_tokens=c.get("policy.max_tokens"), temperature=c.get("policy.temperature"),
-                                 observation_chars=c.get("policy.observation_chars"))
-        return policy, None, budget, closers
-    raise UserError(f"key 'policy.kind': {kind!r} does not play game24 (use enumerate, replay, anthropic or openai)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from evoagent.envs.game24.data import Recording, bundled_logs, load_tasks, read_log
+from evoagent.envs.game24.data import Recording, bundled_logs, import_budget, load_tasks, read_log
 from evoagent.envs.game24.env import Episode, play, start
 from evoagent.trajectory import Step, Task, Trajectory
 
@@ -116,7 +116,8 @@ def import_logs(paths: Sequence[str | Path], store_path: str) -> list[tuple[Reco
     """Check every file whole, then write all of them in one transaction: (recording, trajectories) each."""
     from stores import DuckDBStore, TrajectoryBatch
 
-    recordings = [read_log(p) for p in paths]
+    budget = import_budget()  # totals across the files, not per file
+    recordings = [read_log(p, budget) for p in paths]
     trajs: list[Trajectory] = []
     samples: list[int] = []
     for rec in recordings:

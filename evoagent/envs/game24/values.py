@@ -1,4 +1,5 @@
-"""Reward models of the game24 environment: GPT-4's recorded values (``recorded``) and exact ``solvable``.
+"""Reward models of the game24 environment: GPT-4's recorded values (``recorded``), exact ``solvable``
+and a learned value of the numbers left (``state_value``, in ``value_model.py``).
 
 ``recorded`` replays Tree of Thoughts' own value function: for every state
 ToT's search proposed on puzzles 901..1000, GPT-4 was asked 3 times whether
@@ -27,7 +28,7 @@ from typing import Any
 from evoagent.envs.game24.env import Episode, play, start
 from evoagent.envs.game24.solver import solvable
 from evoagent.errors import UserError
-from evoagent.registry import Part, register
+from evoagent.registry import Key, Part
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.trajectory import Task
 
@@ -147,7 +148,25 @@ def _solvable(ctx: Any, params: dict[str, Any], seed: int) -> Solvable:
     return Solvable(_game24_tasks(ctx, "solvable"))
 
 
-register(Part("reward", "recorded", _recorded, uses_gold=False,
-              doc="game24: GPT-4's recorded Tree of Thoughts values of each state (0 where it has none)"))
-register(Part("reward", "solvable", _solvable, uses_gold=True,
-              doc="game24: 1 iff the state can still make exactly 24 (exact search; an oracle)"))
+RECORDED = Part("reward", "recorded", _recorded, uses_gold=False,
+                doc="game24: GPT-4's recorded Tree of Thoughts values of each state (0 where it has none)")
+SOLVABLE = Part("reward", "solvable", _solvable, uses_gold=True,
+                doc="game24: 1 iff the state can still make exactly 24 (exact search; an oracle)")
+
+
+def _state_value(ctx: Any, params: dict[str, Any], seed: int) -> Any:
+    from evoagent.envs.game24.value_model import StateValue
+
+    return StateValue(_game24_tasks(ctx, "state_value"), train_ranks=params["train_ranks"], states=params["states"])
+
+
+def _ranks(x: Any) -> bool:
+    return (isinstance(x, list) and len(x) == 2 and all(type(r) is int for r in x)
+            and 1 <= x[0] <= x[1] <= 1362)
+
+
+STATE_VALUE = Part("reward", "state_value", _state_value, {
+    "train_ranks": Key(list, [1, 900], _ranks, "[first, last] puzzle ranks with 1 <= first <= last <= 1362"),
+    "states": Key(int, 20000, lambda x: 100 <= x <= 200_000, "within 100..200000"),
+}, uses_gold=False, doc="game24: a learned value of the numbers left (trained on exact labels of states no "
+                        "puzzle of the campaign can reach; envs/game24/value_model.py)")

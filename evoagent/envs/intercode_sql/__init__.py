@@ -18,3 +18,178 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+# -- the environment part (``env.kind = "intercode_sql"``) and its policies ---------------------
+# Declared here so that naming it imports nothing heavy; each hook imports what it runs.
+
+from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from evoagent.envs.base import Environment  # noqa: E402
+from evoagent.errors import UserError  # noqa: E402
+from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart  # noqa: E402
+from evoagent.registry import Key  # noqa: E402
+
+HARDNESS = ("easy", "medium", "hard", "extra")
+NAME = "intercode_sql"
+
+KEYS: dict[str, Key] = {
+    "env.dialect": Key(str, "mysql", lambda x: x in ("mysql", "duckdb"), "mysql or duckdb"),
+    "env.timeout_s": Key((int, float), 5.0, lambda x: 0 < x <= 3600, "> 0 and <= 3600"),
+    "env.tasks": Key(str, "", path=True),  # an InterCode task file ("" = the bundled tasks)
+    "env.dump": Key(str, "", path=True),  # a MySQL dump of the tasks' databases ("" = the bundled one)
+    "tasks.hardness": Key(list, [], lambda x: all(h in HARDNESS for h in x), f"a list of {HARDNESS}"),
+    "tasks.dbs": Key(list, [], lambda x: all(isinstance(d, str) for d in x), "a list of names"),
+}
+
+
+def _keyed(key: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with its one-line error prefixed by the campaign key it came from."""
+    try:
+        return fn(*args)
+    except UserError as exc:
+        raise UserError(f"key {key!r}: {exc}") from None
+
+
+def database(c: Any) -> Path | None:
+    """The DuckDB file built from the campaign's ``env.dump`` (cached by content); None: the bundled one."""
+    from evoagent.envs.intercode_sql.build import database_path
+
+    return _keyed("env.dump", database_path, c.get("env.dump")) if c.get("env.dump") else None
+
+
+def _load_tasks(c: Any) -> list[Any]:
+    """The task file's tasks (``env.tasks`` or the bundled ones), filtered by ``tasks.hardness``/``tasks.dbs``."""
+    from evoagent.envs.intercode_sql.build import catalog, database_path
+    from evoagent.envs.intercode_sql.data import load_tasks, with_schemas
+
+    tasks = _keyed("env.tasks", load_tasks, c.get("env.tasks") or None)
+    if c.get("env.tasks") or c.get("env.dump"):  # tables for the prompt where the task file has no db_tables
+        tasks = with_schemas(tasks, catalog(database(c) or database_path()))
+    every = tasks
+    if c.get("tasks.hardness"):
+        tasks = [t for t in tasks if t.meta["hardness"] in c.get("tasks.hardness")]
+    if c.get("tasks.dbs"):
+        known = {t.meta["db"] for t in every}
+        bad = [d for d in c.get("tasks.dbs") if d not in known]
+        if bad:
+            raise UserError(f"key 'tasks.dbs': unknown database {bad[0]!r}")
+        tasks = [t for t in tasks if t.meta["db"] in c.get("tasks.dbs")]
+    return tasks
+
+
+def _make_env(c: Any) -> Callable[[], Any]:
+    dialect, timeout, db = c.get("env.dialect"), c.get("env.timeout_s"), database(c)
+
+    def make() -> Any:
+        from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
+
+        return InterCodeSQLEnv(dialect=dialect, timeout_s=timeout, database=db)
+
+    return make
+
+
+def render_task(task: Any) -> str:
+    """The task as the agent's prompt shows it: database, tables, question."""
+    from evoagent.policies.llm import schema_text
+    from evoagent.prompts import AGENT
+
+    return AGENT.user.format(db=task.meta["db"], schema=schema_text(task), question=task.question)
+
+
+def gold_key(task: Any) -> str:
+    """The task's gold-equivalence class: its database and normalised gold query (``gold.py``)."""
+    from evoagent.envs.intercode_sql.gold import gold_key as key
+
+    return key(task)
+
+
+def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
+    """With the user's own tasks or dump, list (through ``note``) the gold queries that do not run,
+    with MySQL's reason: not fatal (those tasks score against an empty gold result, as in InterCode)."""
+    if not (c.get("env.tasks") or c.get("env.dump")) or note is None:
+        return
+    from evoagent.envs.intercode_sql.data import gold_failures
+    from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
+
+    note({"event": "stage", "stage": "running the gold queries"})
+    env = InterCodeSQLEnv(dialect="mysql", timeout_s=c.get("env.timeout_s"), database=database(c))
+    try:
+        failed = gold_failures(tasks, env)
+    finally:
+        env.close()
+    if failed:
+        note({"event": "note", "text": f"{len(failed)} of {len(tasks)} gold queries do not run; those tasks "
+              "score against an empty gold result, as in InterCode:"})
+        for task_id, reason in failed:
+            note({"event": "note", "text": f"  {task_id}: {reason}"})
+    if c.get("policy.kind").startswith("replay") and c.get("env.tasks"):
+        note({"event": "note", "text": "policy.kind = replay knows recorded actions of the bundled tasks only: "
+              "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
+
+
+ENVIRONMENT = Environment(
+    name=NAME, load_tasks=_load_tasks, make_env=_make_env,
+    policies=("replay", "anthropic", "openai", "replay_recorder_stops"),
+    render_task=render_task, meta_fields={"db": "str", "hardness": "str", "schema": "dict[str, list[str]]"},
+    gold_key=gold_key, keys=KEYS, check=_check,
+    doc="InterCode-SQL: Spider-dev questions answered with SQL on DuckDB, InterCode's reward")
+
+
+# -- policies ----------------------------------------------------------------------------------
+# The replay walks' own keys: when to submit, and schema-aware SQL edits mixed in (policies/replay.py).
+REPLAY_KEYS: dict[str, Key] = {
+    **RECORDED_KEYS,
+    "policy.submit_p": Key((int, float), 0.3, lambda x: 0 <= x <= 1, "within [0, 1]"),
+    "policy.distractors": Key((int, float), 0.0, lambda x: 0 <= x < 1, "within [0, 1)"),
+    "policy.edit_p": Key((int, float), 0.0, lambda x: 0 <= x <= 1, "within [0, 1]"),
+}
+
+
+def _replay(walk: str) -> Callable[[Any, Any], Made]:
+    def make(c: Any, store: Any) -> Made:
+        from evoagent.policies import replay
+
+        cls = getattr(replay, walk)
+        return Made(cls.from_bundled(c.get("policy.sources") or None, explore=c.get("policy.explore"),
+                                     submit_p=c.get("policy.submit_p"), distractors=c.get("policy.distractors"),
+                                     edit_p=c.get("policy.edit_p")))
+
+    return make
+
+
+def _llm(transport: str) -> PolicyPart:
+    def make(c: Any, store: Any) -> Made:
+        from evoagent import llm, registry
+        from evoagent.llm.advisor import Advisor
+        from evoagent.envs.intercode_sql.agent import LLMPolicy
+
+        client, budget, closers = llm.build_client(transport, c, store)
+        model = c.get("policy.model")
+        policy = LLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
+                           temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
+                           observation_chars=c.get("policy.observation_chars"))
+        seen = not registry.get("reward", c.get("search.reward")).uses_gold
+        advisor = (Advisor(client, model=model, max_tokens=c.get("policy.max_tokens"), show_rewards=seen)
+                   if c.get("operators.llm") else None)
+        return Made(policy, advisor, budget, closers)
+
+    def check(c: Any) -> None:
+        from evoagent import llm
+
+        llm.check(transport, c)
+
+    from evoagent import llm
+
+    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True, check=check,
+                      doc=f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
+
+
+REPLAY = PolicyPart(f"{NAME}.replay", _replay("ReplayPolicy"), REPLAY_KEYS, envs=(NAME,),
+                    doc="recorded GPT-4/GPT-3.5 InterCode actions, recombined; submits by its own rule (offline)")
+REPLAY_RECORDER_STOPS = PolicyPart(
+    f"{NAME}.replay_recorder_stops", _replay("RecorderStopsReplayPolicy"), REPLAY_KEYS, envs=(NAME,),
+    doc="the old replay walk: submits where a recording ended (at gold); to reproduce old figures only")
+ANTHROPIC = _llm("anthropic")
+OPENAI = _llm("openai")

@@ -17,7 +17,6 @@ observation) becomes a step with ``observation = None`` and ``reward = None``.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -40,15 +39,38 @@ ENV_NAME = "intercode_sql"
 #: in memory, an empty container ~60 bytes. InterCode's largest recordings are ~4 MB.
 MAX_JSON_BYTES = 64 * 2**20
 MAX_JSON_CONTAINERS = 2_000_000
+#: Most bytes (after decompression) one import command reads across all its files: the bundled
+#: recordings are 6.9 MB of InterCode JSON and 3.6 MB of Game of 24 logs.
+MAX_IMPORT_BYTES = 128 * 2**20
 #: InterCode's rewards are an IoU scaled by Kendall's tau: always within [-1, 1].
 REWARD_BOUND = 1.0
 #: The action InterCode's harness logs when the model's answer never came (no observation).
 NOT_EXECUTED = "blocked"
 _INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _Bad(ValueError):
     """A malformed part of a file; the loader prefixes the file name."""
+
+
+class ImportBudget:
+    """What one import command may read across all its files: bytes, and what else an importer
+    counts (answers, proposals, action lines). Each file takes its share as it is read; past a
+    total the import stops with one line and nothing is written (the CLI writes after reading)."""
+
+    def __init__(self, **limits: int) -> None:
+        self.limits = {"bytes": MAX_IMPORT_BYTES, **limits}
+        self.used = dict.fromkeys(self.limits, 0)
+
+    def left(self, what: str) -> int:
+        return self.limits[what] - self.used[what]
+
+    def take(self, what: str, n: int, path: str | Path) -> None:
+        self.used[what] += n
+        if self.used[what] > self.limits[what]:
+            raise UserError(f"{path}: one import reads at most {self.limits[what]:,} {what} across its files "
+                            f"(this file brings it past that); import fewer files per command")
 
 
 # -- reading ---------------------------------------------------------------------
@@ -67,14 +89,28 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def read_json(path: Path) -> Any:
-    """Parsed JSON (or JSON.gz) within ``MAX_JSON_BYTES`` and ``MAX_JSON_CONTAINERS``; duplicate
-    keys, NaN and Infinity are refused (Python's json would keep the last key and accept NaN)."""
+def read_json(path: Path, budget: ImportBudget | None = None) -> Any:
+    """Parsed JSON (or JSON.gz) within ``MAX_JSON_BYTES`` and ``MAX_JSON_CONTAINERS`` (and the
+    import's ``budget``); duplicate keys, NaN and Infinity are refused (Python's json would keep
+    the last key and accept NaN).
+
+    The one rule for lone surrogates in recorded files, every importer's: a ``\\ud800``-``\\udfff``
+    escape that is not half of a pair is not text, so the file is refused with one line (never
+    stored as U+FFFD behind the user's back). Text an agent produces at run time is different:
+    ``trajectory.storable`` replaces them, since a campaign must not stop over one character."""
     raw = read_bounded(path, MAX_JSON_BYTES, "JSON")
+    if budget is not None:
+        budget.take("bytes", len(raw), path)
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS:
         raise UserError(f"{path}: more than {MAX_JSON_CONTAINERS:,} JSON arrays and objects (the most evoagent reads)")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        if _SURROGATE_ESCAPE.search(raw):  # only then can a lone one have been decoded
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        return data
+    except UnicodeEncodeError:
+        raise UserError(f"{path}: holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which "
+                        "is not text; recorded files must be valid Unicode") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not a JSON file (not UTF-8 text at byte {err.start})") from None
     except RecursionError:
@@ -126,10 +162,12 @@ def _task(i: int, rec: Any, prefix: str) -> Task:
     schema = {_text(t, f"task {i}: a db_tables name"): [_text(c, f"task {i}: a column of {t}")
                                                        for c in _list(cols, f"task {i}: db_tables[{t!r}]")]
               for t, cols in _obj(tables, f"task {i}: db_tables").items()}
-    return Task(task_id=f"{prefix}/{i}", env=ENV_NAME, schema=schema,
+    return Task(task_id=f"{prefix}/{i}", env=ENV_NAME,
                 question=_text(rec.get("query"), f"task {i}: query", empty=False),
-                db=_text(rec.get("db"), f"task {i}: db", empty=False), gold=_text(rec.get("gold"), f"task {i}: gold"),
-                hardness="" if hardness is None else _text(hardness, f"task {i}: hardness"))
+                gold=_text(rec.get("gold"), f"task {i}: gold"),
+                meta={"db": _text(rec.get("db"), f"task {i}: db", empty=False),
+                      "hardness": "" if hardness is None else _text(hardness, f"task {i}: hardness"),
+                      "schema": schema})
 
 
 def task_prefix(path: Path) -> str:
@@ -169,7 +207,7 @@ def load_tasks(path: str | Path | None = None) -> list[Task]:
 def with_schemas(tasks: Sequence[Task], catalog: dict[str, dict[str, list[str]]]) -> list[Task]:
     """Tasks whose file gave no ``db_tables`` get their database's tables from the dump."""
     lower = {db.lower(): tables for db, tables in catalog.items()}
-    return [t if t.schema else dataclasses.replace(t, schema=dict(lower.get(t.db.lower(), {}))) for t in tasks]
+    return [t if t.meta["schema"] else t.with_meta(schema=dict(lower.get(t.meta["db"].lower(), {}))) for t in tasks]
 
 
 def gold_failures(tasks: Sequence[Task], env: Any) -> list[tuple[str, str]]:
@@ -323,14 +361,15 @@ def _index(key: Any, n_tasks: int, what: str) -> int:
     return int(text)
 
 
-def load_recorded(path: str | Path, tasks: Sequence[Task] | None = None) -> list[Trajectory]:
+def load_recorded(path: str | Path, tasks: Sequence[Task] | None = None,
+                  budget: ImportBudget | None = None) -> list[Trajectory]:
     """Recorded InterCode runs in either format (.json or .json.gz), checked whole.
 
     Keys (and a record's own ``task_id``/``query_idx``) must be indices of ``tasks``
     (default: the bundled ones); the trajectory's ``task_id`` is that task's id."""
     path = Path(path)
     tasks = load_tasks() if tasks is None else tasks
-    data = read_json(path)
+    data = read_json(path, budget)
     if isinstance(data, dict) and isinstance(data.get("logs"), dict) and set(data) <= {"meta", "logs"}:
         data = data["logs"]  # InterCode's plan-and-solve logs wrap the episodes
     if isinstance(data, dict) and "trajectory" in data and "environment" in data:

@@ -3,7 +3,7 @@
 The replay policy can only recombine what recorded agents typed, so no search
 over it can beat the recordings' bound. These mutations (parsed and rewritten
 with sqlglot) make near misses of a query from three things a policy may see:
-the query itself, the database schema the environment shows (``Task.schema``)
+the query itself, the database schema the environment shows (``Task.meta["schema"]``)
 and values printed in earlier observations. Never the gold answer.
 
 Mutations (``MUTATIONS``): add, drop or alter a WHERE predicate; change a

@@ -75,7 +75,7 @@ class InterCodeSQLEnv:
     def reset(self, task: Task) -> str:
         """Start an episode on ``task``; returns the question."""
         self.task, self.done, self._last, self._reward = task, False, None, None
-        self.db = task.db
+        self.db = task.meta["db"]
         return task.question
 
     def step(self, action: str) -> tuple[str, float, bool, dict]:
@@ -130,13 +130,13 @@ class InterCodeSQLEnv:
 
     def gold_rows(self, task: Task) -> list[str]:
         """Stringified gold result, computed once per process ([] if gold fails, as InterCode scored it)."""
-        key = (self.database, self.collation, task.db, task.gold)
+        key = (self.database, self.collation, task.meta["db"], task.gold)
         hit = _gold_cache.get(key)
         if hit is not None:
             return hit
         # Outside the lock: threads meeting new tasks do not queue behind each other's gold
         # query; two computing the same gold get the same rows and keep the first.
-        _, rows, _, _ = self._run(task.gold, task.db, "mysql")
+        _, rows, _, _ = self._run(task.gold, task.meta["db"], "mysql")
         with _gold_lock:
             return _gold_cache.setdefault(key, [] if rows is None else rows)
 

@@ -1,0 +1,79 @@
+"""A ranked population per task, read from the store: what every strategy that keeps members shares.
+
+Strategies compose it (``self.ranked``) instead of inheriting one another: it
+turns stored trajectory summaries into DEAP members ranked by the campaign's
+``selection.objectives``, reads a committed round's population, compiles a
+round's statistics and keeps the hall of fame (restored from the last
+committed round, so a resumed campaign reports the same best members).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from evoagent import evolution as evo
+from evoagent import registry
+from evoagent.campaign import Campaign
+from stores.base import Store
+
+__all__ = ["OBJECTIVES", "OBJECTIVES_KEY", "Ranked"]
+
+OBJECTIVES = ("reward", "steps", "cost")
+# How members are ranked (lexicographic, DEAP weights: reward up, steps and cost down); every
+# strategy that ranks members declares this key.
+OBJECTIVES_KEY = registry.Key(list, ["reward", "steps"], lambda x: bool(x) and all(o in OBJECTIVES for o in x),
+                              f"a non-empty list of {OBJECTIVES}")
+
+
+class Ranked:
+    """Members, populations, statistics and the hall of fame of one campaign's tasks (see the module docstring)."""
+
+    def __init__(self, campaign: Campaign, store: Store, task_ids: Sequence[str], fitness_source: str | None):
+        self.c, self.store, self.task_ids = campaign, store, sorted(task_ids)
+        self.fitness_source = fitness_source
+        self.objectives = list(campaign.get("selection.objectives"))
+        self.hof = evo.hall_of_fame()
+        last = store.last_committed_generation()
+        if last is not None:
+            self.hof.update([m for ms in self.population(last).values() for m in ms])
+
+    def members(self, traj_ids: list[str]) -> dict[str, evo.Member]:
+        found = self.store.summaries(traj_ids, self.fitness_source)
+        return {tid: evo.Member(s, self.objectives) for tid, s in found.items()}
+
+    def population(self, round_: int) -> dict[str, list[evo.Member]]:
+        """A committed round's members per task, best first (empty before round 0)."""
+        rows = self.store.population(round_) if round_ >= 0 else []
+        found = self.members([r[1] for r in rows])
+        pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
+        for task_id, traj_id, _ in rows:
+            pop[task_id].append(found[traj_id])
+        return pop
+
+    def rows(self, pop: dict[str, list[evo.Member]]) -> list[tuple[str, str, int]]:
+        """A population as the store's (task, trajectory, rank) rows."""
+        return [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
+
+    def stats(self, round_: int, pop: dict[str, list[evo.Member]], nevals: int, mu: int = 1) -> dict[str, Any]:
+        """DEAP statistics of the gold outcome, and success: each task's rank-0 member judged by gold."""
+        everyone = [m for ms in pop.values() for m in ms]
+        record = evo.statistics().compile(everyone)
+        solved = sum(1 for ms in pop.values() if ms and ms[0].traj.solved)
+        n_tasks = max(len(self.task_ids), 1)
+        record.update(
+            gen=round_, nevals=nevals, env_steps=self.store.env_steps_used(),
+            success_rate=solved / n_tasks, solved=solved,
+            members_solved=sum(m.traj.solved for m in everyone) / max(len(everyone), 1),
+            tasks=len(self.task_ids), members=len(everyone),
+            tasks_below_mu=sum(len(ms) < mu for ms in pop.values()),
+        )
+        if self.fitness_source is not None:
+            record["fitness_avg"] = sum(m.traj.fitness for m in everyone) / max(len(everyone), 1)
+        bound = self.store.get_meta("upper_bound")
+        if bound and json.loads(bound):  # an LLM policy has no finite repertoire, so no bound
+            solvable = sum(json.loads(bound).values())
+            record["bound"] = solvable / n_tasks
+            record["of_bound"] = solved / solvable if solvable else None
+        self.hof.update(everyone)
+        return record
