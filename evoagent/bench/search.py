@@ -205,12 +205,16 @@ def _rows(cell: Cell, store: Path, status: str) -> list[tuple[Any, ...]]:
             for r in got]
 
 
-def measured_length(store: Path) -> float:
-    """Mean environment executions of one rollout in the reference cell."""
-    from stores import open_reader
-
-    with open_reader(store) as s:
-        return float(s.scalar("SELECT avg(coalesce(env_steps, 0)) FROM work_items") or 1.0)
+def measured_length(bench: Path) -> float:
+    """Mean environment executions of one rollout in the reference cell (8 rollouts per task),
+    from its rows in the bench table (a store of an older schema need not be opened)."""
+    con = open_bench(bench)
+    try:
+        got = con.execute("SELECT sum(env_executions) / (8.0 * count(*)) FROM bench WHERE cell = ?",
+                          [REFERENCE.name]).fetchone()[0]
+    finally:
+        con.close()
+    return float(got or 1.0)
 
 
 def open_bench(path: Path) -> Any:
@@ -235,7 +239,7 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
         store = o.out / "cells" / f"{cell.name}.duckdb"
         if cell.name in done:
             if cell == REFERENCE:
-                length = measured_length(store)
+                length = measured_length(bench)
             continue
         note(f"[{i + 1}/{len(todo)}] {cell.name}")
         try:
@@ -259,7 +263,7 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
         finally:
             con.close()
         if cell == REFERENCE:
-            length = measured_length(store)
+            length = measured_length(bench)
             note(f"  executions per rollout (reference cell): {length:.2f}")
     return bench
 
