@@ -115,7 +115,7 @@ class _Keys:
 
 def _policy_parts(env: Any) -> list[tuple[str, Any]]:
     from evoagent import registry
-    from evoagent.envs import policy_names
+    from evoagent.registry import policy_names
 
     found = []
     for kind, name in policy_names(env).items():
@@ -349,7 +349,7 @@ def build(doc: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), sour
     for line, path in part_problems:
         problems.add(line, path)
     if not part_problems and chosen["policy.kind"]:
-        from evoagent.envs import policy_part
+        from evoagent.registry import policy_part
 
         try:
             policy_part(Campaign(chosen))

@@ -314,3 +314,49 @@ def campaign_keys(kinds: tuple[str, ...] = ("operator", "strategy", "reward")) -
 def part_keys(part: Any) -> dict[str, Key]:
     """A part's keys by full path (``Part.all_keys``; other declarations give full paths already)."""
     return part.all_keys() if hasattr(part, "all_keys") else dict(part.keys)
+
+
+# -- resolving what a campaign names (settings: anything with get(path)) ----------------------------
+
+def environment(c: Any) -> Any:
+    """The environment part a campaign (or any ``get``-able settings) names in ``env.kind``."""
+    name = c.get("env.kind")
+    try:
+        return get("environment", name)
+    except KeyError:
+        raise UserError(f"key 'env.kind': unknown environment {name!r} "
+                        f"(have {', '.join(names('environment'))})") from None
+
+
+def policy_names(env: Any) -> dict[str, str]:
+    """``policy.kind`` name -> registry name of each policy that plays ``env`` (its own first)."""
+    declared = set(names("policy"))
+    return {name: own if own in declared else name
+            for name in env.policies for own in (f"{env.name}.{name}",)}
+
+
+def policy_part(c: Any) -> Any:
+    """The policy part ``policy.kind`` names for the campaign's environment."""
+    env = environment(c)
+    kind = c.get("policy.kind")
+    found = policy_names(env).get(kind) or _fitting(env, kind)
+    if found is None:
+        raise UserError(f"key 'policy.kind': {kind!r} does not play env.kind = {env.name!r} "
+                        f"(have {', '.join(env.policies)})")
+    try:
+        return get("policy", found)
+    except KeyError:
+        raise UserError(f"key 'policy.kind': {env.name!r} lists policy {kind!r}, but no policy part "
+                        f"{found!r} is declared") from None
+
+
+def _fitting(env: Any, kind: str) -> str | None:
+    """A policy part ``env`` does not list that says it plays ``env`` or any environment (empty
+    ``envs``): a plug-in's, or an object given to the Python API (``evoagent.make_campaign(policy=...)``)."""
+    declared = names("policy")
+    for name in (f"{env.name}.{kind}", kind):
+        if name in declared:
+            envs = getattr(get("policy", name), "envs", ())
+            if not envs or env.name in envs:
+                return name
+    return None

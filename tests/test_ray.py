@@ -47,7 +47,7 @@ FACTS = {  # what must not depend on the executor
 
 def test_campaign_checks_the_executor_keys_before_any_work(campaign_file: Path) -> None:
     """Validation refuses these before any store exists (the CLI prints the line, exit 2)."""
-    for bad, words in ((["executor.kind=dask"], "--set: key 'executor.kind': must be one of"),
+    for bad, words in ((["executor.kind=dask"], "--set: key 'executor.kind': unknown executor 'dask' \\(have thread, ray"),
                        (["executor.address=tcp://head:6379"], "'executor.address': must be"),
                        (["executor.num_gpus=-1"], "'executor.num_gpus'"),
                        (["executor.kind=ray", "policy.kind=openai", "policy.base_url=http://127.0.0.1:1/v1"],

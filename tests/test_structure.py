@@ -33,13 +33,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("records", ("evoagent.errors", "evoagent.escaping", "evoagent.trajectory", "evoagent.spawn", "evoagent.evolution",
                  "evoagent.registry", "evoagent.prompts")),
     ("storage", ("stores",)),
-    ("settings", ("evoagent.campaign", "evoagent.progress")),
-    ("interfaces", ("evoagent.envs", "evoagent.llm", "evoagent.policies")),
+    # a campaign is validated against the parts' declarations (an environment owns its keys): it sits with them
+    ("interfaces", ("evoagent.campaign", "evoagent.envs", "evoagent.llm", "evoagent.policies")),
     ("execution", ("evoagent.rollout", "evoagent.rewards", "evoagent.rm")),
     ("parts", ("operators", "evoagent.strategies", "evoagent.executors", "evoagent.envs.*")),
     ("runner", ("evoagent.loop",)),
     ("campaigns", ("evoagent.launch", "evoagent.training_data", "evoagent.report", "evoagent.render", "evoagent.bench",
-                   "evoagent.sql_reader")),
+                   "evoagent.sql_reader", "evoagent.progress")),
     # the contract suites drive parts the way a user's script does: through the API
     ("api", ("evoagent.api", "evoagent", "evoagent.testing")),
     ("cli", ("evoagent.cli", "evoagent.cli_rm", "evoagent.cli_views")),
@@ -47,6 +47,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Upward arrows that stay, each with its reason (importer unit, imported unit): reason.
 UPWARD: dict[tuple[str, str], str] = {
+    ("evoagent.rewards", "evoagent.executors"):
+        "a prm model placed on a shared Ray actor (rewards.prm.placement = ray) is hosted by the executor "
+        "package's actor code; imported only with that placement",
     ("evoagent.rm", "evoagent.launch"):
         "rm labels/train read a stored campaign through launch.load_stored_campaign, the one "
         "function that rebuilds a campaign from a store (rm is a tool over stores, below only "

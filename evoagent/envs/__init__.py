@@ -8,58 +8,7 @@ from typing import Any
 
 from evoagent.envs.base import Env, Environment
 from evoagent.errors import UserError
-
-
-def environment(c: Any) -> Environment:
-    """The environment part a campaign (or any ``get``-able settings) names in ``env.kind``."""
-    from evoagent import registry
-
-    name = c.get("env.kind")
-    try:
-        return registry.get("environment", name)
-    except KeyError:
-        raise UserError(f"key 'env.kind': unknown environment {name!r} "
-                        f"(have {', '.join(registry.names('environment'))})") from None
-
-
-def policy_names(env: Environment) -> dict[str, str]:
-    """``policy.kind`` name -> registry name of each policy that plays ``env`` (its own first)."""
-    from evoagent import registry
-
-    declared = set(registry.names("policy"))
-    return {name: own if own in declared else name
-            for name in env.policies for own in (f"{env.name}.{name}",)}
-
-
-def policy_part(c: Any) -> Any:
-    """The policy part ``policy.kind`` names for the campaign's environment."""
-    from evoagent import registry
-
-    env = environment(c)
-    kind = c.get("policy.kind")
-    found = policy_names(env).get(kind) or _fitting(env, kind)
-    if found is None:
-        raise UserError(f"key 'policy.kind': {kind!r} does not play env.kind = {env.name!r} "
-                        f"(have {', '.join(env.policies)})")
-    try:
-        return registry.get("policy", found)
-    except KeyError:
-        raise UserError(f"key 'policy.kind': {env.name!r} lists policy {kind!r}, but no policy part "
-                        f"{found!r} is declared") from None
-
-
-def _fitting(env: Environment, kind: str) -> str | None:
-    """A policy part ``env`` does not list that says it plays ``env`` or any environment (empty
-    ``envs``): a plug-in's, or an object given to the Python API (``evoagent.make_campaign(policy=...)``)."""
-    from evoagent import registry
-
-    declared = registry.names("policy")
-    for name in (f"{env.name}.{kind}", kind):
-        if name in declared:
-            envs = getattr(registry.get("policy", name), "envs", ())
-            if not envs or env.name in envs:
-                return name
-    return None
+from evoagent.registry import environment, policy_names, policy_part
 
 
 class _Settings:

@@ -43,7 +43,7 @@ def _ray_preflight(c: Any) -> None:
     """Ray installed, and a policy that needs no store (LLM calls go through the store's ledger)."""
     import importlib.util
 
-    from evoagent.envs import policy_part
+    from evoagent.registry import policy_part
 
     if importlib.util.find_spec("ray") is None:
         raise UserError("key 'executor.kind': \"ray\" needs Ray: pip install -e '.[ray]'")

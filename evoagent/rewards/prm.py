@@ -129,7 +129,7 @@ def check_unseen(campaign: Any, tasks: Sequence[Any]) -> None:
                         f"on tasks with the same gold ({len(twins)} of them twins: {example}), so it knows their "
                         "gold; search other tasks, train with them held out, or set rewards.prm.allow_seen_tasks = "
                         "true to score with gold knowingly")
-    from evoagent.envs import policy_part
+    from evoagent.registry import policy_part
 
     if c.get("search.reward") == "prm" and policy_part(c).needs_store and c.get("operators.llm"):
         raise UserError("key 'rewards.prm.allow_seen_tasks': the model knows these tasks' gold and LLM operators "

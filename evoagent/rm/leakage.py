@@ -20,14 +20,18 @@ __all__ = ["class_id", "classes", "twinless"]
 
 
 def _gold_key(task: Task) -> str:
-    # The environment part's gold_key once the registry declares it (PLAN: envs expose gold_key(task));
-    # until then InterCode's normaliser, which keeps any other gold as its lower-cased text. A task
-    # without a gold text (Game of 24: the puzzle is the task) is its own class, named by its question.
-    from evoagent.envs.intercode_sql.gold import gold_key
+    """The task's environment part's ``gold_key`` (InterCode: database + sqlglot-normalised gold; Game of
+    24: the sorted numbers); a task of no declared environment: its gold text, or its question without one."""
+    from evoagent import registry
 
-    if not task.gold:
-        return f"{task.env}\x1fquestion\x1f{task.question}"
-    return gold_key(task)
+    try:
+        part = registry.get("environment", task.env)
+    except KeyError:
+        part = None
+    key = getattr(part, "gold_key", None)
+    if key is not None:
+        return key(task)
+    return f"{task.env}\x1f{' '.join(task.gold.split()) if task.gold else 'question: ' + task.question}"
 
 
 def class_id(task: Task) -> str:
