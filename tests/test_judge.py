@@ -37,6 +37,8 @@ reward = "judge"
 [fitness]
 reward = "judge"
 aggregate = "mean"
+[rewards.judge]
+max_unusable = 0.5  # one action in seven gets no score (judge_responder): a batch may hold 4 of 11
 [budget]
 generations = 1
 """

@@ -130,9 +130,10 @@ def test_one_batch_with_the_same_trajectory_twice_keeps_the_first_items_edges() 
 
 
 def readme_ancestry_query() -> str:
-    text = (ROOT / "README.md").read_text()
+    """The ancestry query of the SQL guide (docs/sql.md; it was the README's)."""
+    text = (ROOT / "docs" / "sql.md").read_text()
     m = re.search(r"^-- g\) ancestry.*?\n(.*?;)", text, re.S | re.M)
-    assert m, "README lost its ancestry query"
+    assert m, "docs/sql.md lost its ancestry query"
     return m.group(1)
 
 

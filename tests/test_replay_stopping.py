@@ -1,16 +1,14 @@
 """The replay policy's stopping is its own: when it submits tells nothing about gold.
 
-Statistic (issue 20): roll the policy out on real tasks in the real environment.
-``S`` = solved rate of the runs that submitted before the step limit, ``L`` =
-solved rate of the runs that hit the limit. What the action pool explains: let
-``c(t)`` be the share of runs with a t-th executed action whose t-th action is
-correct (any run that got that far, however it ended). If stopping does not
-depend on whether the last action was correct, ``E[S] = mean over submitted
-runs of c(last step)`` and ``E[L] = c(limit)``. The test statistic is
-``D = (S - L) - (E[S] - E[L])``: the part of the submitted-vs-limit gap the
-pool does not explain. The default ``replay`` must keep ``|D| <= 0.1``; the old
-walk (``replay_recorder_stops``, submitting where recordings ended, i.e. at
-gold) shows ``D`` around 0.5 and fails it.
+Statistic (issue 20; ``evoagent.bench.stopping``): ``S`` = solved rate of the runs
+that submitted before the step limit, ``L`` = solved rate of the runs that hit it;
+``c(t)`` = share of runs with a t-th executed action whose t-th action is correct.
+If stopping does not depend on whether the last action was correct,
+``E[S] = mean over submitted runs of c(last step)`` and ``E[L] = c(limit)``; the
+test statistic ``D = (S - L) - (E[S] - E[L])`` is the part of the gap the action
+pool does not explain. The default ``replay`` must keep ``|D| <= 0.1`` (30 tasks x
+8 seeds); the old walk (``replay_recorder_stops``, submitting where recordings
+ended, i.e. at gold) shows ``D`` around 0.5 and fails it.
 """
 from __future__ import annotations
 
@@ -18,52 +16,22 @@ import random
 
 import pytest
 
+from evoagent.bench.stopping import unexplained_gap
 from evoagent.envs.intercode_sql.data import load_tasks
-from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
 from evoagent.policies.base import SUBMIT, Guidance
-from evoagent.policies.replay import NOVEL_SQL, RecorderStopsReplayPolicy, ReplayPolicy
-from evoagent.rollout import Context, rollout
+from evoagent.policies.replay import NOVEL_SQL, ReplayPolicy
 from evoagent.trajectory import Step
-
-LIMIT = 10
-WALKS = {"replay": ReplayPolicy, "replay_recorder_stops": RecorderStopsReplayPolicy}
-
-
-def unexplained_gap(kind: str, n_tasks: int = 30, seeds: int = 8) -> tuple[float, int, int]:
-    """``D`` of the module docstring, with the numbers of submitted and limit runs."""
-    tasks = random.Random(0).sample(load_tasks(), n_tasks)
-    ctx = Context(tasks={t.task_id: t for t in tasks}, policy=WALKS[kind].from_bundled(explore=0.15),
-                  make_env=InterCodeSQLEnv, max_steps=LIMIT)
-    runs = []
-    try:
-        for t in tasks:
-            for seed in range(seeds):
-                steps = rollout(ctx, t, random.Random(seed)).trajectory.steps
-                runs.append([s.reward is not None and s.reward >= 1.0 for s in steps])
-    finally:
-        ctx.env().close()
-    at: dict[int, list[bool]] = {}
-    for r in runs:
-        for i, ok in enumerate(r):
-            at.setdefault(i, []).append(ok)
-    c = {i: sum(v) / len(v) for i, v in at.items()}
-    sub = [r for r in runs if 0 < len(r) < LIMIT]
-    lim = [r for r in runs if len(r) == LIMIT]
-    s_rate = sum(r[-1] for r in sub) / len(sub)
-    l_rate = sum(r[-1] for r in lim) / len(lim) if lim else 0.0
-    expected = sum(c[len(r) - 1] for r in sub) / len(sub) - (c.get(LIMIT - 1, 0.0) if lim else 0.0)
-    return (s_rate - l_rate) - expected, len(sub), len(lim)
 
 
 def test_default_replay_submits_independently_of_gold() -> None:
-    d, n_sub, n_lim = unexplained_gap("replay")
-    assert n_sub > 100 and n_lim > 0
-    assert abs(d) <= 0.1, f"submitted-vs-limit gap beyond the pool's: D = {d:.3f}"
+    gap = unexplained_gap("replay")
+    assert gap.submitted > 100 and gap.hit_limit > 0
+    assert abs(gap.d) <= 0.1, f"submitted-vs-limit gap beyond the pool's: {gap}"
 
 
 def test_recorder_stops_walk_carries_the_gold_cue() -> None:
-    d, _, _ = unexplained_gap("replay_recorder_stops")
-    assert d > 0.25, d  # the cue the default policy no longer has
+    gap = unexplained_gap("replay_recorder_stops")
+    assert gap.d > 0.25, gap  # the cue the default policy no longer has
 
 
 def test_submit_probability_is_the_documented_one() -> None:

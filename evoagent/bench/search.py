@@ -205,12 +205,16 @@ def _rows(cell: Cell, store: Path, status: str) -> list[tuple[Any, ...]]:
             for r in got]
 
 
-def measured_length(store: Path) -> float:
-    """Mean environment executions of one rollout in the reference cell."""
-    from stores import open_reader
-
-    with open_reader(store) as s:
-        return float(s.scalar("SELECT avg(coalesce(env_steps, 0)) FROM work_items") or 1.0)
+def measured_length(bench: Path) -> float:
+    """Mean environment executions of one rollout in the reference cell (8 rollouts per task),
+    from its rows in the bench table (a store of an older schema need not be opened)."""
+    con = open_bench(bench)
+    try:
+        got = con.execute("SELECT sum(env_executions) / (8.0 * count(*)) FROM bench WHERE cell = ?",
+                          [REFERENCE.name]).fetchone()[0]
+    finally:
+        con.close()
+    return float(got or 1.0)
 
 
 def open_bench(path: Path) -> Any:
@@ -228,36 +232,39 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
     todo, campaign_of, length = validate(o)
     (o.out / "cells").mkdir(parents=True, exist_ok=True)
     bench = o.out / "bench.duckdb"
-    con = open_bench(bench)
-    try:
-        done = {r[0] for r in con.execute("SELECT DISTINCT cell FROM bench").fetchall()}
-        for i, cell in enumerate(todo):
-            store = o.out / "cells" / f"{cell.name}.duckdb"
-            if cell.name in done:
-                if cell == REFERENCE:
-                    length = measured_length(store)
-                continue
-            note(f"[{i + 1}/{len(todo)}] {cell.name}")
-            try:
-                out = launch.resume(str(store)) if store.exists() else launch.start(campaign_of(cell, length), str(store))
-            except UserError as exc:
-                if not store.exists():
-                    raise
-                note(f"  {cell.name}: cannot resume ({exc}); starting it again")
-                for old in (store, Path(f"{store}.wal"), Path(f"{store}.snapshot")):
-                    shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-                out = launch.start(campaign_of(cell, length), str(store))
-            if out.status == "stopped: interrupted":
-                raise UserError(f"interrupted in {cell.name}; run the same command again to resume")
-            rows = _rows(cell, store, out.status)
-            con.execute("BEGIN")
-            con.executemany(f"INSERT INTO bench VALUES ({', '.join('?' * 12)})", rows)
-            con.execute("COMMIT")
+    con = open_bench(bench)  # opened only to read and to commit: other invocations may share the folder
+    done = {r[0] for r in con.execute("SELECT DISTINCT cell FROM bench").fetchall()}
+    con.close()
+    for i, cell in enumerate(todo):
+        store = o.out / "cells" / f"{cell.name}.duckdb"
+        if cell.name in done:
             if cell == REFERENCE:
-                length = measured_length(store)
-                note(f"  executions per rollout (reference cell): {length:.2f}")
-    finally:
-        con.close()
+                length = measured_length(bench)
+            continue
+        note(f"[{i + 1}/{len(todo)}] {cell.name}")
+        try:
+            out = launch.resume(str(store)) if store.exists() else launch.start(campaign_of(cell, length), str(store))
+        except UserError as exc:
+            if not store.exists():
+                raise
+            note(f"  {cell.name}: cannot resume ({exc}); starting it again")
+            for old in (store, Path(f"{store}.wal"), Path(f"{store}.snapshot")):
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+            out = launch.start(campaign_of(cell, length), str(store))
+        if out.status == "stopped: interrupted":
+            raise UserError(f"interrupted in {cell.name}; run the same command again to resume")
+        rows = _rows(cell, store, out.status)
+        con = open_bench(bench)
+        try:
+            con.execute("BEGIN")
+            if con.execute("SELECT count(*) FROM bench WHERE cell = ?", [cell.name]).fetchone()[0] == 0:
+                con.executemany(f"INSERT INTO bench VALUES ({', '.join('?' * 12)})", rows)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        if cell == REFERENCE:
+            length = measured_length(bench)
+            note(f"  executions per rollout (reference cell): {length:.2f}")
     return bench
 
 

@@ -136,12 +136,14 @@ def comparisons(series: dict[tuple[str, str, int], dict[str, float]], tasks: lis
                 draws: list[list[int]]) -> list[str]:
     """The issue's must-show comparisons on non-trivial tasks, as paired differences with intervals."""
     out = ["Paired differences on non-trivial tasks (95% bootstrap):", ""]
+    rewards = sorted({k[1] for k in series if k[0] in ("mcts", "rro", "ipr", "evolution")}) or ["prm"]
     for b in sorted({k[2] for k in series}):
         pairs = [("oracle ceiling - sample", ("best_of_n", "oracle", b), ("sample", "-", b)),
-                 ("best-of-N prm - random pick", ("best_of_n", "prm", b), ("best_of_n", "random pick", b)),
-                 ("MCTS - IPR (prm)", ("mcts", "prm", b), ("ipr", "prm", b)),
-                 ("RRO - IPR (prm)", ("rro", "prm", b), ("ipr", "prm", b)),
-                 ("evolution prm - sample", ("evolution", "prm", b), ("sample", "-", b))]
+                 ("best-of-N prm - random pick", ("best_of_n", "prm", b), ("best_of_n", "random pick", b))]
+        for r in rewards:
+            pairs += [(f"MCTS - IPR ({r})", ("mcts", r, b), ("ipr", r, b)),
+                      (f"RRO - IPR ({r})", ("rro", r, b), ("ipr", r, b)),
+                      (f"evolution {r} - sample", ("evolution", r, b), ("sample", "-", b))]
         for label, x, y in pairs:
             out.append(f"- B={b}: {label}: {_diff(series, x, y, tasks, draws)}")
     return out

@@ -191,8 +191,10 @@ class ReplayPolicy:
         if pool:
             pick = rng.choice(pool)
             recorded = pick in self._next.get(task.task_id, {})
-            return Action(pick, thought="another recorded action for this task" if recorded
-                          else "a distractor: an edit of a recorded action")
+            if recorded:
+                return Action(pick, thought="another recorded action for this task")
+            label = NOVEL_SQL if self.novel(task.task_id, pick) else "recorded SQL"
+            return Action(pick, thought=f"{label}: a distractor (an edit of a recorded action)")
         return Action(SUBMIT, thought="no untried recorded action left")
 
 
