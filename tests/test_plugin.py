@@ -83,7 +83,6 @@ def test_the_plugin_passes_its_contract_suites(site: Path, monkeypatch: pytest.M
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=False, reason="`evoagent parts` (issue 18) is not on main yet")
 def test_the_parts_list_names_the_plugin_package(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _on_path(site, monkeypatch)
     out = _run("parts")
