@@ -87,3 +87,35 @@ def test_faithfulness_replay(tmp_path):
     assert last.startswith("agreement: ") and last.endswith("%)")
     name = rows[5]["name"].split("_")
     assert f"HumanEval/{name[1]}: row 6 final program" in result.output
+
+
+def test_a_lone_surrogate_is_refused_like_every_importer_does(tmp_path):
+    """One rule for lone surrogates in recorded files (as `import intercode|game24`): the file is
+    refused with one line naming it and the row, never stored as U+FFFD behind the user's back."""
+    row = _lats_rows(1)[0]
+    row["reflections"] = ["\ud800 half of a pair"]
+    logs = tmp_path / "lone.jsonl"
+    logs.write_text(json.dumps(row) + "\n")  # json escapes it as \ud800
+    store = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(main, ["import", "lats", str(logs), "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert "row 1" in result.output and "lone surrogate" in result.output and result.output.strip().count("\n") == 0
+    assert not store.exists()
+
+
+def test_one_import_is_bounded_across_its_files(tmp_path, monkeypatch):
+    """Each file within its own bound can still add up: the command's totals stop it, nothing written."""
+    import evoagent.envs.code.data as data
+
+    rows = _lats_rows(3)
+    files = []
+    for i in range(3):
+        logs = tmp_path / f"part{i}.jsonl"
+        _write_rows(logs, rows)
+        files.append(str(logs))
+    monkeypatch.setattr(data, "MAX_IMPORT_ROWS", 7)  # 3 files x 3 rows = 9 rows > 7
+    store = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(main, ["import", "lats", *files, "--store", str(store)])
+    assert result.exit_code == 2, result.output
+    assert "part2.jsonl" in result.output and "across its files" in result.output
+    assert not store.exists()

@@ -38,6 +38,25 @@ TASK_SETS = ("humaneval", "mbpp")
 MAX_ROWS = 5000
 MAX_FILE_BYTES = 64 << 20
 MAX_PROGRAMS_PER_ROW = 64
+#: What one import command reads across all its files (text after decompression, rows): each file
+#: is bounded above, and so is the command, so many files cannot add up to exhaust memory.
+MAX_IMPORT_BYTES = 128 << 20
+MAX_IMPORT_ROWS = 20_000
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class ImportTotals:
+    """Bytes and rows one import command has read so far; past a total it stops with one line."""
+
+    def __init__(self) -> None:
+        self.used = {"bytes": 0, "rows": 0}
+        self.limits = {"bytes": MAX_IMPORT_BYTES, "rows": MAX_IMPORT_ROWS}
+
+    def take(self, what: str, n: int, path: Path) -> None:
+        self.used[what] += n
+        if self.used[what] > self.limits[what]:
+            raise UserError(f"{path}: one import reads at most {self.limits[what]:,} {what} across its files "
+                            "(this file brings it past that); import fewer files per command")
 NO_FEEDBACK = "(the recorder logged no test feedback for this program)"
 _NAME = re.compile(r"^(HumanEval|mbpp)_(\d+)_\w+$")
 
@@ -102,9 +121,14 @@ def _open_text(path: Path) -> str:
         raise UserError(f"{path}: cannot read ({err})") from None
 
 
-def _jsonl(path: Path) -> list[dict]:
+def _jsonl(path: Path, totals: ImportTotals | None = None) -> list[dict]:
+    """The rows of a JSONL file. A lone surrogate escape (``\\ud800`` without its pair) is not text:
+    the file is refused with one line, as every importer does (never stored as U+FFFD silently)."""
     rows = []
-    for number, line in enumerate(_open_text(path).splitlines(), 1):
+    text = _open_text(path)
+    if totals is not None:
+        totals.take("bytes", len(text), path)
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         if len(rows) >= MAX_ROWS:
@@ -115,6 +139,14 @@ def _jsonl(path: Path) -> list[dict]:
             raise UserError(f"{path}: row {number}: not JSON ({err})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: row {number}: not a JSON object")
+        if _SURROGATE_ESCAPE.search(line):
+            try:
+                json.dumps(row, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(f"{path}: row {number}: holds a lone surrogate (a \\ud800-\\udfff escape "
+                                "without its pair), which is not text; recorded files must be valid Unicode") from None
+        if totals is not None:
+            totals.take("rows", 1, path)
         rows.append(row)
     if not rows:
         raise UserError(f"{path}: no rows")
@@ -262,10 +294,12 @@ def _row(index: int, raw: dict, kind: str) -> Row:
                hidden_test(test, entry), entry)
 
 
-def read_recorded(path: str | Path, kind: str, source: str | None = None) -> Recording:
-    """A LATS or Reflexion log, checked whole: a bad row is one line naming the file and row."""
+def read_recorded(path: str | Path, kind: str, source: str | None = None,
+                  totals: ImportTotals | None = None) -> Recording:
+    """A LATS or Reflexion log, checked whole: a bad row is one line naming the file and row;
+    ``totals``: the import command's running totals across its files."""
     path = Path(path)
-    raws = _jsonl(path)
+    raws = _jsonl(path, totals)
     if kind == "lats" and any("implementations" not in r and "acc" not in r for r in raws[:1]) and \
             all(isinstance(r.get("solution"), list) for r in raws):
         raise UserError(f"{path}: a generated-tests log (testacc: `solution` is a list of tests), not runs")
@@ -313,5 +347,5 @@ def to_trajectory(rec: Recording, row: Row) -> Trajectory:
 
 
 __all__ = ["BUNDLED", "Recording", "Row", "TASK_SETS", "bundled_files", "doctest_asserts", "entry_point",
-           "hidden_test", "load_tasks", "read_recorded", "to_trajectory", "visible_tests"]
+           "ImportTotals", "hidden_test", "load_tasks", "read_recorded", "to_trajectory", "visible_tests"]
 

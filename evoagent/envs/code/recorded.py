@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evoagent.envs.code.data import Recording, Row, feedback_asserts, load_tasks, read_recorded, to_trajectory
+from evoagent.envs.code.data import (ImportTotals, Recording, Row, feedback_asserts, load_tasks, read_recorded,
+                                    to_trajectory)
 from evoagent.envs.code.env import HIDDEN_LIMITS, PREAMBLE, VISIBLE_LIMITS
 from evoagent.envs.code.sandbox import SandboxError, shared_sandbox
 from evoagent.errors import UserError
@@ -34,7 +35,8 @@ def import_logs(paths: Sequence[str | Path], kind: str, store_path: str) -> list
     """Check every file whole, then write all in one transaction: (recording, trajectories, empty rows)."""
     from stores import DuckDBStore, TrajectoryBatch
 
-    recordings = [read_recorded(p, kind) for p in paths]
+    totals = ImportTotals()  # bounds the command, not only each file
+    recordings = [read_recorded(p, kind, totals=totals) for p in paths]
     trajs, items = [], []
     for rec in recordings:
         for row in rec.rows:
