@@ -218,7 +218,7 @@ def test_llm_policy_and_judge_share_the_ledger_and_budget(tmp_path: Path, point)
 
     with FakeAnthropic(both) as srv:
         point(srv.url)
-        out = _start(tmp_path, "llm", 'policy.kind="anthropic"', "budget.usd=0.03")
+        out = _start(tmp_path, "llm", 'policy.kind="anthropic"', "budget.usd=0.01")
         assert out.status == "stopped: budget.usd"
         out = launch.resume(str(tmp_path / "llm.duckdb"), ["budget.usd=0"])
         assert out.status == "completed"
