@@ -135,6 +135,11 @@ def test_reward_model_failure_on_the_driver_stops_the_campaign_as_with_threads(
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802: no /v1/models (as OpenRLHF's server): its model is "unreported"
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(503)
