@@ -58,6 +58,35 @@ class Restorable(Protocol):
     def restore(self, state: Any) -> None: ...
 
 
+class EpisodeValue:
+    """The :class:`Restorable` half of an environment whose whole episode state is one immutable value.
+
+    The class keeps it in ``self.episode`` (None before ``reset``), an instance of ``episode_type``,
+    and replaces it at every step; ``submit`` is the ``submit`` action. ``title`` names the
+    environment in errors ("a Game of 24 environment").
+    """
+
+    episode: Any = None
+    episode_type: ClassVar[type]
+    title: ClassVar[str]
+
+    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def submit(self) -> float:
+        return self.step("submit")[1]
+
+    def snapshot(self) -> Any:
+        if self.episode is None:
+            raise RuntimeError("call reset(task) before snapshot()")
+        return self.episode
+
+    def restore(self, state: Any) -> None:
+        if not isinstance(state, self.episode_type):
+            raise TypeError(f"restore() needs a snapshot of {self.title}")
+        self.episode = state
+
+
 def _gold_text(task: Task) -> str:
     return " ".join(task.gold.split())
 
