@@ -20,7 +20,7 @@ from evoagent.policies.base import SUBMIT, Action, Guidance
 from evoagent.rewards import Query, RewardModel, Score, Signal, build_signals, make_scorer
 from evoagent.rollout import Context
 from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
-from operators.mcts import mcts
+from evoagent.strategies.mcts_pass import mcts
 from operators.rro import rro
 from stores import DuckDBStore
 from stores.base import ItemResult, Simulation, WorkItem
