@@ -55,8 +55,7 @@ NAMING_ALLOWED: dict[str, str] = {
     # which built-in a campaign gets where it names none (registry.DEFAULTS); no branch
     "evoagent/registry.py": "declarations",
 }
-# Temporary, s20 removes this: evoagent/bench/ is de-kinded by a change still in flight (issue 18).
-PENDING: tuple[str, ...] = ("evoagent/bench/",)
+
 
 
 # A campaign file's name in a usage example (``evoagent run experiments/<name>.toml``) names a file,
@@ -218,7 +217,7 @@ def kind_namings(modules: dict[str, Path] | None = None, root: Path = ROOT) -> l
     found: list[str] = []
     for module, path in (MODULES if modules is None else modules).items():
         rel = str(path.relative_to(root))
-        if rel in NAMING_ALLOWED or rel.startswith(PENDING):
+        if rel in NAMING_ALLOWED:
             continue
         text = path.read_text()
         tree = _tree(path)

@@ -86,6 +86,35 @@ class Replayer:
     examples: tuple[str, ...] = ()
 
 
+class EpisodeValue:
+    """The :class:`Restorable` half of an environment whose whole episode state is one immutable value.
+
+    The class keeps it in ``self.episode`` (None before ``reset``), an instance of ``episode_type``,
+    and replaces it at every step; ``submit`` is the ``submit`` action. ``title`` names the
+    environment in errors ("a Game of 24 environment").
+    """
+
+    episode: Any = None
+    episode_type: ClassVar[type]
+    title: ClassVar[str]
+
+    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def submit(self) -> float:
+        return self.step("submit")[1]
+
+    def snapshot(self) -> Any:
+        if self.episode is None:
+            raise RuntimeError("call reset(task) before snapshot()")
+        return self.episode
+
+    def restore(self, state: Any) -> None:
+        if not isinstance(state, self.episode_type):
+            raise TypeError(f"restore() needs a snapshot of {self.title}")
+        self.episode = state
+
+
 def _gold_text(task: Task) -> str:
     return " ".join(task.gold.split())
 
@@ -113,6 +142,7 @@ class Environment:
     - ``importers``/``replayers``: its ``evoagent import``/``evoagent replay`` subcommands.
     - ``fake_agent(**options)``: a responder for the loopback fake server
       (``evoagent.testing.fake_server``) that answers as this environment's LLM agent would.
+    - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
     """
 
     kind: ClassVar[str] = "environment"
@@ -132,6 +162,7 @@ class Environment:
     importers: tuple[Importer, ...] = ()
     replayers: tuple[Replayer, ...] = ()
     doc: str = ""
+    bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""
