@@ -56,8 +56,6 @@ NAMING_ALLOWED: dict[str, str] = {
     "evoagent/registry.py": "declarations",
 }
 
-
-
 # A campaign file's name in a usage example (``evoagent run experiments/<name>.toml``) names a file,
 # not a kind: the file itself says which parts it uses. Blanked before a line is searched.
 CAMPAIGN_FILE = re.compile(r"experiments/[A-Za-z0-9_]+\.toml\b")
