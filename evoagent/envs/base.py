@@ -58,6 +58,35 @@ class Restorable(Protocol):
     def restore(self, state: Any) -> None: ...
 
 
+class EpisodeValue:
+    """The :class:`Restorable` half of an environment whose whole episode state is one immutable value.
+
+    The class keeps it in ``self.episode`` (None before ``reset``), an instance of ``episode_type``,
+    and replaces it at every step; ``submit`` is the ``submit`` action. ``title`` names the
+    environment in errors ("a Game of 24 environment").
+    """
+
+    episode: Any = None
+    episode_type: ClassVar[type]
+    title: ClassVar[str]
+
+    def step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def submit(self) -> float:
+        return self.step("submit")[1]
+
+    def snapshot(self) -> Any:
+        if self.episode is None:
+            raise RuntimeError("call reset(task) before snapshot()")
+        return self.episode
+
+    def restore(self, state: Any) -> None:
+        if not isinstance(state, self.episode_type):
+            raise TypeError(f"restore() needs a snapshot of {self.title}")
+        self.episode = state
+
+
 def _gold_text(task: Task) -> str:
     return " ".join(task.gold.split())
 
@@ -79,6 +108,7 @@ class Environment:
     - ``gold_key(task)``: the gold answer normalised, so tasks with equivalent gold share a class.
     - ``check(cfg, tasks, note)``: data checks before any file is written (may print through ``note``).
     - ``files(cfg)``: more files whose content a resume must find unchanged.
+    - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
     """
 
     kind: ClassVar[str] = "environment"
@@ -93,6 +123,7 @@ class Environment:
     check: Callable[[Any, Sequence[Task], Any], None] | None = None
     files: Callable[[Any], Sequence[str]] | None = None  # more files hashed for resume (beyond path keys)
     doc: str = ""
+    bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""
