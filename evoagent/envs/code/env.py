@@ -22,6 +22,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from evoagent.envs.base import EpisodeValue
 from evoagent.envs.code.data import visible_tests
 from evoagent.envs.code.sandbox import Limits, Result, Sandbox, shared_sandbox
 from evoagent.trajectory import Task
@@ -87,10 +88,12 @@ class Episode:
     submitted: bool = False
 
 
-class CodeEnv:
+class CodeEnv(EpisodeValue):
     """Gym-like code environment; see the module docstring."""
 
     name = "code"
+    episode_type = Episode
+    title = "a code environment"
 
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox
@@ -118,19 +121,6 @@ class CodeEnv:
         info = {"valid": visible.status not in ("syntax", "refused"), "status": visible.status,
                 "visible_passed": visible.passed, "visible_total": len(tests)}
         return feedback(tests, visible), outcome, False, info
-
-    def submit(self) -> float:
-        return self.step("submit")[1]
-
-    def snapshot(self) -> Episode:
-        if self.episode is None:
-            raise RuntimeError("call reset(task) before snapshot()")
-        return self.episode
-
-    def restore(self, state: Episode) -> None:
-        if not isinstance(state, Episode):
-            raise TypeError("restore() needs a snapshot of a code environment")
-        self.episode = state
 
     def close(self) -> None:
         """The sandbox pool is the process's; nothing of this environment's own to release."""

@@ -34,13 +34,12 @@ import atexit
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
+
+from evoagent.spawn import SocketWorker, spawn_process
 
 FORKSERVER = Path(__file__).with_name("forkserver.py")
 INSIDE_SCRIPT = "/sandbox/forkserver.py"
@@ -131,23 +130,15 @@ def _bwrap_command(uid: int, fd: int) -> list[str]:
     return command
 
 
-class _Worker:
+class _Worker(SocketWorker):
     """One bwrap process running the fork server, and the parent's end of its socket."""
+
+    kill_group = True  # bwrap and the fork server's children
 
     def __init__(self, slot: int) -> None:
         uid = UID_BASE + os.getpid() * 16 + slot
-        parent, child = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen(
-                _bwrap_command(uid, child.fileno()), pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"},
-                process_group=0)
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        self.conn = Connection(parent.detach())
+        self.proc, self.conn = spawn_process(lambda fd: _bwrap_command(uid, fd), quiet_stderr=True,
+                                             env={"PATH": "/usr/bin:/bin"})
         try:
             first = json.loads(self.conn.recv_bytes()) if self.conn.poll(START_TIMEOUT_S) else {}
         except (EOFError, OSError, ValueError):
@@ -171,20 +162,6 @@ class _Worker:
         except BaseException:
             self.kill()
             raise
-
-    @property
-    def alive(self) -> bool:
-        return not self.conn.closed and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if not self.conn.closed:
-            self.conn.close()
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except OSError:
-                pass
-        self.proc.wait()
 
 
 class Sandbox:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evoagent.envs.base import EpisodeValue
 from evoagent.envs.game24.rules import State, judge, parse_state, show_state
 from evoagent.envs.game24.solver import TARGET, solvable
 from evoagent.trajectory import Task
@@ -78,10 +79,12 @@ def start(task: Task) -> Episode:
     return Episode(task, puzzle, puzzle)
 
 
-class Game24Env:
+class Game24Env(EpisodeValue):
     """Gym-like Game of 24; see the module docstring. Cheap to copy (``envs.base.Restorable``)."""
 
     name = "game24"
+    episode_type = Episode
+    title = "a Game of 24 environment"
 
     def __init__(self) -> None:
         self.episode: Episode | None = None
@@ -96,19 +99,6 @@ class Game24Env:
             raise RuntimeError("call reset(task) before step()")
         self.episode, obs, reward, info = play(self.episode, action)
         return obs, reward, self.episode.done, info
-
-    def submit(self) -> float:
-        return self.step("submit")[1]
-
-    def snapshot(self) -> Episode:
-        if self.episode is None:
-            raise RuntimeError("call reset(task) before snapshot()")
-        return self.episode
-
-    def restore(self, state: Episode) -> None:
-        if not isinstance(state, Episode):
-            raise TypeError("restore() needs a snapshot of a Game of 24 environment")
-        self.episode = state
 
     def close(self) -> None:
         """Nothing to release."""

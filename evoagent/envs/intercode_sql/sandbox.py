@@ -41,7 +41,7 @@ from dataclasses import asdict
 from multiprocessing.connection import Connection
 
 from evoagent.envs.intercode_sql.executor import ERROR_PREFIX, INTERRUPTED, Executor, Limits
-from evoagent.spawn import spawn_worker
+from evoagent.spawn import SocketWorker, spawn_worker
 
 DATA_LIMIT_BYTES = 1 << 30  # RLIMIT_DATA of a worker: its heap and anonymous mappings, DuckDB's included
 POOL_SIZE = max(2, min(4, os.cpu_count() or 1))
@@ -57,7 +57,7 @@ class SandboxError(RuntimeError):
     """The SQL worker process could not be started: the environment itself is broken, not the action."""
 
 
-class _Worker:
+class _Worker(SocketWorker):
     """One worker process and the parent's end of its socket."""
 
     def __init__(self, path: str, collation: str) -> None:
@@ -90,21 +90,6 @@ class _Worker:
         if reply.pop("bye", False):
             self.stop()  # it exits after this answer: never lend it again
         return reply
-
-    @property
-    def alive(self) -> bool:
-        return not self.conn.closed and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """End the process now and reap it."""
-        if not self.conn.closed:
-            self.conn.close()
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-        self.proc.wait()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close its socket (it exits after its statement in hand), killing it if it is late."""
