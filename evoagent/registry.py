@@ -14,7 +14,7 @@ line naming the package and the part; the other parts keep working.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -125,6 +125,8 @@ class Part:
     doc: str = ""
     # Keys this part owns at full paths (e.g. evolution's ``mu``, ``selection.kind``).
     shared_keys: dict[str, Key] = field(default_factory=dict)
+    # Strategies: the methods ``evoagent bench search`` runs with it (``BenchMethod``).
+    bench: tuple[Any, ...] = ()
 
     def path(self, key: str) -> str:
         """The full campaign path of one of this part's keys."""
@@ -137,6 +139,59 @@ class Part:
     def all_keys(self) -> dict[str, Key]:
         """Every key this part owns, by full path."""
         return {**{self.path(k): v for k, v in self.keys.items()}, **self.shared_keys}
+
+
+# -- what ``evoagent bench search`` asks of parts (evoagent/bench/) ---------------------------------
+
+@dataclass(frozen=True)
+class BenchBudget:
+    """One cell's budget: ``budget`` environment executions per task (acting plus scoring),
+    ``per_rollout`` the executions one rollout costs with its scoring, over ``n_tasks`` tasks."""
+
+    budget: int
+    per_rollout: float
+    n_tasks: int
+
+
+@dataclass(frozen=True)
+class BenchMethod:
+    """A row of ``evoagent bench search``, declared by the strategy that runs it (``Part.bench``).
+
+    ``settings(b)``: the campaign keys that make the strategy spend about ``b.budget`` per task.
+    ``scored``: False for a method that no reward model steers (one row, reward ``-``).
+    ``reference``: the 8-rollout cell run first (measures a rollout, tells trivial tasks apart).
+    ``random_pick``: also report a uniformly random member of the same cell's population.
+    ``against``: methods its row is compared with, at the same reward model (paired differences).
+    ``order``: where it runs in a default run (cheap methods first).
+    """
+
+    name: str
+    settings: Callable[[BenchBudget], list[str]]
+    scored: bool = True
+    reference: bool = False
+    random_pick: bool = False
+    against: tuple[str, ...] = ()
+    order: int = 50
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class BenchSetup:
+    """What ``evoagent bench search`` needs of an environment (``Environment.bench``).
+
+    ``campaign_file``: the campaign every cell starts from (relative to the repository root).
+    ``task_sets``: name -> campaign keys choosing the benchmark's tasks; the first is the default.
+    ``settings``: campaign keys every cell gets (e.g. the policy the benchmark is defined with).
+    ``rewards``: the reward models a default run compares (registry names).
+    ``rollout_length(c)``: expected executions of one rollout (before the reference cell measures it).
+    """
+
+    campaign_file: str
+    task_sets: Mapping[str, tuple[str, ...]]
+    rewards: tuple[str, ...]
+    settings: tuple[str, ...] = ()
+    rollout_length: Callable[[Any], float] | None = None
+    doc: str = ""
 
 
 # -- the table -------------------------------------------------------------------

@@ -5,25 +5,25 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from evoagent.boxtable import box_table
 from evoagent.errors import UserError
-from evoagent.escaping import raw, safe_console, visible
-from stores.base import Store
-from stores.readonly import parquet_safe, query_error, sql_name, write_parquet_file
+from evoagent.escaping import raw, visible
+from stores.readonly import ReadOnlyStore, parquet_safe, query_error, sql_name, write_parquet_file
 
-if TYPE_CHECKING:  # Arrow loads when a result is fetched as Arrow (csv, json, parquet), not for a table
-    import pyarrow as pa
+if TYPE_CHECKING:  # rich loads for a campaign's summary, Arrow for csv/json/parquet: not for a table or status
+    from rich.console import Console
 
 
 def _console() -> Console:
+    from evoagent.escaping import safe_console
+
     return safe_console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 
 
@@ -32,24 +32,6 @@ _NESTED = {"list", "struct", "map", "union", "array"}
 _CSV_NATIVE = {"boolean", "tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint",
                "uinteger", "ubigint", "float", "double", "decimal", "varchar"}
 _BATCH_ROWS = 65_536
-
-
-def _cell(value: Any) -> Text:
-    """A value as literal text: no rich markup or emoji codes, control characters escaped
-    (so a cell can neither crash the table, e.g. ``[/]``, nor drive the terminal)."""
-    if value is None:
-        return Text("NULL", style="dim")
-    return Text(visible(value))
-
-
-def rich_table(table: pa.Table, title: str | None = None) -> Table:
-    t = Table(title=title)
-    for name in table.column_names:
-        t.add_column(_cell(name), overflow="fold")
-    for row in table.to_pylist():
-        t.add_row(*(Text("") if v is None else _cell(f"{v:.4g}" if isinstance(v, float) else v)
-                    for v in row.values()))
-    return t
 
 
 def _as_text(rel: duckdb.DuckDBPyRelation, for_csv: bool) -> duckdb.DuckDBPyRelation:
@@ -89,39 +71,45 @@ CELL_CHARS = 10_000  # a longer cell is cut, saying how much is left out
 _TABLE_BATCH = 1_024
 
 
-def _cut(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > CELL_CHARS:
-        return value[:CELL_CHARS] + f" … [{len(value) - CELL_CHARS:,} more characters]"
-    return value
-
-
 def _table(rel: duckdb.DuckDBPyRelation, fh: IO[str], width: int | None) -> list[str]:
-    """The result as a table, fetched in chunks and stopped at the row and character budget."""
-    text = _as_text(rel, for_csv=False)
-    t = Table()
-    for name in text.columns:
-        t.add_column(_cell(name), overflow="fold")
-    rows = chars = 0
+    """The result as a table: at most TABLE_ROWS + 1 rows are run, each cell cut by DuckDB to
+    CELL_CHARS (with its length beside it), fetched a batch at a time as Python tuples (no Arrow)
+    and stopped at the row and character budget."""
+    n = len(rel.columns)
+    cut_exprs = []
+    for i in range(n):
+        text = f"CAST(#{i + 1} AS VARCHAR)"
+        cut_exprs += [f"left({text}, {CELL_CHARS})", f"length({text})"]
+    rows: list[list[str]] = []
+    chars = 0
     more = cut = False
-    for batch in text.to_arrow_reader(_TABLE_BATCH):
-        for row in zip(*(c.to_pylist() for c in batch.columns)):
-            if rows >= TABLE_ROWS or chars >= TABLE_CHARS:
-                more = True
-                break
-            cells = [_cut(v) for v in row]
-            cut = cut or cells != list(row)
-            chars += sum(len(v) for v in cells if v is not None)
-            t.add_row(*map(_cell, cells))
-            rows += 1
-        if more:
+    limited = rel.project(", ".join(cut_exprs)).limit(TABLE_ROWS + 1) if n else rel.limit(0)
+    for row in limited.iter_rows(_TABLE_BATCH):
+        if len(rows) >= TABLE_ROWS or chars >= TABLE_CHARS:
+            more = True
             break
-    safe_console(fh, soft_wrap=False, width=width).print(t)
+        cells = []
+        for value, length in zip(row[0::2], row[1::2]):
+            if value is None:
+                cells.append("NULL")
+                continue
+            if length > CELL_CHARS:
+                cut = True
+                value += f" … [{length - CELL_CHARS:,} more characters]"
+            chars += min(length, CELL_CHARS)
+            cells.append(value)
+        rows.append(cells)
+    fh.write(box_table(rel.columns, rows, width=width or _terminal_width()))
     notes = [f"cells longer than {CELL_CHARS:,} characters are cut; --format csv or json shows them whole"] if cut else []
     if more:
-        notes.append(f"table stopped at {rows:,} rows (a table shows at most {TABLE_ROWS:,} rows or "
+        notes.append(f"table stopped at {len(rows):,} rows (a table shows at most {TABLE_ROWS:,} rows or "
                      f"{TABLE_CHARS:,} characters); the query returns more: write all of it with "
                      "--format csv|json|parquet --out FILE")
     return notes
+
+
+def _terminal_width() -> int:
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else 160
 
 
 def _render(rel: duckdb.DuckDBPyRelation, fmt: str, fh: IO[str], width: int | None) -> list[str]:
@@ -182,21 +170,27 @@ def write_result(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None, *, str
         raise query_error(exc) from None
 
 
-def print_status(store: Store) -> None:
-    """Generation, items done/pending, rewards and budget used, from a snapshot."""
+def _rows(store: ReadOnlyStore, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """A query's rows as dicts of Python values (no Arrow: status loads DuckDB alone)."""
+    rel = store.relation(sql, params)
+    return [dict(zip(rel.columns, row)) for row in store.fetch(rel, "fetchall")]
+
+
+def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | None = None) -> None:
+    """Generation, items done/pending, rewards and budget used, from a snapshot (to ``out``, default stdout)."""
     from evoagent.llm.ledger import spent
 
     c = json.loads(store.get_meta("campaign") or "{}")
-    con = _console()
+    out = out or sys.stdout
 
-    def say(text: str) -> None:  # names and paths are the user's text, never rich markup; one line each
-        con.print(text, markup=False, highlight=False, soft_wrap=True)
+    def say(text: str) -> None:  # names and paths are the user's text, printed as text; one line each
+        out.write(visible(text) + "\n")
 
     if not c:
         say(f"{store.path}: no campaign (imported data only)")
     mu = int(c.get("mu") or 0)
     n_tasks = store.scalar("SELECT count(DISTINCT task_id) FROM work_items WHERE generation = 0") or 0
-    gens = store.query(
+    gens = _rows(store,
         "WITH per AS (SELECT generation, task_id, count(*) AS n FROM population GROUP BY ALL), "
         "sizes AS (SELECT generation, sum(n)::BIGINT AS members, "
         "(count(*) FILTER (WHERE n < ?) + ? - count(*))::BIGINT AS tasks_below_mu FROM per GROUP BY generation) "
@@ -204,16 +198,16 @@ def print_status(store: Store) -> None:
         "g.success_rate, g.env_steps, g.committed_at FROM generations g LEFT JOIN sizes s USING (generation) "
         "ORDER BY g.generation", [mu, n_tasks]
     )
-    items = store.query(
+    items = _rows(store,
         "SELECT generation, count(*) FILTER (WHERE status = 'done') AS done, "
         "count(*) FILTER (WHERE status = 'failed') AS failed, "
         "count(*) FILTER (WHERE status = 'pending') AS pending FROM work_items "
         "GROUP BY generation ORDER BY generation DESC LIMIT 1"
-    ).to_pylist()
+    )
     steps = store.scalar("SELECT coalesce(sum(env_steps), 0) FROM work_items") or 0
     usd, tokens = spent(store)
-    calls = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched "
-                        "FROM llm_calls WHERE status = 'ok'").to_pylist()[0]
+    calls = _rows(store, "SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched "
+                  "FROM llm_calls WHERE status = 'ok'")[0]
     if c:
         say(f"campaign {c.get('name')!r}: {store.path}")
         planned = int(c.get("budget.generations") or 0) + 1  # generation 0 plus budget.generations
@@ -222,7 +216,7 @@ def print_status(store: Store) -> None:
         say(f"generations committed: {done} of {planned}"
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
-            row = next(r for r in gens.to_pylist() if r["generation"] == last)
+            row = next(r for r in gens if r["generation"] == last)
             per_task = f"strategy.{c.get('strategy.kind') or 'evolution'}.n"
             if per_task in c:  # rro, ipr, best_of_n: n items per task, distinct results kept, no mu
                 say(f"population of generation {last}: {row['members'] or 0:,} distinct members for "
@@ -243,12 +237,16 @@ def print_status(store: Store) -> None:
         if done and total > done:
             say(f"projection: ${usd / done * total:.4f} for all {total} generations "
                 f"at this run's ${usd / done:.4f} per generation")
-    if gens.num_rows:
-        con.print(rich_table(gens, title="generations"))
+    if gens:
+        cells = [["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()]
+                 for r in gens]
+        out.write(box_table(list(gens[0]), cells, width=width or _terminal_width(), title="generations"))
 
 
 def print_outcome(outcome: Any, store_path: str) -> None:
     """The per-generation curve and the summary a campaign ends with."""
+    from rich.table import Table
+
     con = _console()
     book = outcome.logbook
     if not len(book):

@@ -26,20 +26,27 @@ import io
 import json
 import os
 import resource
+import select
 import shutil
 import signal
+import struct
 import sys
 import time
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from evoagent.errors import UserError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 DATA_LIMIT_BYTES = 3 << 29  # 1.5 GiB: the worker's heap and anonymous mappings, DuckDB's included
 DUCKDB_MEMORY_LIMIT = "1GB"  # DuckDB's own limit inside that (hash tables, sorts, aggregates)
 DEFAULT_TIMEOUT_S = 60.0
 FRAME_CHARS = 1 << 16  # output text per frame
-_PRELOAD = ("evoagent.sql_reader", "evoagent.render", "stores")  # what the fork server imports once
+# What a worker loads before its request comes (a fork server: once, Arrow too for snapshots' parts).
+_PRELOAD = {"sql": ("evoagent.render", "stores.snapshot"),
+            "status": ("evoagent.render", "stores.snapshot", "evoagent.llm.ledger")}
+_SERVER_PRELOAD = ("evoagent.sql_reader", *_PRELOAD["status"], "pyarrow.dataset")
 
 
 class Interrupted(Exception):
@@ -62,16 +69,26 @@ def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: f
 
     Raises UserError (one line) for a bad query, an exhausted memory cap or the timeout, and
     :class:`Interrupted` on Ctrl-C; the worker is ended in every case before this returns."""
-    import click
-
     from evoagent.escaping import raw
 
     tty = sys.stdout.isatty()
-    sink = sys.stdout if tty else raw(sys.stdout)  # CSV/JSON into a pipe stay byte-exact
-    request = {"store": store_path, "query": query, "fmt": fmt, "out": out,
-               "width": shutil.get_terminal_size().columns if tty else 160}
-    started = time.monotonic()
-    deadline = started + timeout_s if timeout_s > 0 else None
+    _ask({"command": "sql", "store": store_path, "query": query, "fmt": fmt, "out": out,
+          "width": shutil.get_terminal_size().columns if tty else 160},
+         sys.stdout if tty else raw(sys.stdout), timeout_s)  # CSV/JSON into a pipe stay byte-exact
+
+
+def run_status(store_path: str) -> None:
+    """``evoagent status`` from the same worker: it loads DuckDB while the CLI parses (see :func:`prefork`)."""
+    tty = sys.stdout.isatty()
+    _ask({"command": "status", "store": store_path,
+          "width": shutil.get_terminal_size().columns if tty else 160}, sys.stdout, 0)
+
+
+def _ask(request: dict[str, Any], sink: Any, timeout_s: float) -> None:
+    """Send one request to a worker and copy its frames to ``sink`` (notes to stderr) until done."""
+    import click
+
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
     proc = conn = None
     try:
         proc, conn = _start()
@@ -110,21 +127,45 @@ def run_sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: f
         _end(proc, conn)
 
 
-def _start() -> tuple[Any, Connection]:
+_PREFORKED: list[tuple[Any, Channel]] = []  # the worker :func:`prefork` started, until a command takes it
+PREFORK_COMMANDS = ("sql", "status")
+
+
+def prefork(argv: list[str]) -> None:
+    """Start the worker for ``evoagent sql|status`` before the CLI imports click and parses.
+
+    The worker (a fork of this still tiny process) loads DuckDB and the store's reader while
+    the parent loads click and checks the arguments: on two cores the command then costs
+    about one DuckDB start, not a DuckDB start plus the CLI's. A worker no command takes
+    (a usage mistake, ``--help``) reads end-of-file when this process exits, and exits too."""
+    if len(argv) < 2 or argv[1] not in PREFORK_COMMANDS or _PREFORKED:
+        return
+    if any(a in ("--help", "-h") for a in argv[2:]) or not _may_fork():
+        return
+    _PREFORKED.append(_fork(_PRELOAD[argv[1]]))
+
+
+def _may_fork() -> bool:
+    """One thread and no DuckDB loaded: nothing a fork could copy mid-use."""
+    threading = sys.modules.get("threading")
+    return (threading is None or threading.active_count() == 1) and "duckdb" not in sys.modules
+
+
+def _start() -> tuple[Any, Channel]:
     """A worker process running :func:`_serve`, and the parent's end of its pipe.
 
     From the CLI (one thread, no DuckDB loaded) the worker is a plain fork of this small
     process: one interpreter start, not two. Anywhere else (a program with threads or DuckDB
     already loaded, e.g. the tests) forking could copy a lock held by another thread, so a
     fork server that has imported the reader once forks the workers."""
-    import threading
-
-    if threading.active_count() == 1 and "duckdb" not in sys.modules:
-        return _fork()
+    if _PREFORKED:
+        return _PREFORKED.pop()
+    if _may_fork():
+        return _fork(_PRELOAD["status"])
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(_PRELOAD))
+    ctx.set_forkserver_preload(list(_SERVER_PRELOAD))
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child,), name="evoagent-sql", daemon=True)
     try:
@@ -155,26 +196,70 @@ class _Forked:
         self._reap(0)
 
 
-def _fork() -> tuple[_Forked, Connection]:
-    import socket
+class _Channel:
+    """Length-prefixed frames over two pipes: the part of ``multiprocessing``'s ``Connection``
+    the reader uses (send_bytes, recv_bytes, poll, close), without importing multiprocessing,
+    which costs the CLI's parent process more than everything else it loads."""
 
-    parent, child = socket.socketpair()
+    _HEADER = struct.Struct("!Q")
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd, self.write_fd, self.closed = read_fd, write_fd, False
+
+    def send_bytes(self, data: bytes) -> None:
+        view = memoryview(self._HEADER.pack(len(data)) + data)
+        while view:
+            view = view[os.write(self.write_fd, view):]
+
+    def _read(self, n: int) -> bytes:
+        parts = []
+        while n:
+            chunk = os.read(self.read_fd, min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def recv_bytes(self) -> bytes:
+        return self._read(self._HEADER.unpack(self._read(self._HEADER.size))[0])
+
+    def poll(self, timeout: float | None) -> bool:
+        return bool(select.select([self.read_fd], [], [], timeout)[0])
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.read_fd)
+            os.close(self.write_fd)
+
+
+Channel = Union["Connection", _Channel]
+
+
+def _fork(preload: tuple[str, ...]) -> tuple[_Forked, _Channel]:
+    to_child, to_parent = os.pipe(), os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker: never returns into the CLI's code
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends it on Ctrl-C
             os.setpgid(0, 0)  # nor does the terminal's Ctrl-C reach it
-            parent.close()
-            _serve(Connection(child.detach()))
+            os.close(to_child[1])
+            os.close(to_parent[0])
+            _limit_memory()
+            for module in preload:  # while the parent still parses its arguments
+                __import__(module)
+            _serve(_Channel(to_child[0], to_parent[1]))
             code = 0
         finally:
             os._exit(code)
-    child.close()
-    return _Forked(pid), Connection(parent.detach())
+    os.close(to_child[0])
+    os.close(to_parent[1])
+    return _Forked(pid), _Channel(to_parent[0], to_child[1])
 
 
-def _end(proc: Any, conn: Connection | None) -> None:
+def _end(proc: Any, conn: Channel | None) -> None:
     if conn is not None and not conn.closed:
         conn.close()
     if proc is not None:
@@ -187,7 +272,7 @@ def _end(proc: Any, conn: Connection | None) -> None:
 class _Frames(io.TextIOBase):
     """Output text, sent to the parent in frames of about FRAME_CHARS."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Channel) -> None:
         self.conn, self.parts, self.size = conn, [], 0
 
     def write(self, text: str) -> int:
@@ -206,15 +291,13 @@ class _Frames(io.TextIOBase):
         return False
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Channel) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills this process
     try:
         req = json.loads(conn.recv_bytes())
     except (EOFError, OSError):
         return
-    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-    soft = DATA_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(DATA_LIMIT_BYTES, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    _limit_memory()
     try:
         try:
             notes = _query(req, _Frames(conn))
@@ -238,11 +321,25 @@ def _serve(conn: Connection) -> None:
         return  # the parent has gone: nothing to tell
 
 
+def _limit_memory() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+    soft = DATA_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(DATA_LIMIT_BYTES, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
 def _query(req: dict, sink: _Frames) -> list[str]:
-    from evoagent.render import write_result
+    from evoagent.render import print_status, write_result
     from stores import open_reader
     from stores.readonly import refuse_store_paths
 
+    if req["command"] == "status":
+        store = open_reader(req["store"])
+        try:
+            print_status(store, sink, width=req["width"])
+        finally:
+            store.close()
+        sink.flush()
+        return []
     if req["out"]:
         refuse_store_paths(req["store"], req["out"])
     store = open_reader(req["store"], memory_limit=DUCKDB_MEMORY_LIMIT)

@@ -25,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evoagent import campaign, launch  # noqa: E402
-from evoagent.bench.search import HELDOUT_DBS, METHODS, Options, run  # noqa: E402
+from evoagent.bench.search import Options, run  # noqa: E402
 from evoagent.bench.table import table  # noqa: E402
+from evoagent.envs.intercode_sql import HELDOUT_DBS  # noqa: E402
 
 TOML = Path(__file__).with_name("intercode_sql.toml")
 POLICY = ["policy.distractors=0.2"]
@@ -57,13 +58,13 @@ def main() -> None:
     ap.add_argument("--budgets", default="50")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--rewards", default="prm")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default="", help="comma-separated; default: every method the strategies declare")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     load0, t0 = os.getloadavg(), time.perf_counter()
     model = prm(args.out)
     o = Options(out=args.out / "search", budgets=tuple(int(b) for b in args.budgets.split(",")),
-                methods=tuple(args.methods.split(",")), rewards=tuple(args.rewards.split(",")), seeds=args.seeds,
+                methods=tuple(m for m in args.methods.split(",") if m), rewards=tuple(args.rewards.split(",")), seeds=args.seeds,
                 prm=str(model.resolve()), sets=tuple(POLICY))
     bench = run(o, note=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "

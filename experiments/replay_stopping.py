@@ -1,4 +1,4 @@
-"""The stopping statistic of docs/benchmarks-search.md for both replay walks (``evoagent.bench.stopping``).
+"""The stopping statistic of docs/benchmarks-search.md for both replay walks (``evoagent.envs.intercode_sql.stopping``).
 
     python experiments/replay_stopping.py --tasks 60 --seeds 10
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evoagent.bench.stopping import unexplained_gap  # noqa: E402
+from evoagent.envs.intercode_sql.stopping import unexplained_gap  # noqa: E402
 
 
 def main() -> None:

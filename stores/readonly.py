@@ -247,6 +247,11 @@ class ReadOnlyStore(StoreReader):
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self.fetch(self.relation(sql, params))
 
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """The first value of the first row, fetched as Python (no Arrow: ``evoagent status`` loads none)."""
+        rows = self.fetch(self.relation(sql, params).limit(1), "fetchall")
+        return rows[0][0] if rows else None
+
     def export(self, name: str, out_dir: str, partition_by: Sequence[str] = ("campaign", "generation")) -> str:
         """Write a view as Parquet under ``out_dir``: a hive-partitioned folder ``out_dir/NAME/``
         where its partition columns are all set, else ``out_dir/NAME.parquet``. An empty view is

@@ -1,6 +1,6 @@
 """The replay policy's stopping is its own: when it submits tells nothing about gold.
 
-Statistic (issue 20; ``evoagent.bench.stopping``): ``S`` = solved rate of the runs
+Statistic (issue 20; ``evoagent.envs.intercode_sql.stopping``): ``S`` = solved rate of the runs
 that submitted before the step limit, ``L`` = solved rate of the runs that hit it;
 ``c(t)`` = share of runs with a t-th executed action whose t-th action is correct.
 If stopping does not depend on whether the last action was correct,
@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from evoagent.bench.stopping import unexplained_gap
+from evoagent.envs.intercode_sql.stopping import unexplained_gap
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.policies.base import SUBMIT, Guidance
 from evoagent.policies.replay import NOVEL_SQL, ReplayPolicy

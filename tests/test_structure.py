@@ -30,8 +30,8 @@ PACKAGES = ("evoagent", "operators", "stores")
 # Layers, low to high: a unit may import its own layer and those below. An environment's package
 # (evoagent.envs.<kind>) is a part, like an operator: layer "parts".
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("records", ("evoagent.errors", "evoagent.escaping", "evoagent.trajectory", "evoagent.spawn", "evoagent.evolution",
-                 "evoagent.registry", "evoagent.prompts")),
+    ("records", ("evoagent.errors", "evoagent.escaping", "evoagent.boxtable", "evoagent.trajectory", "evoagent.spawn",
+                 "evoagent.evolution", "evoagent.registry", "evoagent.prompts")),
     ("storage", ("stores",)),
     # a campaign is validated against the parts' declarations (an environment owns its keys): it sits with them
     ("interfaces", ("evoagent.campaign", "evoagent.envs", "evoagent.llm", "evoagent.policies")),

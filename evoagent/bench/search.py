@@ -3,17 +3,17 @@
 A *cell* is one (method, reward model, budget B, seed): one campaign, on the
 benchmark's tasks, in its own store ``<out>/cells/<cell>.duckdb``. The budget is
 environment executions per task, acting plus scoring (Monte-Carlo rollouts
-count; ``work_items.env_steps`` holds both). How a method meets B:
+count; ``work_items.env_steps`` holds both).
 
-- ``sample``: one rollout (whatever it costs; below B).
-- ``best_of_n``: ``n = floor(B / (L + s))`` rollouts, with ``L`` the executions
-  of one rollout, measured: the mean over the reference cell's rollouts (8 per
-  task, run first) and ``s`` the reward model's scoring executions per rollout
-  (``mc``: ``k * L * L``, a k-rollout value for each of ~L prefixes; others 0).
-- ``rro`` / ``ipr``: ``n = floor(B / (c * (L + s)))`` trajectories per task with
-  ``c`` candidates a step (RRO: 1.64, the paper's figure; IPR: ``k``).
-- ``evolution`` / ``mcts``: rounds until ``budget.env_steps = B * tasks`` stops
-  the campaign (between commits: a round in flight may overshoot).
+The parts say what the bench needs; nothing here names one. An environment
+declares its benchmark (``Environment.bench``, a ``registry.BenchSetup``): the
+campaign file the cells start from, its task sets, the reward models compared by
+default, the settings every cell gets. A strategy declares the methods it runs
+(``Part.bench``, ``registry.BenchMethod``): the keys that make it spend about B
+per task, given ``L`` the executions of one rollout (measured: the mean over the
+reference cell's 8 rollouts per task, run first) plus ``s`` the reward model's
+scoring executions per rollout (``mc``: ``k * L * L``, a k-rollout value for
+each of ~L prefixes; others 0), and which methods its row is compared with.
 
 Every row reports the executions the tasks really used; a cell whose mean is
 above 1.1 B says so in the table. Success is the rank-0 member of the last
@@ -25,25 +25,38 @@ cell in flight resumes from its own journal.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evoagent import registry
 from evoagent.errors import UserError
 
-METHODS = ("sample", "best_of_n", "evolution", "rro", "ipr", "mcts")
-REWARDS = ("prm", "mc", "oracle", "judge")
 BUDGETS = (10, 25, 50, 100, 200)
-HELDOUT_DBS = ("concert_singer", "pets_1", "poker_player", "orchestra", "employee_hire_evaluation")
-RRO_CANDIDATES = 1.64  # RRO's reported samples per step (Wang et al. 2025)
-TOML = Path(__file__).resolve().parents[2] / "experiments" / "intercode_sql.toml"
+REFERENCE_ROLLOUTS = 8  # the reference cell's rollouts per task
+ROOT = Path(__file__).resolve().parents[2]  # campaign files are named relative to the repository root
 BENCH_TABLE = ("cell VARCHAR, method VARCHAR, reward VARCHAR, budget INTEGER, seed INTEGER, task_id VARCHAR, "
                "solved BOOLEAN, random_pick DOUBLE, env_executions BIGINT, pool_solvable BOOLEAN, "
                "status VARCHAR, note VARCHAR")
+
+
+def methods() -> dict[str, registry.BenchMethod]:
+    """Every method the strategies declare for the bench, by name, in their run order."""
+    found = {m.name: m for part in registry.parts("strategy").values() for m in getattr(part, "bench", ())}
+    return dict(sorted(found.items(), key=lambda kv: kv[1].order))
+
+
+def reference() -> registry.BenchMethod:
+    """The method of the reference cell (declared ``reference=True`` by one strategy)."""
+    return next(m for m in methods().values() if m.reference)
+
+
+def environments() -> dict[str, Any]:
+    """The environments that declare a benchmark, in declaration order (the first is the default)."""
+    return {name: env for name, env in registry.parts("environment").items() if getattr(env, "bench", None)}
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class Cell:
     """One campaign of the benchmark."""
 
     method: str
-    reward: str  # "-" for sample
+    reward: str  # "-" for a method no reward model steers
     budget: int
     seed: int
 
@@ -60,27 +73,49 @@ class Cell:
         return f"{self.method}-{self.reward}-B{self.budget}-s{self.seed}"
 
 
-REFERENCE = Cell("reference", "-", 8, 0)
+def reference_cell() -> Cell:
+    return Cell(reference().name, "-", REFERENCE_ROLLOUTS, 0)
 
 
 @dataclass
 class Options:
-    """What ``evoagent bench search`` was asked for."""
+    """What ``evoagent bench search`` was asked for (empty: the environment's or strategies' default)."""
 
     out: Path
+    env: str = ""
+    task_set: str = ""
     budgets: tuple[int, ...] = (50,)
-    methods: tuple[str, ...] = METHODS
-    rewards: tuple[str, ...] = ("prm", "mc", "oracle")
+    methods: tuple[str, ...] = ()
+    rewards: tuple[str, ...] = ()
     seeds: int = 3
     prm: str = ""
-    dbs: tuple[str, ...] = HELDOUT_DBS
     sample: int = 0
     mc_k: int = 2
-    ipr_k: int = 5
     sets: tuple[str, ...] = ()
     concurrency: int = 2
-    campaign_file: Path = TOML
+    campaign_file: Path | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def resolve(o: Options) -> tuple[Any, Options]:
+    """The environment the options name (one line if it declares no benchmark) and the options with
+    every default filled in from the declarations."""
+    envs = environments()
+    if not envs:
+        raise UserError("no environment declares a benchmark (Environment.bench)")
+    name = o.env or next(iter(envs))
+    if name not in envs:
+        raise UserError(f"--env: {name!r} declares no benchmark (have {', '.join(envs)})")
+    setup = envs[name].bench
+    task_set = o.task_set or next(iter(setup.task_sets))
+    if task_set not in setup.task_sets:
+        raise UserError(f"--tasks: {name} has no task set {task_set!r} (have {', '.join(setup.task_sets)})")
+    return envs[name], Options(
+        out=o.out, env=name, task_set=task_set, budgets=o.budgets,
+        methods=o.methods or tuple(m for m, d in methods().items() if not d.reference),
+        rewards=o.rewards or tuple(setup.rewards), seeds=o.seeds, prm=o.prm, sample=o.sample, mc_k=o.mc_k,
+        sets=o.sets, concurrency=o.concurrency, campaign_file=o.campaign_file or ROOT / setup.campaign_file,
+        notes=o.notes)
 
 
 def cells(o: Options) -> list[Cell]:
@@ -89,89 +124,67 @@ def cells(o: Options) -> list[Cell]:
     The first is the reference: 8 rollouts per task (seed 0) that tell the trivial tasks
     (solved by every one of them) from the rest.
     """
-    out = [REFERENCE]
+    declared = methods()
+    out = [reference_cell()]
     for b in sorted(o.budgets):
         for seed in range(o.seeds):
             for m in o.methods:
-                for r in (["-"] if m == "sample" else o.rewards):
+                for r in (o.rewards if declared[m].scored else ["-"]):
                     out.append(Cell(m, r, b, seed))
     return out
 
 
-def _dbs(dbs: Sequence[str]) -> str:
-    return "tasks.dbs=[" + ", ".join(json.dumps(d) for d in dbs) + "]"
-
-
-def rollout_length(submit_p: float, limit: int) -> float:
-    """Expected executed actions of one rollout: 1 + (1-p) + ... + (1-p)^(limit-1)."""
-    return float(limit) if submit_p == 0 else (1 - (1 - submit_p) ** limit) / submit_p
-
-
-def overrides(cell: Cell, o: Options, n_tasks: int, length: float) -> list[str]:
+def overrides(cell: Cell, o: Options, setup: Any, n_tasks: int, length: float) -> list[str]:
     """The campaign keys of one cell (over ``o.campaign_file``); ``length``: executions per rollout."""
-    sets = [_dbs(o.dbs), f"tasks.sample={o.sample}", f"seed={cell.seed}", f"concurrency={o.concurrency}",
-            "budget.wall_time_s=0", "budget.usd=0", "budget.env_steps=0"]
-    reward = "oracle" if cell.reward == "-" else cell.reward
+    method = methods()[cell.method]
+    sets = [*setup.task_sets[o.task_set], *setup.settings, f"tasks.sample={o.sample}", f"seed={cell.seed}",
+            f"concurrency={o.concurrency}", "budget.wall_time_s=0", "budget.usd=0", "budget.env_steps=0"]
+    reward = cell.reward if method.scored else "oracle"  # search reward: read by no unscored method
     scoring = o.mc_k * length * length if reward == "mc" else 0.0
-    fitness = "env" if cell.method in ("sample", "reference") else reward
-    sets += [f"search.reward={reward}", f"fitness.reward={fitness}"]
+    sets += [f"search.reward={reward}", f"fitness.reward={reward if method.scored else 'env'}"]
     if reward == "mc":
         sets += [f"rewards.mc.k={o.mc_k}", "fitness.aggregate=mean"]
     if o.prm:
         sets.append(f"rewards.prm.path={o.prm}")
-    per = length + scoring
-    if cell.method == "reference":
-        sets += ["strategy.kind=best_of_n", "strategy.best_of_n.n=8", "budget.generations=0",
-                 "strategy.best_of_n.allow_gold=true"]
-    elif cell.method == "sample":
-        sets += ["strategy.kind=best_of_n", "strategy.best_of_n.n=1", "budget.generations=0",
-                 "strategy.best_of_n.allow_gold=true"]  # one rollout: nothing is picked
-    elif cell.method == "best_of_n":
-        n = max(1, math.floor(cell.budget / per))
-        sets += ["strategy.kind=best_of_n", f"strategy.best_of_n.n={n}", "budget.generations=0",
-                 "strategy.best_of_n.allow_gold=true"]  # oracle and mc picks see gold: named so
-    elif cell.method in ("rro", "ipr"):
-        c = RRO_CANDIDATES if cell.method == "rro" else o.ipr_k
-        n = max(1, math.floor(cell.budget / (c * per)))
-        sets += [f"strategy.kind={cell.method}", f"strategy.{cell.method}.n={n}", "budget.generations=0",
-                 f"operators.ipr.k={o.ipr_k}"]
-    else:
-        mu = max(1, min(4, math.floor(cell.budget / (4 * per))))
-        sets += [f"strategy.kind={cell.method}", "budget.generations=1000",
-                 f"budget.env_steps={cell.budget * n_tasks}"]  # the campaign's total: B per task
-        sets += ["mu=1"] if cell.method == "mcts" else [f"mu={mu}", f"lambda={mu}"]
+    sets += method.settings(registry.BenchBudget(cell.budget, length + scoring, n_tasks))
     return sets + list(o.sets)
 
 
-def validate(o: Options) -> tuple[list[Cell], Callable[[Cell, float], Any], float]:
+def validate(o: Options) -> tuple[Options, list[Cell], Callable[[Cell, float], Any], float]:
     """Every check before any file is written: bad budgets, names, a PRM that saw these tasks.
 
-    Returns the cells, a function giving each cell's validated campaign for a measured rollout
-    length, and the expected rollout length (what the campaigns are validated with).
+    Returns the options with their defaults filled in, the cells, a function giving each cell's
+    validated campaign for a measured rollout length, and the expected rollout length (what the
+    campaigns are validated with).
     """
-    from evoagent import campaign, launch, registry
+    from evoagent import campaign, launch
 
     if not o.budgets or any(type(b) is not int or b <= 0 for b in o.budgets):
         raise UserError(f"--budgets: positive integers only, got {list(o.budgets)}")
-    for name, given, known in (("--methods", o.methods, METHODS), ("--rewards", o.rewards, REWARDS)):
+    if o.seeds < 1:
+        raise UserError(f"--seeds: a positive integer, got {o.seeds}")
+    env, o = resolve(o)
+    runnable = [m for m, d in methods().items() if not d.reference]
+    for name, given, known in (("--methods", o.methods, runnable), ("--rewards", o.rewards, registry.names("reward"))):
         bad = [x for x in given if x not in known]
         if bad or not given:
             raise UserError(f"{name}: unknown {bad[0]!r} (have {', '.join(known)})" if bad else f"{name}: none given")
-    if o.seeds < 1:
-        raise UserError(f"--seeds: a positive integer, got {o.seeds}")
     if "prm" in o.rewards and not o.prm:
-        raise UserError("--rewards prm needs --prm PATH: a model trained on other databases (evoagent rm train)")
+        raise UserError("--rewards prm needs --prm PATH: a model trained on other tasks (evoagent rm train)")
     if "judge" in o.rewards and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
         raise UserError("--rewards judge needs an LLM: set ANTHROPIC_API_KEY (or leave judge out)")
-    base = campaign.load(o.campaign_file, [_dbs(o.dbs), f"tasks.sample={o.sample}"] + list(o.sets))
+    setup = env.bench
+    assert o.campaign_file is not None
+    base = campaign.load(o.campaign_file, [*setup.task_sets[o.task_set], *setup.settings,
+                                           f"tasks.sample={o.sample}", *o.sets])
     tasks = launch.select_tasks(base)
     if not tasks:
-        raise UserError(f"no tasks on databases {', '.join(o.dbs)}")
-    expected = rollout_length(base.get("policy.submit_p"), base.get("env.max_steps"))
+        raise UserError(f"no tasks in {o.env}'s task set {o.task_set!r} with these settings")
+    expected = setup.rollout_length(base) if setup.rollout_length else float(base.get("env.max_steps"))
     todo = cells(o)
 
     def campaign_of(cell: Cell, length: float) -> Any:
-        return campaign.load(o.campaign_file, overrides(cell, o, len(tasks), length))
+        return campaign.load(o.campaign_file, overrides(cell, o, setup, len(tasks), length))
 
     for cell in {Cell(c.method, c.reward, c.budget, 0): None for c in todo}:
         campaign_of(cell, expected)
@@ -181,7 +194,7 @@ def validate(o: Options) -> tuple[list[Cell], Callable[[Cell, float], Any], floa
         from evoagent.rewards.prm import check_unseen
 
         check_unseen(prm_campaign, tasks)  # trained on these tasks: refused
-    return todo, campaign_of, expected
+    return o, todo, campaign_of, expected
 
 
 def _rows(cell: Cell, store: Path, status: str) -> list[tuple[Any, ...]]:
@@ -189,7 +202,7 @@ def _rows(cell: Cell, store: Path, status: str) -> list[tuple[Any, ...]]:
     from stores import open_reader
 
     with open_reader(store) as s:
-        bound = json.loads(s.get_meta("upper_bound") or "{}")
+        bound = json.loads(s.get_meta("upper_bound") or "{}")  # {}: a policy with no finite pool
         got = s.query(
             "WITH last AS (SELECT max(generation) AS g FROM population), "
             "solved AS (SELECT traj_id, bool_or(solved) AS solved FROM trajectories GROUP BY traj_id), "
@@ -201,7 +214,7 @@ def _rows(cell: Cell, store: Path, status: str) -> list[tuple[Any, ...]]:
             "SELECT used.task_id, coalesce(per.top, false) AS top, coalesce(per.rnd, 0) AS rnd, used.n "
             "FROM used LEFT JOIN per USING (task_id) ORDER BY used.task_id").to_pylist()
     return [(cell.name, cell.method, cell.reward, cell.budget, cell.seed, r["task_id"], bool(r["top"]),
-             float(r["rnd"]), int(r["n"]), bool(bound.get(r["task_id"], False)), status, "")
+             float(r["rnd"]), int(r["n"]), bool(bound.get(r["task_id"], not bound)), status, "")
             for r in got]
 
 
@@ -210,8 +223,8 @@ def measured_length(bench: Path) -> float:
     from its rows in the bench table (a store of an older schema need not be opened)."""
     con = open_bench(bench)
     try:
-        got = con.execute("SELECT sum(env_executions) / (8.0 * count(*)) FROM bench WHERE cell = ?",
-                          [REFERENCE.name]).fetchone()[0]
+        got = con.execute("SELECT sum(env_executions) / (? * count(*)) FROM bench WHERE cell = ?",
+                          [float(REFERENCE_ROLLOUTS), reference_cell().name]).fetchone()[0]
     finally:
         con.close()
     return float(got or 1.0)
@@ -229,7 +242,8 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
     """Run (or resume) every cell not yet in ``<out>/bench.duckdb``; returns that file."""
     from evoagent import launch
 
-    todo, campaign_of, length = validate(o)
+    o, todo, campaign_of, length = validate(o)
+    ref = reference_cell()
     (o.out / "cells").mkdir(parents=True, exist_ok=True)
     bench = o.out / "bench.duckdb"
     con = open_bench(bench)  # opened only to read and to commit: other invocations may share the folder
@@ -238,7 +252,7 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
     for i, cell in enumerate(todo):
         store = o.out / "cells" / f"{cell.name}.duckdb"
         if cell.name in done:
-            if cell == REFERENCE:
+            if cell == ref:
                 length = measured_length(bench)
             continue
         note(f"[{i + 1}/{len(todo)}] {cell.name}")
@@ -262,10 +276,10 @@ def run(o: Options, note: Callable[[str], None] = lambda s: None) -> Path:
             con.execute("COMMIT")
         finally:
             con.close()
-        if cell == REFERENCE:
+        if cell == ref:
             length = measured_length(bench)
             note(f"  executions per rollout (reference cell): {length:.2f}")
     return bench
 
 
-__all__ = ["BUDGETS", "Cell", "HELDOUT_DBS", "METHODS", "Options", "REWARDS", "cells", "run", "validate"]
+__all__ = ["BUDGETS", "Cell", "Options", "cells", "environments", "methods", "resolve", "run", "validate"]

@@ -7,13 +7,16 @@ from any copy of ``bench.duckdb``:
   afterwards); reported on all tasks, on tasks the recorded pool can solve
   (``pool_solvable``: some recorded action solves it), and on non-trivial tasks
   (pool-solvable and not solved by every one of the reference cell's 8 samples).
-- best-of-N's random pick: the same members, each equally likely to be the answer
-  (``random_pick``, exact expectation), from the ``oracle`` cell's members.
+- a random pick (methods declared with ``random_pick``): the same members, each
+  equally likely to be the answer (``random_pick``, exact expectation), from the
+  method's ``oracle`` cell at that budget (else its first reward model's).
 - AUC: the area under success (all tasks) against log B, divided by the area of
   the bound (the pool-solvable share at every B): 1.0 means the bound at every
   budget. With one budget it is success / bound.
 - intervals: 95% paired bootstrap over tasks (the same 2,000 resamples of task
   ids for every row, seed 0), on the per-task means over seeds.
+- comparisons: each method's row minus the rows of the methods it declares itself
+  compared with (``BenchMethod.against``), at the same reward model and budget.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 RESAMPLES = 2000
+RANDOM = "random pick"  # the reward column of a random pick's row
 
 SQL_PER_TASK = """
 SELECT method, reward, budget, task_id, avg(solved::INT) AS solved, avg(random_pick) AS random_pick,
@@ -71,14 +75,21 @@ def table(bench: Path) -> str:
     draws = {k: [[rng.randrange(len(v)) for _ in v] for _ in range(RESAMPLES)] if v else [] for k, v in sets.items()}
     series: dict[tuple[str, str, int], dict[str, float]] = {}
     extra: dict[tuple[str, str, int], dict[str, Any]] = {}
+    declared = _declared()
+    picked = {}  # (method, budget) -> the reward model whose cell gives the random pick
+    for r in rows:
+        if getattr(declared.get(r["method"]), "random_pick", False):
+            have = picked.get((r["method"], r["budget"]))
+            if have != "oracle" and (have is None or r["reward"] == "oracle" or r["reward"] < have):
+                picked[(r["method"], r["budget"])] = r["reward"]
     for r in rows:
         key = (r["method"], r["reward"], r["budget"])
         series.setdefault(key, {})[r["task_id"]] = float(r["solved"])
         e = extra.setdefault(key, {"used": [], "status": set(), "seeds": r["seeds"]})
         e["used"].append(float(r["used"]))
         e["status"].add(r["status"])
-        if r["method"] == "best_of_n" and r["reward"] == "oracle":
-            rk = ("best_of_n", "random pick", r["budget"])
+        if picked.get((r["method"], r["budget"])) == r["reward"]:
+            rk = (r["method"], RANDOM, r["budget"])
             series.setdefault(rk, {})[r["task_id"]] = float(r["random_pick"])
             extra.setdefault(rk, {"used": [], "status": set(), "seeds": r["seeds"]})["used"].append(float(r["used"]))
             extra[rk]["status"].add(r["status"])
@@ -103,7 +114,7 @@ def table(bench: Path) -> str:
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {' | '.join(cells)} | {auc(series, key, budgets, bound)} | "
                      f"{used:.1f}{flag} | {e['seeds']} |")
     lines.append("")
-    lines += comparisons(series, sets["non-trivial"], draws["non-trivial"])
+    lines += comparisons(series, sets["non-trivial"], draws["non-trivial"], declared)
     return "\n".join(lines)
 
 
@@ -132,20 +143,29 @@ def _diff(series: dict[tuple[str, str, int], dict[str, float]], a: tuple[str, st
     return f"{100 * _mean(list(d.values())):+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
+def _declared() -> dict[str, Any]:
+    """The methods the strategies declare (``evoagent.bench.search.methods``)."""
+    from evoagent.bench.search import methods
+
+    return methods()
+
+
 def comparisons(series: dict[tuple[str, str, int], dict[str, float]], tasks: list[str],
-                draws: list[list[int]]) -> list[str]:
-    """The issue's must-show comparisons on non-trivial tasks, as paired differences with intervals."""
+                draws: list[list[int]], declared: dict[str, Any]) -> list[str]:
+    """Paired differences on non-trivial tasks: each row against the methods it declares itself
+    compared with (``against``) and, where it declares one, its random pick."""
     out = ["Paired differences on non-trivial tasks (95% bootstrap):", ""]
-    rewards = sorted({k[1] for k in series if k[0] in ("mcts", "rro", "ipr", "evolution")}) or ["prm"]
+    order = {m: i for i, m in enumerate(declared)}
     for b in sorted({k[2] for k in series}):
-        pairs = [("oracle ceiling - sample", ("best_of_n", "oracle", b), ("sample", "-", b)),
-                 ("best-of-N prm - random pick", ("best_of_n", "prm", b), ("best_of_n", "random pick", b))]
-        for r in rewards:
-            pairs += [(f"MCTS - IPR ({r})", ("mcts", r, b), ("ipr", r, b)),
-                      (f"RRO - IPR ({r})", ("rro", r, b), ("ipr", r, b)),
-                      (f"evolution {r} - sample", ("evolution", r, b), ("sample", "-", b))]
-        for label, x, y in pairs:
-            out.append(f"- B={b}: {label}: {_diff(series, x, y, tasks, draws)}")
+        for m, r, _ in sorted((k for k in series if k[2] == b and k[0] in declared and k[1] != RANDOM),
+                              key=lambda k: (order[k[0]], k[1])):
+            d = declared[m]
+            others = [(a, r if getattr(declared.get(a), "scored", True) else "-") for a in d.against]
+            others += [(m, RANDOM)] if d.random_pick else []
+            for a, ar in others:
+                if (a, ar, b) in series:
+                    label = f"{m} {r} - {a}" + ("" if ar == "-" else f" {ar}")
+                    out.append(f"- B={b}: {label}: {_diff(series, (m, r, b), (a, ar, b), tasks, draws)}")
     return out
 
 

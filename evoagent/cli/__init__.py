@@ -11,9 +11,16 @@ line on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
-import click
+import sys
 
-from evoagent.cli.common import EXAMPLE, LazyGroup
+if len(sys.argv) > 1 and sys.argv[1] in ("sql", "status"):  # before click loads: see sql_reader.prefork
+    from evoagent.sql_reader import prefork
+
+    prefork(sys.argv)
+
+import click  # noqa: E402
+
+from evoagent.cli.common import EXAMPLE, LazyGroup  # noqa: E402
 
 COMMANDS: dict[str, str] = {
     "import": "evoagent.cli.imports:import_",

@@ -1,6 +1,8 @@
 """``evoagent status`` and ``evoagent migrate``: where a campaign stands; upgrading a store's schema."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from evoagent.cli.common import EXAMPLE, not_a_store, one_line_errors
@@ -11,15 +13,14 @@ from evoagent.cli.common import EXAMPLE, not_a_store, one_line_errors
 @one_line_errors
 def status(store_path: str) -> None:
     """Where a campaign stands: generation, items done/pending, rewards, budget used."""
-    from evoagent.render import print_status
-    from stores import open_reader
+    from evoagent.sql_reader import Interrupted, run_status
 
     not_a_store(store_path, must_exist=False)
-    store = open_reader(store_path)
     try:
-        print_status(store)
-    finally:
-        store.close()
+        run_status(store_path)  # in the worker started before the arguments were parsed
+    except Interrupted:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
 
 
 @click.command(epilog=EXAMPLE + "  evoagent migrate runs/old.duckdb")

@@ -108,6 +108,7 @@ class Environment:
     - ``gold_key(task)``: the gold answer normalised, so tasks with equivalent gold share a class.
     - ``check(cfg, tasks, note)``: data checks before any file is written (may print through ``note``).
     - ``files(cfg)``: more files whose content a resume must find unchanged.
+    - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
     """
 
     kind: ClassVar[str] = "environment"
@@ -122,6 +123,7 @@ class Environment:
     check: Callable[[Any, Sequence[Task], Any], None] | None = None
     files: Callable[[Any], Sequence[str]] | None = None  # more files hashed for resume (beyond path keys)
     doc: str = ""
+    bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""

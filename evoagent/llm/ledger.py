@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import hashlib
 import json
 import queue
@@ -18,11 +19,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from stores.base import Store
+
+if TYPE_CHECKING:  # Arrow loads when calls are written, not for `evoagent status`'s spent()
+    import pyarrow as pa
 
 # Which work item a call belongs to (set by the engine around each item).
 CALL_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("llm_call_context")
@@ -48,8 +50,8 @@ def call_key(request: dict[str, Any], template_hash: str, nonce: str) -> str:
 def spent(store: Store) -> tuple[float, int]:
     """Dollars and tokens paid so far: every stored call, answered or not (a failed call's row
     carries what its rejected answers cost)."""
-    row = store.query("SELECT coalesce(sum(cost_usd), 0) AS usd, coalesce(sum(input_tokens + output_tokens "
-                      "+ cache_write_tokens + cache_read_tokens), 0) AS tokens FROM llm_calls").to_pylist()[0]
+    row = store.scalar("SELECT {'usd': coalesce(sum(cost_usd), 0), 'tokens': coalesce(sum(input_tokens + "
+                       "output_tokens + cache_write_tokens + cache_read_tokens), 0)} FROM llm_calls")
     return float(row["usd"]), int(row["tokens"])
 
 
@@ -73,20 +75,28 @@ class CallRecord:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-_CALL_SCHEMA = pa.schema([
-    ("call_key", pa.string()), ("model", pa.string()), ("operator", pa.string()),
-    ("generation", pa.int32()), ("item_id", pa.int32()), ("template", pa.string()),
-    ("template_hash", pa.string()), ("status", pa.string()), ("batch_id", pa.string()),
-    ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cache_write_tokens", pa.int64()),
-    ("cache_read_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
-    ("attempts", pa.int32()), ("errors", pa.string()), ("request", pa.string()),
-    ("response", pa.string()), ("created_at", pa.timestamp("us")),
-])
+@functools.cache
+def _call_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("call_key", pa.string()), ("model", pa.string()), ("operator", pa.string()),
+        ("generation", pa.int32()), ("item_id", pa.int32()), ("template", pa.string()),
+        ("template_hash", pa.string()), ("status", pa.string()), ("batch_id", pa.string()),
+        ("input_tokens", pa.int64()), ("output_tokens", pa.int64()), ("cache_write_tokens", pa.int64()),
+        ("cache_read_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
+        ("attempts", pa.int32()), ("errors", pa.string()), ("request", pa.string()),
+        ("response", pa.string()), ("created_at", pa.timestamp("us")),
+    ])
 
 
 def _rows(records: list[CallRecord]) -> pa.Table:
+    import pyarrow as pa
+
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    cols: dict[str, list[Any]] = {name: [] for name in _CALL_SCHEMA.names}
+
+    schema = _call_schema()
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
     for r in records:
         cols["call_key"].append(r.call_key)
         cols["model"].append(r.model)
@@ -106,7 +116,7 @@ def _rows(records: list[CallRecord]) -> pa.Table:
         cols["request"].append(json.dumps(r.request, sort_keys=True, default=str))
         cols["response"].append(json.dumps(r.response) if r.response is not None else None)
         cols["created_at"].append(now)
-    return pa.table(cols, schema=_CALL_SCHEMA)
+    return pa.table(cols, schema=schema)
 
 
 class Ledger:
@@ -166,6 +176,8 @@ class Ledger:
         self._writer.join()
 
     def _write_loop(self) -> None:
+        import pyarrow as pa
+
         while True:
             jobs = [self._queue.get()]
             while True:

@@ -181,4 +181,8 @@ KEYS: dict[str, registry.Key] = {
 PART = registry.Part("strategy", "evolution", Evolution, {
     "first_operator": registry.Key(str, "sample", _first_operator,
                                    "an operator that needs no parent (arity 0), e.g. sample"),
-}, shared_keys=KEYS, doc="a (mu+lambda) population per task with SE-Agent operators")
+}, shared_keys=KEYS, doc="a (mu+lambda) population per task with SE-Agent operators", bench=(
+    registry.BenchMethod("evolution", lambda b: [
+        "strategy.kind=evolution", "budget.generations=1000", f"budget.env_steps={b.budget * b.n_tasks}",
+        *(f"{k}={max(1, min(4, int(b.budget // (4 * b.per_rollout))))}" for k in ("mu", "lambda"))],
+        against=("sample",), order=3, doc="generations until B x tasks executions; mu = lambda <= 4"),))

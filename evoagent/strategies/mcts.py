@@ -277,4 +277,7 @@ PART = registry.Part("strategy", "mcts", MCTS, keys={
     "mu": registry.Key(int, 1, lambda x: 1 <= x <= 10_000, "within 1..10000"),
     "selection.objectives": OBJECTIVES_KEY,
     "budget.generations": registry.Key(int, 0, lambda x: 0 <= x <= 100_000, "within 0..100000"),
-}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store")
+}, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store", bench=(
+    registry.BenchMethod("mcts", lambda b: ["strategy.kind=mcts", "budget.generations=1000", "mu=1",
+                                            f"budget.env_steps={b.budget * b.n_tasks}"],
+                         against=("ipr",), order=6, doc="rounds until B x tasks executions"),))

@@ -21,6 +21,8 @@ Each runs one round (round 0); ``budget.generations`` is evolution's key, not th
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from evoagent import evolution as evo
@@ -114,10 +116,43 @@ class BestOfN(PerTask):
         return super().check_campaign(values)
 
 
+# -- how ``evoagent bench search`` runs them at a budget of B executions per task -------------------
+RRO_CANDIDATES = 1.64  # RRO's reported samples per step (Wang et al. 2025)
+IPR_K = 5  # IPR's candidates a step in the benchmark (``operators.ipr.k``; RRO's cap too)
+
+
+def _rollouts(name: str, n: int) -> list[str]:
+    """``n`` rollouts per task; the pick may see gold (oracle, mc): such a row is named by its reward model."""
+    return [f"strategy.kind={name}", f"strategy.{name}.n={n}", "budget.generations=0", f"strategy.{name}.allow_gold=true"]
+
+
+def _step_search(name: str, candidates: float) -> Any:
+    """``floor(B / (c (L + s)))`` trajectories per task, ``c`` candidates a step."""
+    def settings(b: registry.BenchBudget) -> list[str]:
+        n = max(1, math.floor(b.budget / (candidates * b.per_rollout)))
+        return [f"strategy.kind={name}", f"strategy.{name}.n={n}", "budget.generations=0", f"operators.ipr.k={IPR_K}"]
+    return settings
+
+
+_BEST = "best_of_n"
+BENCH_BEST_OF_N = (
+    registry.BenchMethod("reference", lambda b: _rollouts(_BEST, b.budget), scored=False, reference=True, order=0,
+                         doc="B rollouts per task (B = 8): the rollout's cost, and the tasks every rollout solves"),
+    registry.BenchMethod("sample", lambda b: _rollouts(_BEST, 1), scored=False, order=1,
+                         doc="one rollout: nothing is picked"),
+    registry.BenchMethod(_BEST, lambda b: _rollouts(_BEST, max(1, math.floor(b.budget / b.per_rollout))),
+                         random_pick=True, against=("sample",), order=2,
+                         doc="floor(B / (L + s)) rollouts, the best by the reward model"),
+)
 _RANKING = {"selection.objectives": OBJECTIVES_KEY}  # how members are ranked, as evolution ranks them
 RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1)}, shared_keys=_RANKING,
-                         doc="RRO step search, n trajectories per task")
+                         doc="RRO step search, n trajectories per task",
+                         bench=(registry.BenchMethod("rro", _step_search("rro", RRO_CANDIDATES), against=("ipr",),
+                                                     order=4, doc="c = 1.64 candidates a step"),))
 IPR_PART = registry.Part("strategy", "ipr", IPR, {"n": _n(1)}, shared_keys=_RANKING,
-                         doc="IPR step search (k candidates a step), n trajectories per task")
+                         doc="IPR step search (k candidates a step), n trajectories per task",
+                         bench=(registry.BenchMethod("ipr", _step_search("ipr", IPR_K), order=5,
+                                                     doc="c = k = 5 candidates a step"),))
 BEST_OF_N_PART = registry.Part("strategy", "best_of_n", BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
-                               shared_keys=_RANKING, doc="N rollouts per task, the best by the fitness reward model")
+                               shared_keys=_RANKING, doc="N rollouts per task, the best by the fitness reward model",
+                               bench=BENCH_BEST_OF_N)

@@ -11,7 +11,7 @@ from typing import Any
 
 from evoagent.envs.base import Environment
 from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart
-from evoagent.registry import Key
+from evoagent.registry import BenchSetup, Key
 from evoagent.trajectory import Task
 
 __all__ = ["ANTHROPIC", "ENUMERATE", "ENVIRONMENT", "OPENAI", "REPLAY", "gold_key"]
@@ -56,9 +56,17 @@ def gold_key(task: Any) -> str:
     return "game24\x1f" + " ".join(sorted(task.question.split(), key=lambda x: (len(x), x)))
 
 
+# ``evoagent bench search``: ToT's 100 test puzzles, the ``enumerate`` policy (a large space, exact
+# labels); the learned state value (trained on puzzles 1..900) against the exact oracle. A rollout
+# is 3 moves (four numbers to one) and its verdict.
+BENCH = BenchSetup(
+    campaign_file="experiments/game24.toml", task_sets={"test": ("tasks.ranks=[901, 1000]",)},
+    rewards=("state_value", "oracle"), settings=("policy.kind=enumerate",), rollout_length=lambda c: 3.0,
+    doc="test: ToT's puzzles 901..1000 with random legal moves (enumerate)")
+
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make, policies=("replay", "enumerate", "anthropic", "openai"),
-    render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS,
+    render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS, bench=BENCH,
     doc="Game of 24: make 24 from four numbers, one step at a time (exact rules and solver)")
 
 

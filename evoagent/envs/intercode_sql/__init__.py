@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 from evoagent.envs.base import Environment  # noqa: E402
 from evoagent.errors import UserError  # noqa: E402
 from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart  # noqa: E402
-from evoagent.registry import Key  # noqa: E402
+from evoagent.registry import BenchSetup, Key  # noqa: E402
 
 HARDNESS = ("easy", "medium", "hard", "extra")
 NAME = "intercode_sql"
@@ -129,11 +129,37 @@ def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
               "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
 
 
+# -- ``evoagent bench search`` on it -------------------------------------------------------------
+# The 5 databases (205 tasks) held out from the benchmark PRM's training: the default task set.
+HELDOUT_DBS = ("concert_singer", "pets_1", "poker_player", "orchestra", "employee_hire_evaluation")
+
+
+def _dbs(dbs: Sequence[str]) -> str:
+    return "tasks.dbs=[" + ", ".join(f'"{d}"' for d in dbs) + "]"
+
+
+def rollout_length(c: Any) -> float:
+    """Expected executed actions of one replay rollout: ``1 + (1-p) + ... + (1-p)^(limit-1)``
+    for the policy's own stopping rule (``policy.submit_p`` = p); the step limit otherwise."""
+    limit = c.get("env.max_steps")
+    try:
+        p = c.get("policy.submit_p") if c.get("policy.kind") == "replay" else 0
+    except KeyError:
+        p = 0
+    return float(limit) if not p else (1 - (1 - p) ** limit) / p
+
+
+BENCH = BenchSetup(
+    campaign_file="experiments/intercode_sql.toml",
+    task_sets={"heldout": (_dbs(HELDOUT_DBS),), "all": ("tasks.dbs=[]",)},
+    rewards=("prm", "mc", "oracle"), rollout_length=rollout_length,
+    doc="heldout: the 205 tasks of 5 databases no benchmark PRM is trained on; all: 1,034 tasks")
+
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=_load_tasks, make_env=_make_env,
     policies=("replay", "anthropic", "openai", "replay_recorder_stops"),
     render_task=render_task, meta_fields={"db": "str", "hardness": "str", "schema": "dict[str, list[str]]"},
-    gold_key=gold_key, keys=KEYS, check=_check,
+    gold_key=gold_key, keys=KEYS, check=_check, bench=BENCH,
     doc="InterCode-SQL: Spider-dev questions answered with SQL on DuckDB, InterCode's reward")
 
 
