@@ -25,6 +25,8 @@ from evoagent.errors import UserError
 from evoagent.policies.base import SUBMIT, Action, Guidance, is_submit
 from evoagent.trajectory import Step, Task
 
+MATCH_CHARS = 500
+
 __all__ = ["CodeReplayPolicy", "passed_all_visible", "recorded_programs", "recorded_reflections"]
 
 
@@ -77,6 +79,13 @@ def recorded_programs(sources: tuple[str, ...] = ()) -> dict[str, tuple[tuple[st
     return {tid: tuple(programs.items()) for tid, programs in found.items()}
 
 
+def _follows(thought: str, notes: str) -> bool:
+    """Whether the guidance holds the reflection a recorded program followed (revise shows it whole;
+    MCTS's lessons show several, each clipped: its first ``MATCH_CHARS`` characters are enough)."""
+    head = thought.strip()[:MATCH_CHARS]
+    return bool(head) and head in notes
+
+
 class CodeReplayPolicy:
     """Recorded programs of the task, recombined; see the module docstring."""
 
@@ -97,8 +106,7 @@ class CodeReplayPolicy:
                    if p not in tried and p not in guidance.avoid]
         if not options:
             return Action(SUBMIT, thought="no recorded program left to try")
-        notes = guidance.notes.strip()
-        followed = [(p, t) for p, t in options if notes and t.strip().startswith(notes)]  # MCTS clips its notes
+        followed = [(p, t) for p, t in options if _follows(t, guidance.notes)]
         if followed:  # a recorded reflection (revise offline): the program the recorder wrote after it
             options = followed
         program, thought = options[rng.randrange(len(options))]
