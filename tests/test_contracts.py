@@ -170,13 +170,11 @@ def _llm_server(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         from evoagent.testing.fake_server import FakeAnthropic
 
         if server.endswith("intercode"):
-            from evoagent.testing.fake_intercode import intercode_responder
+            from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 
             responder = intercode_responder()
         elif server.endswith("code"):
-            from evoagent.envs.code.fake_agent import code_responder
-
-            responder = code_responder()
+            responder = registry.get("environment", "code").fake_agent()
         else:
             responder = _game24_responder
         with FakeAnthropic(responder) as srv:

@@ -20,7 +20,7 @@ from evoagent.rewards import Query, RewardModel, Score, Signal, make_scorer
 from evoagent.rollout import Context
 from evoagent.testing.runs import run_in_new_store, search_rows, without_restore
 from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
-from operators.mcts import mcts
+from evoagent.strategies.mcts_pass import mcts
 from operators.rro import rro
 from stores import DuckDBStore
 from stores.base import ItemResult, Simulation, WorkItem

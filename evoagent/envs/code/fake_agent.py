@@ -9,17 +9,22 @@ programs are used up. Without ``attempts`` it writes the recorded LATS and
 Reflexion programs of the problem, in the recorders' order. As the
 ``revise`` reviewer (``write_reflection``) it names the first failed test.
 Everything it answers follows from the request's text: the same request
-always gets the same answer.
+always gets the same answer. ``malformed`` makes a share of answers lack a
+tool call (drawn per request and attempt with ``seed``, so a retry can
+succeed and the same run always sees the same faults).
 """
 from __future__ import annotations
 
 import functools
+import random
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from evoagent.envs.code.agent import failed_tests
 from evoagent.envs.code.policies import passed_all_visible
+from evoagent.llm.wire import request_key
 
 __all__ = ["code_responder"]
 
@@ -62,10 +67,22 @@ def _first_failed(feedback: str) -> str:
     return lines[0] if lines else "the tests did not pass"
 
 
-def code_responder(attempts: Mapping[str, Sequence[str]] | None = None) -> Any:
+def code_responder(attempts: Mapping[str, Sequence[str]] | None = None, malformed: float = 0.0,
+                   seed: int = 0) -> Any:
     """A responder for :class:`evoagent.testing.fake_server.FakeAnthropic` (see the module docstring)."""
+    seen: dict[str, int] = {}  # attempts per request: the n-th try of a request is always the same
+    lock = threading.Lock()
 
     def respond(body: dict[str, Any]) -> dict[str, Any]:
+        key = request_key(body)
+        with lock:
+            attempt = seen[key] = seen.get(key, 0) + 1
+        if malformed > 0 and random.Random(f"{seed}:{key}:{attempt}").random() < malformed:
+            return {"content": [{"type": "text", "text": "I would rather explain than call a tool."}],
+                    "stop_reason": "end_turn"}
+        return answer(body)
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
         text = _user_text(body)
         if any(t.get("name") == "write_reflection" for t in body.get("tools") or ()):
             feedback = text.split("Test feedback:\n", 1)[-1]
