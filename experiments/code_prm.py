@@ -33,7 +33,7 @@ from evoagent import campaign, launch  # noqa: E402
 from evoagent.envs.code.data import BUNDLED, DATA  # noqa: E402
 from evoagent.envs.code.recorded import import_logs  # noqa: E402
 from evoagent.envs.code.values import VisibleTests  # noqa: E402
-from evoagent.rm.evaluate import best_of_n, evaluate  # noqa: E402
+from evoagent.rm.evaluate import evaluate, rerank  # noqa: E402
 from evoagent.rm.labels import episodes, examples, store_tasks  # noqa: E402
 from evoagent.rm.model import load_model  # noqa: E402
 from evoagent.rm.train import TrainOptions, heldout_metrics, train  # noqa: E402
@@ -71,7 +71,7 @@ def measure(store: Path, model_dir: Path, labels: str, seed: int, holdout: float
         ranked.setdefault(ep.task_id, []).append((visible.value(ep.task_id, ep.actions), ep.solved))
     return {"prm": report["steps"]["roc_auc"], "visible": heldout_metrics(scores, [e.label for e in exs])["roc_auc"],
             "steps": len(exs), "positive": report["steps"]["positive_rate"], "tasks": len(held),
-            "bon_prm": report["best_of_n"], "bon_visible": best_of_n(ranked)}
+            "bon_prm": report["rerank"], "bon_visible": rerank(ranked)}
 
 
 def _mean(xs: list[float | None]) -> str:

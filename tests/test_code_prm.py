@@ -104,3 +104,18 @@ def test_a_code_campaign_searches_with_the_prm_on_held_out_tasks_and_refuses_tra
     with open_reader(str(store)) as r:
         sources = {x["reward_source"] for x in r.query("SELECT DISTINCT reward_source FROM rewards").to_pylist()}
     assert any(s.startswith("prm(") for s in sources), sources
+
+
+def test_rm_train_reads_a_store_of_imported_humaneval_and_mbpp_logs(tmp_path: Path) -> None:
+    from evoagent.envs.code.data import DATA
+    from evoagent.envs.code.recorded import import_logs
+
+    store = tmp_path / "logs.duckdb"
+    import_logs([DATA / "lats/test_dfs__humaneval-py._dfs_8_gpt-3.5-turbo_pass_at_k_1_py.jsonl.gz",
+                 DATA / "lats/test_dfs__mbpp-py._dfs_8_gpt-3.5-turbo_pass_at_k_1_py.jsonl.gz"], "lats", str(store))
+    out = CliRunner().invoke(main, ["rm", "train", str(store), "--out", str(tmp_path / "prm")])
+    assert out.exit_code == 0, out.output  # no campaign in the store: its tasks are the environment's bundled ones
+    config = json.loads((tmp_path / "prm" / "config.json").read_text())
+    ids = set(config["training"]["tasks"]) | set(config["split"]["holdout_tasks"])
+    assert {i.split("/")[0] for i in ids} == {"HumanEval", "MBPP"} and len(ids) > 500
+    assert not set(config["training"]["tasks"]) & set(config["split"]["holdout_tasks"])
