@@ -209,6 +209,17 @@ def test_report_renders_in_headless_chromium(campaign_report: tuple[Path, dict],
         drawn = browser.evaluate("[document.querySelectorAll('#lineage-plot circle').length, "
                                  "document.querySelectorAll('#lineage-plot line').length]")
         assert drawn == [len(tree.depth), len(tree.edges)] and panels["lineage"]["svg"] == 1
+        # Legible: every edge runs left to right (parents in columns left of their children), and no
+        # label (node or operator) overlaps another.
+        legible = browser.evaluate("""(() => {
+            const lines = [...document.querySelectorAll('#lineage-plot line')];
+            const boxes = [...document.querySelectorAll('#lineage-plot text.op, #lineage-plot text.node')]
+                .map((t) => t.getBBox());
+            const hit = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+            return [lines.every((l) => +l.getAttribute('x1') < +l.getAttribute('x2')),
+                    boxes.some((a, k) => boxes.slice(k + 1).some((b) => hit(a, b))),
+                    !!document.querySelector('#lineage-plot .key')]; })()""")
+        assert legible == [True, False, True], legible
         assert panels["best"]["rows"] == len(doc["best"]) + 1
         assert panels["transcript"]["steps"] == doc["nodes"][doc["default"]][3]
         # The search box filters the table; a node's link opens its transcript.
