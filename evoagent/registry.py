@@ -46,10 +46,10 @@ BUILTINS: dict[str, str] = {
     "operator.revise": "operators.revise:PART",
     "operator.recombine": "operators.recombine:PART",
     "operator.refine": "operators.refine:PART",
-    "operator.mcts": "operators.mcts:PART",
+    "operator.mcts": "evoagent.strategies.mcts_pass:PART",
     "operator.rro": "operators.rro:PART",
     "operator.ipr": "operators.ipr:PART",
-    "operator.edit": "operators.edit:PART",
+    "operator.edit": "evoagent.envs.intercode_sql.edit_operator:PART",
     "strategy.evolution": "evoagent.strategies.evolution:PART",
     "strategy.mcts": "evoagent.strategies.mcts:PART",
     "strategy.rro": "evoagent.strategies.per_task:RRO_PART",
@@ -68,6 +68,9 @@ BUILTINS: dict[str, str] = {
     "executor.thread": "evoagent.executors:THREAD",
     "executor.ray": "evoagent.executors:RAY",
 }
+
+# Which built-in part a campaign gets where it names none (a declaration, like the table above).
+DEFAULTS: dict[str, str] = {"strategy": "evolution"}
 
 
 class PluginError(UserError):

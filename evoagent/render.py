@@ -221,8 +221,8 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
             row = next(r for r in gens if r["generation"] == last)
-            per_task = f"strategy.{c.get('strategy.kind') or 'evolution'}.n"
-            if per_task in c:  # rro, ipr, best_of_n: n items per task, distinct results kept, no mu
+            per_task = f"strategy.{c.get('strategy.kind')}.n"
+            if per_task in c:  # a strategy that runs its own n items per task keeps distinct results, no mu
                 say(f"population of generation {last}: {row['members'] or 0:,} distinct members for "
                     f"{n_tasks:,} tasks ({per_task} = {c.get(per_task)})")
             else:

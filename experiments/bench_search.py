@@ -40,7 +40,7 @@ def prm(out: Path) -> Path:
 
     model, store = out / "prm", out / "train.duckdb"
     if not store.exists():
-        every = sorted({t.db for t in launch.select_tasks(campaign.load(TOML))})
+        every = sorted({t.meta["db"] for t in launch.select_tasks(campaign.load(TOML))})
         dbs = [d for d in every if d not in HELDOUT_DBS]
         sets = ["tasks.dbs=[" + ", ".join(f'"{d}"' for d in dbs) + "]", "strategy.kind=best_of_n",
                 "strategy.best_of_n.n=8", "strategy.best_of_n.allow_gold=true", "budget.generations=0",

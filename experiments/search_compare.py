@@ -114,10 +114,15 @@ def run_one(label: str, overrides: Sequence[str], store: Path, budget: int) -> d
         params = {"scores": [scorer.source], "full": [budget]}
         row = {k: s.scalar(q, params.get(k)) for k, q in SQL.items()}
         bound = json.loads(s.get_meta("upper_bound") or "{}")  # task -> can the policy's pool solve it
+        solvable = [[t for t, ok in bound.items() if ok]]
         row["cand_per_step_solvable"] = s.scalar(
-            "SELECT avg(candidates) FROM search_steps WHERE task_id IN (SELECT unnest(?))",
-            [[t for t, ok in bound.items() if ok]])
-    row.update(label=label, status=out.status, wall=wall, env_scoring=scorer.stats.env_steps,
+            "SELECT avg(candidates) FROM search_steps WHERE task_id IN (SELECT unnest(?))", solvable)
+        # the chance that one sampled candidate rises over its step's bar (or reaches the ceiling):
+        # first-rising sampling of at most K candidates then takes (1 - (1 - p)^K) / p a step
+        row["p_rise_solvable"] = s.scalar(
+            "SELECT avg((rising OR (accepted AND reward >= 1.0))::INT) FROM candidates "
+            "WHERE task_id IN (SELECT unnest(?))", solvable)
+    row.update(label=label, status=out.status, wall=wall, env_scoring=scorer.stats.env_steps, budget=budget,
                policy_acting=next(ctx.policy.acting), policy_scoring=next(ctx.policy.scoring))
     row["env_acting"] = int(row["env_total"] or 0) - row["env_scoring"]
     return row
@@ -132,6 +137,15 @@ def _fmt(row: dict[str, Any]) -> str:
             f"{row['scores']:,} | {rising} | {rose} | {row['wall']:.0f} s |")
 
 
+def _p_for(per_step: float, k: int) -> float:
+    """The rise chance p at which (1 - (1 - p)^k) / p = per_step (bisection; decreasing in p)."""
+    lo, hi = 1e-9, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (1 - (1 - mid) ** k) / mid > per_step else (lo, mid)
+    return hi
+
+
 def goals(rows: dict[str, dict[str, Any]]) -> list[str]:
     """The issue's goals, each marked met or not."""
     out = []
@@ -143,6 +157,12 @@ def goals(rows: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"RRO <= 1.64 candidates per step on tasks the policy's pool can solve: {w_text}; "
                    f"on all tasks: {v:.2f} (steps where none rose before the last allowed candidate: "
                    f"{100 * rro['full']:.1f}%)")
+        p = rro["p_rise_solvable"]
+        if p:
+            k = rro["budget"]
+            out.append(f"  a candidate rises with p = {p:.3f} on those tasks: first-rising sampling of at most {k} "
+                       f"takes (1 - (1 - p)^{k}) / p = {(1 - (1 - p) ** k) / p:.2f} a step; 1.64 needs p >= "
+                       f"{_p_for(1.64, k):.2f}")
     if rro and ipr:
         for kind in ("acting", "scoring"):
             share = rro[f"env_{kind}"] / max(ipr[f"env_{kind}"], 1)

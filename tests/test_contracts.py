@@ -168,7 +168,7 @@ def _llm_server(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         from evoagent.testing.fake_server import FakeAnthropic
 
         if server.endswith("intercode"):
-            from evoagent.testing.fake_intercode import intercode_responder
+            from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 
             responder = intercode_responder()
         else:

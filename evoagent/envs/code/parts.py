@@ -4,10 +4,11 @@ Declared here so that naming them imports nothing heavy; each hook imports what 
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from evoagent.envs.base import Environment
+from evoagent.envs.base import Environment, Importer, Replayer
 from evoagent.policies.base import Made, PolicyPart
 from evoagent.registry import Key, Part
 from evoagent.trajectory import Task
@@ -87,3 +88,66 @@ VISIBLE = Part("reward", "visible", _visible, uses_gold=False,
                doc="code: share of the visible tests the last program passes (gold-free)")
 
 __all__ = ["ENVIRONMENT", "REPLAY", "VISIBLE"]
+
+
+# -- recorded runs: ``evoagent import lats|reflexion`` and ``evoagent replay lats|reflexion`` ----------------
+_IMPORT_HELP = ("All files are checked before one transaction writes them: a malformed row is one line naming "
+                "the file and row, exit 2, nothing written. Each program the agent tried is a step with the "
+                "test feedback it was shown; reflections are thoughts; the outcome is the row's recorded verdict.")
+_REPLAY_HELP = ("Re-executes each row's final program against the row's hidden tests (recorded: is_solved) and, "
+                "for LATS, the first program against the agent's own tests in its feedback; the last line is "
+                "`agreement: N/M executed programs (P%)`, disagreements are listed by task.")
+
+
+def _importer(kind: str, summary: str, bundled_help: str) -> Importer:
+    def bundled() -> list[Any]:
+        from evoagent.envs.code.data import bundled_files
+
+        return bundled_files(kind)
+
+    def run(paths: list[Any], store_path: str) -> Any:
+        from pathlib import Path
+
+        from evoagent.envs.code.recorded import import_logs
+
+        for rec, rows, empty in import_logs(paths, kind, store_path):
+            yield (f"{Path(rec.path).name}: {rows} runs as {rec.source} ({rec.task_set}), "
+                   f"{sum(r.solved for r in rec.rows)} recorded solved"
+                   + (f", {empty} without a recorded program" if empty else ""))
+        yield f"{store_path}: imported"
+
+    return Importer(kind, f"{summary}\n\n{_IMPORT_HELP}", bundled_help, bundled, run,
+                    (f"evoagent import {kind} --bundled --store runs/code_logs.duckdb",))
+
+
+def _replayer(kind: str, summary: str, bundled_help: str, example: str) -> Replayer:
+    def run(file: str | None, bundled: str | None) -> Any:
+        from evoagent.envs.code.data import BUNDLED, DATA
+        from evoagent.envs.code.recorded import replay_file
+        from evoagent.errors import UserError
+
+        if bundled:
+            names = [(name, DATA / rel) for rel, name in BUNDLED.items() if rel.startswith(kind + "/")]
+            matches = [path for name, path in names if name == bundled]
+            if not matches:
+                raise UserError(f"no bundled {kind} recording {bundled!r} "
+                                f"(have {', '.join(sorted({name for name, _ in names}))})")
+            for path in matches:  # a source name may cover a HumanEval and an MBPP file
+                yield replay_file(path, kind).render()
+            return
+        if not file:
+            raise UserError("give FILE or --bundled NAME")
+        yield replay_file(file, kind).render()
+
+    return Replayer(kind, f"{summary}\n\n{_REPLAY_HELP}", bundled_help, run, (f"evoagent replay {kind} --bundled {example}",))
+
+
+ENVIRONMENT = dataclasses.replace(ENVIRONMENT, importers=(
+    _importer("lats", "Import LATS logs (HumanEval/MBPP JSON lines, optionally gzipped).",
+              "Also import the LATS MCTS and DFS runs shipped with evoagent."),
+    _importer("reflexion", "Import Reflexion logs (HumanEval/MBPP JSON lines, optionally gzipped).",
+              "Also import the Reflexion and GPT-4 single-attempt runs shipped with evoagent.")), replayers=(
+    _replayer("lats", "Re-execute a LATS log's programs in the code sandbox.",
+              "Source name of a shipped LATS log instead of FILE.", "lats-mcts-gpt-4"),
+    _replayer("reflexion", "Re-execute a Reflexion log's final programs in the code sandbox.",
+              "Source name of a shipped Reflexion log instead of FILE.", "reflexion-gpt-4")))

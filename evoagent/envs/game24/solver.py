@@ -8,12 +8,13 @@ label its reward models are judged against (ROC-AUC).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from functools import lru_cache
 
 from evoagent.envs.game24.rules import State
 
-__all__ = ["TARGET", "solvable"]
+__all__ = ["TARGET", "next_states", "solvable", "successors"]
 
 TARGET = Fraction(24)
 
@@ -27,18 +28,26 @@ def _results(a: Fraction, b: Fraction) -> set[Fraction]:
     return out
 
 
-@lru_cache(maxsize=200_000)
-def _solvable(state: State) -> bool:
-    if len(state) == 1:
-        return state[0] == TARGET
+def successors(state: State) -> Iterator[State]:
+    """Each state one legal move away (any pair, ``+ - * /`` in both orders), sorted; may repeat."""
     n = len(state)
     for i in range(n):
         for j in range(i + 1, n):
             rest = state[:i] + state[i + 1:j] + state[j + 1:]
             for r in _results(state[i], state[j]):
-                if _solvable(tuple(sorted((*rest, r)))):
-                    return True
-    return False
+                yield tuple(sorted((*rest, r)))
+
+
+def next_states(state: State) -> set[State]:
+    """Every multiset one legal move away."""
+    return set(successors(state))
+
+
+@lru_cache(maxsize=200_000)
+def _solvable(state: State) -> bool:
+    if len(state) == 1:
+        return state[0] == TARGET
+    return any(_solvable(s) for s in successors(state))
 
 
 def solvable(state: State) -> bool:

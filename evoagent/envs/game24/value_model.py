@@ -30,12 +30,11 @@ import functools
 import random
 import threading
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
 from typing import Any
 
 from evoagent.envs.game24.env import Episode, play, start
 from evoagent.envs.game24.rules import State, parse_state
-from evoagent.envs.game24.solver import TARGET, solvable
+from evoagent.envs.game24.solver import TARGET, next_states, solvable
 from evoagent.rewards.base import Query, RewardModel, Score
 from evoagent.trajectory import Task
 
@@ -44,27 +43,6 @@ __all__ = ["StateValue", "StateValueModel", "describe", "features", "next_states
 
 CLIP = 1e4  # values beyond this are one value to the model (the puzzles' numbers are 1..13)
 DIVISORS = frozenset({1, 2, 3, 4, 6, 8, 12, 24})
-
-
-def _results(a: Fraction, b: Fraction) -> set[Fraction]:
-    out = {a + b, a - b, b - a, a * b}
-    if b:
-        out.add(a / b)
-    if a:
-        out.add(b / a)
-    return out
-
-
-def next_states(state: State) -> set[State]:
-    """Every multiset one legal move away (any pair, ``+ - * /`` in both orders)."""
-    out: set[State] = set()
-    n = len(state)
-    for i in range(n):
-        for j in range(i + 1, n):
-            rest = state[:i] + state[i + 1:j] + state[j + 1:]
-            for r in _results(state[i], state[j]):
-                out.add(tuple(sorted((*rest, r))))
-    return out
 
 
 def reachable(puzzles: Iterable[State]) -> set[State]:

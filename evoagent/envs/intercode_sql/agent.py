@@ -16,7 +16,7 @@ from typing import Any
 from evoagent.llm.client import LLMClient
 from evoagent.policies.base import SUBMIT, Action, Guidance
 from evoagent.policies.llm import EPHEMERAL, opening, tool_call
-from evoagent.prompts import AGENT
+from evoagent.envs.intercode_sql.prompt import AGENT
 from evoagent.trajectory import Step, Task
 
 

@@ -15,6 +15,7 @@ import re
 import threading
 from typing import Any
 
+from evoagent.llm.wire import request_key
 from evoagent.policies.base import SUBMIT, Guidance
 from evoagent.trajectory import Step
 
@@ -22,8 +23,6 @@ _REF = re.compile(r"^([A-Z])?\[(\d+)\] .*\n\s+-> .*?(?:\(reward ([0-9.eE+-]+)\))
 
 
 def _key(body: dict[str, Any]) -> int:
-    from evoagent.testing.fake_server import request_key
-
     return int(request_key(body)[:15], 16)
 
 
@@ -44,7 +43,7 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
                         seed: int = 0) -> Any:
     """A responder for :class:`evoagent.testing.fake_server.FakeAnthropic`."""
     from evoagent.envs.intercode_sql.data import load_tasks
-    from evoagent.policies.replay import ReplayPolicy
+    from evoagent.envs.intercode_sql.walk import ReplayPolicy
 
     policy = ReplayPolicy.from_bundled(sources, explore=explore)
     tasks = {(t.meta["db"], t.question): t for t in load_tasks()}
