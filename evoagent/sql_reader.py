@@ -143,8 +143,12 @@ def prefork(argv: list[str]) -> None:
         return
     if any(a in ("--help", "-h") for a in argv[2:]) or not _may_fork():
         return
-    _PREFORKED.append(_fork())
-    signal.signal(signal.SIGINT, _interrupted_early)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a Ctrl-C meanwhile waits for the handler
+    try:
+        _PREFORKED.append(_fork())
+        signal.signal(signal.SIGINT, _interrupted_early)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _interrupted_early(signum: int, frame: Any) -> None:
@@ -255,6 +259,7 @@ def _fork() -> tuple[_Forked, _Channel]:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends it on Ctrl-C
             os.setpgid(0, 0)  # nor does the terminal's Ctrl-C reach it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (blocked by prefork)
             os.close(to_child[1])
             os.close(to_parent[0])
             _limit_memory()
