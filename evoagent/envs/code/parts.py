@@ -95,22 +95,18 @@ def _replay(c: Any, store: Any) -> Made:
 def _llm(transport: str) -> PolicyPart:
     from evoagent import llm
 
-    def make(c: Any, store: Any) -> Made:
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
         from evoagent.envs.code.agent import CodeAdvisor, CodeLLMPolicy
 
-        client, budget, closers = llm.build_client(transport, c, store)
-        model = c.get("policy.model")
+        model, chars = c.get("policy.model"), c.get("policy.observation_chars")
         policy = CodeLLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
                                temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
-                               observation_chars=c.get("policy.observation_chars"))
-        advisor = (CodeAdvisor(client, model=model, max_tokens=c.get("policy.max_tokens"),
-                               observation_chars=c.get("policy.observation_chars")) if c.get("operators.llm") else None)
-        return Made(policy, advisor, budget, closers)
+                               observation_chars=chars)
+        advisor = CodeAdvisor(client, model=model, max_tokens=c.get("policy.max_tokens"), observation_chars=chars)
+        return policy, advisor if c.get("operators.llm") else None
 
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True,
-                      check=lambda c: llm.check(transport, c),
-                      doc=f"an LLM writing whole programs in Reflexion's loop (visible-test feedback, its own "
-                          f"reflections), over the {transport} API")
+    return llm.policy_part(NAME, transport, build, f"an LLM writing whole programs in Reflexion's loop (visible-test "
+                                                    f"feedback, its own reflections), over the {transport} API")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay, POLICY_KEYS, envs=(NAME,),
