@@ -56,9 +56,12 @@ def _run(tmp_path: Path, *sets: str) -> Path:
     return store
 
 
-def test_claude_acts_in_reflexions_loop_through_the_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_on_fake_claude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, programs: list[str],
+                        *sets: str) -> tuple[list[dict[str, Any]], Path]:
+    """The campaign against the loopback server whose stand-in model writes ``programs`` in turn; the
+    requests it received, and the store."""
     seen: list[dict[str, Any]] = []
-    respond = code_responder({"truncate_number": [WRONG, RIGHT]})
+    respond = code_responder({"truncate_number": programs})
 
     def recording(body: dict[str, Any]) -> dict[str, Any]:
         seen.append(body)
@@ -67,7 +70,11 @@ def test_claude_acts_in_reflexions_loop_through_the_sdk(tmp_path: Path, monkeypa
     with FakeAnthropic(recording) as srv:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-code")
-        store = _run(tmp_path)
+        return seen, _run(tmp_path, *sets)
+
+
+def test_claude_acts_in_reflexions_loop_through_the_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen, store = _run_on_fake_claude(tmp_path, monkeypatch, [WRONG, RIGHT])
     with open_reader(str(store)) as r:
         steps = r.query("SELECT action, thought, observation, reward FROM steps ORDER BY idx").to_pylist()
         assert r.scalar("SELECT count(*) FROM llm_calls WHERE template = 'agent/code/v1'") == 3
@@ -87,18 +94,9 @@ def test_claude_acts_in_reflexions_loop_through_the_sdk(tmp_path: Path, monkeypa
 
 def test_revise_asks_claude_for_a_reflection_on_the_failed_program(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[dict[str, Any]] = []
-    respond = code_responder({"truncate_number": [WRONG, WRONG + "# again\n"]})
-
-    def recording(body: dict[str, Any]) -> dict[str, Any]:
-        seen.append(body)
-        return respond(body)
-
-    with FakeAnthropic(recording) as srv:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", srv.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-code")
-        store = _run(tmp_path, "budget.generations=1", "operators.revise.rate=1.0", "operators.recombine.rate=0",
-                     "operators.refine.rate=0", "operators.sample.rate=0")
+    seen, store = _run_on_fake_claude(tmp_path, monkeypatch, [WRONG, WRONG + "# again\n"], "budget.generations=1",
+                                      "operators.revise.rate=1.0", "operators.recombine.rate=0",
+                                      "operators.refine.rate=0", "operators.sample.rate=0")
     with open_reader(str(store)) as r:
         assert r.scalar("SELECT count(*) FROM llm_calls WHERE template = 'operator/revise/code/v1'") >= 1
     reflections = [b for b in seen if b.get("tool_choice", {}).get("name") == "write_reflection"]

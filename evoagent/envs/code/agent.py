@@ -23,49 +23,16 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from evoagent.envs.code.prompt import CODE_AGENT, CODE_REFLECT
 from evoagent.policies.base import SUBMIT, Action, Guidance, is_submit
-from evoagent.policies.llm import EPHEMERAL, tool_call
-from evoagent.prompts import Template
+from evoagent.policies.llm import EPHEMERAL, reply_action, tool_call
 from evoagent.trajectory import Step, Task, Trajectory
 
-__all__ = ["CODE_AGENT", "CODE_REFLECT", "CodeAdvisor", "CodeLLMPolicy", "RecordedAdvisor", "failed_tests",
+__all__ = ["CodeAdvisor", "CodeLLMPolicy", "RecordedAdvisor", "failed_tests",
            "reflexion_prompt"]
 
 PROGRAM_CHARS = 8000  # of the last program shown to the model
 REFLECTIONS = 4  # the latest reflections kept in the prompt
-
-
-def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"name": name, "description": description,
-            "input_schema": {"type": "object", "properties": properties, "required": required}}
-
-
-CODE_AGENT = Template(
-    name="agent/code/v1",
-    system=(
-        "You write Python functions. Implement the function the problem describes, with the imports it "
-        "needs, and run it with the write_program tool: you see which of the visible tests pass, and the "
-        "actual value of each failed one. After a failed attempt, first reflect in a few sentences on why "
-        "it failed and what to change (plain text), then write the whole improved implementation. When "
-        "your last program is right, call submit. Write at most {max_steps} programs."
-    ),
-    user="{problem}",
-    tools=(
-        _tool("write_program", "Run a whole implementation (the function and its imports) on the visible tests.",
-              {"program": {"type": "string", "description": "Python source of the complete function"}},
-              ["program"]),
-        _tool("submit", "Finish: your last program is your answer.", {}, []),
-    ),
-)
-
-CODE_REFLECT = Template(
-    name="operator/revise/code/v1",
-    system=("You review a Python implementation that failed its tests. Explain in a few sentences why it "
-            "is wrong and what the next implementation must do differently (Reflexion's self-reflection)."),
-    user="Problem:\n{problem}\n\nImplementation:\n```python\n{program}\n```\n\nTest feedback:\n{feedback}",
-    tools=(_tool("write_reflection", "Your self-reflection on the failed implementation.",
-                 {"reflection": {"type": "string"}}, ["reflection"]),),
-)
 
 
 def _programs(history: Sequence[Step]) -> list[Step]:
@@ -123,12 +90,8 @@ class CodeLLMPolicy:
                                      template_hash=CODE_AGENT.hash, nonce=nonce,
                                      valid=lambda a: _usable(a) is not None)
         block = _usable({"content": reply.content})
-        thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
         text = SUBMIT if block is None or block["name"] == "submit" else str(block["input"]["program"])
-        usage = reply.usage
-        return Action(text, thought=thought, cost_usd=reply.cost_usd,
-                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
-                      + usage.get("cache_write_tokens", 0), output_tokens=usage.get("output_tokens", 0))
+        return reply_action(text, reply)
 
 
 def _usable(answer: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,25 +24,12 @@ from typing import Any
 
 from evoagent.envs.code.agent import failed_tests
 from evoagent.envs.code.policies import passed_all_visible
-from evoagent.llm.wire import request_key
+from evoagent.llm.wire import first_user_text, request_key, tool_use_reply
 
 __all__ = ["code_responder"]
 
 _ATTEMPT = re.compile(r"Your last implementation \(attempt (\d+)\)")
 _FEEDBACK = re.compile(r"Test feedback:\n(.*?)\n\nReflect on the feedback", re.S)
-
-
-def _user_text(body: dict[str, Any]) -> str:
-    content = body["messages"][-1]["content"]
-    if isinstance(content, str):
-        return content
-    return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
-
-
-def _tool_use(name: str, args: dict[str, Any], thought: str = "") -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": thought}] if thought else []
-    blocks.append({"type": "tool_use", "id": "toolu_fake", "name": name, "input": args})
-    return {"content": blocks, "stop_reason": "tool_use"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,20 +70,20 @@ def code_responder(attempts: Mapping[str, Sequence[str]] | None = None, malforme
         return answer(body)
 
     def answer(body: dict[str, Any]) -> dict[str, Any]:
-        text = _user_text(body)
+        text = first_user_text(body)
         if any(t.get("name") == "write_reflection" for t in body.get("tools") or ()):
             feedback = text.split("Test feedback:\n", 1)[-1]
-            return _tool_use("write_reflection", {"reflection": f"It failed {_first_failed(feedback)}; "
+            return tool_use_reply("write_reflection", {"reflection": f"It failed {_first_failed(feedback)}; "
                                                                 "handle that case."})
         found = _ATTEMPT.search(text)
         done = int(found.group(1)) if found else 0
         feedback = _FEEDBACK.search(text)
         if feedback and passed_all_visible(feedback.group(1)):
-            return _tool_use("submit", {}, "Every visible test passed.")
+            return tool_use_reply("submit", {}, "Every visible test passed.")
         programs = _programs(text, attempts)
         if done >= len(programs):
-            return _tool_use("submit", {}, "No better implementation comes to mind.")
+            return tool_use_reply("submit", {}, "No better implementation comes to mind.")
         thought = f"Attempt {done} failed {_first_failed(feedback.group(1))}." if feedback else ""
-        return _tool_use("write_program", {"program": programs[done]}, thought)
+        return tool_use_reply("write_program", {"program": programs[done]}, thought)
 
     return respond

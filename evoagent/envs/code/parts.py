@@ -53,6 +53,14 @@ def render_task(task: Task) -> str:
     return CodeEnv().reset(task)
 
 
+def opening(task: Task, c: Any) -> list[dict[str, str]]:
+    """The agent's system prompt and first user turn (the problem and its visible tests), for training exports."""
+    from evoagent.envs.code.prompt import CODE_AGENT
+
+    return [{"role": "system", "content": CODE_AGENT.system.format(max_steps=c.get("env.max_steps") or 10)},
+            {"role": "user", "content": render_task(task)}]
+
+
 def gold_key(task: Task) -> str:
     """One class per problem: its hidden test program, spacing normalised."""
     return " ".join(task.gold.split())
@@ -79,7 +87,7 @@ def _fake_agent(**options: Any) -> Any:
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make_env, policies=("replay", "anthropic", "openai"),
     render_task=render_task, meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS,
-    check=check, fake_agent=_fake_agent, bundled_tasks=bundled_tasks,
+    check=check, fake_agent=_fake_agent, bundled_tasks=bundled_tasks, opening=opening, closing="submit",
     doc="HumanEval/MBPP: write a Python function; visible tests shown, hidden tests as gold; sandboxed")
 
 
@@ -95,22 +103,18 @@ def _replay(c: Any, store: Any) -> Made:
 def _llm(transport: str) -> PolicyPart:
     from evoagent import llm
 
-    def make(c: Any, store: Any) -> Made:
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
         from evoagent.envs.code.agent import CodeAdvisor, CodeLLMPolicy
 
-        client, budget, closers = llm.build_client(transport, c, store)
-        model = c.get("policy.model")
+        model, chars = c.get("policy.model"), c.get("policy.observation_chars")
         policy = CodeLLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
                                temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
-                               observation_chars=c.get("policy.observation_chars"))
-        advisor = (CodeAdvisor(client, model=model, max_tokens=c.get("policy.max_tokens"),
-                               observation_chars=c.get("policy.observation_chars")) if c.get("operators.llm") else None)
-        return Made(policy, advisor, budget, closers)
+                               observation_chars=chars)
+        advisor = CodeAdvisor(client, model=model, max_tokens=c.get("policy.max_tokens"), observation_chars=chars)
+        return policy, advisor if c.get("operators.llm") else None
 
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True,
-                      check=lambda c: llm.check(transport, c),
-                      doc=f"an LLM writing whole programs in Reflexion's loop (visible-test feedback, its own "
-                          f"reflections), over the {transport} API")
+    return llm.policy_part(NAME, transport, build, f"an LLM writing whole programs in Reflexion's loop (visible-test "
+                                                    f"feedback, its own reflections), over the {transport} API")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay, POLICY_KEYS, envs=(NAME,),
