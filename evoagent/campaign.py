@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evoagent.errors import UserError
+from evoagent import registry
 from evoagent.registry import Key
 
 AGGREGATES = ("last", "min", "mean")
@@ -52,7 +53,7 @@ BASE: dict[str, Key] = {
     "tasks.sample": Key(int, 0, upto(10**6, 0), "within 0..1000000 (0 = all)"),
     "policy.kind": Key(str, REQUIRED, bool, "a policy name"),
     "operators.llm": Key(bool, True),
-    "strategy.kind": Key(str, "evolution", bool, "a strategy name"),
+    "strategy.kind": Key(str, registry.DEFAULTS["strategy"], bool, "a strategy name"),
     "search.reward": Key(str, "oracle", bool, "a reward model name"),
     "fitness.reward": Key(str, "env", bool, "env or a reward model name"),
     "fitness.aggregate": Key(str, "last", lambda x: x in AGGREGATES, f"one of {AGGREGATES}"),

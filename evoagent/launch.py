@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -18,35 +17,17 @@ from typing import Any
 
 from evoagent import campaign as campaign_mod
 from evoagent.campaign import Campaign
-from evoagent.envs import environment, policy_part
+from evoagent.envs import environment, policy_part, select_tasks
 from evoagent.errors import UserError
-from evoagent.loop import Outcome, Runner
+from evoagent.loop import Outcome, Runner, run_item
 from evoagent.rewards import build_signals
 from evoagent.rewards.identity import check_resume as check_reward_models
-from evoagent.rollout import Context
+from evoagent.rollout import Context, build_context
 from evoagent.trajectory import Task
 from stores import DuckDBStore, Store
 from stores.snapshot import snapshot_dir
 
 Progress = Callable[[dict[str, Any]], None]  # the CLI's printer: stages, items, committed generations
-
-def select_tasks(c: Campaign) -> list[Task]:
-    """The campaign's tasks: its environment's (with that environment's filters), then ``tasks.ids``
-    and a seeded ``tasks.sample``."""
-    tasks = environment(c).load_tasks(c)
-    if c.get("tasks.ids"):
-        by_id = {t.task_id: t for t in tasks}
-        missing = [i for i in c.get("tasks.ids") if i not in by_id]
-        if missing:
-            raise UserError(f"key 'tasks.ids': unknown task {missing[0]!r}")
-        tasks = [by_id[i] for i in dict.fromkeys(c.get("tasks.ids"))]
-    n = c.get("tasks.sample")
-    if n and n < len(tasks):
-        tasks = sorted(random.Random(c.get("seed")).sample(tasks, n), key=lambda t: t.task_id)
-    if not tasks:
-        raise UserError("key 'tasks': the filters select no task")
-    return tasks
-
 
 def env_files(c: Campaign) -> str:
     """Content hashes of the campaign's own data files (its environment's path keys and ``files``):
@@ -72,14 +53,6 @@ def check_parts(c: Campaign) -> None:
         part = registry.get("reward", name)
         if part.preflight is not None:
             part.preflight(c)
-
-
-def build_context(c: Campaign, tasks: list[Task], store: Store | None = None) -> Context:
-    """Tasks, the policy (for LLM policies: with its advisor and budget over the store's ledger), environments."""
-    made = policy_part(c).make(c, store)
-    return Context(tasks={t.task_id: t for t in tasks}, policy=made.policy, make_env=environment(c).make_env(c),
-                   max_steps=c.get("env.max_steps"), advisor=made.advisor, budget=made.budget,
-                   closers=list(made.closers), settings=dict(c.values))
 
 
 def check_scale(c: Campaign, n_tasks: int) -> None:
@@ -144,7 +117,7 @@ def _engine(c: Campaign, ctx: Context, store: Store, on_progress: Progress | Non
     ctx.search, ctx.fitness = build_signals(c, ctx, store)
     from evoagent.executors import make_executor
 
-    executor = make_executor(c, ctx, lambda stage: _stage(on_progress, stage))  # threads: None
+    executor = make_executor(c, ctx, run_item, lambda stage: _stage(on_progress, stage))  # threads: None
     _stage(on_progress, "planning and running the generations")
     return Runner(c, store, ctx, on_progress=on_progress, stop=stop, executor=executor)
 

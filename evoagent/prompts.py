@@ -1,4 +1,5 @@
-"""Prompt templates for LLM policies and LLM-driven operators, each with a hash.
+"""Prompt templates for LLM-driven operators and reward models, each with a hash (an environment's
+own agent prompt lives in its package, as a ``Template`` too).
 
 A template's hash (its text and tool schemas) is part of every call's key and
 record, so changing a prompt never reuses answers given to the old one, and
@@ -11,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGENT", "COMBINE", "GAME24", "JUDGE", "REFLECT", "SHORTEN", "Template", "render_steps"]
+__all__ = ["COMBINE", "JUDGE", "REFLECT", "SHORTEN", "Template", "render_steps", "tool"]
 
 
 @dataclass(frozen=True)
@@ -27,46 +28,10 @@ class Template:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"name": name, "description": description,
             "input_schema": {"type": "object", "properties": properties, "required": required}}
 
-
-AGENT = Template(
-    name="agent/intercode_sql/v1",
-    system=(
-        "You answer questions about a MySQL database by running SQL against it. "
-        "Run one statement at a time with the execute_sql tool and read its result; explore "
-        "the schema first when unsure (SHOW TABLES, DESCRIBE t). The answer is the result of "
-        "your last query: when it answers the question, call the submit tool. Take at most "
-        "{max_steps} steps."
-    ),
-    user="Database: {db}\nTables:\n{schema}\n\nQuestion: {question}",
-    tools=(
-        _tool("execute_sql", "Run one MySQL statement and see its result rows or error.",
-              {"query": {"type": "string", "description": "one SQL statement"}}, ["query"]),
-        _tool("submit", "Finish: your last query's result is your answer.", {}, []),
-    ),
-)
-
-GAME24 = Template(
-    name="agent/game24/v1",
-    system=(
-        "You play the Game of 24: combine the given numbers with + - * / (each number used exactly "
-        "once) to obtain 24. Work one step at a time with the step tool, in the form "
-        "'a op b = c (left: numbers left)', e.g. '4 * 5 = 20 (left: 6 10 20)'; exact fractions such as "
-        "5/3 are fine. Each step's result tells you the numbers left, or the error. When one number "
-        "is left the game is over; you may instead give a whole expression with the answer tool."
-    ),
-    user="Input: {numbers}",
-    tools=(
-        _tool("step", "Combine two of the numbers left.",
-              {"line": {"type": "string", "description": "one step: a op b = c (left: ...)"}}, ["line"]),
-        _tool("answer", "Finish with an expression over the four input numbers that equals 24.",
-              {"expression": {"type": "string", "description": "e.g. (10 - 4) * (6 - 5) * 4 = 24"}},
-              ["expression"]),
-    ),
-)
 
 REFLECT = Template(
     name="operator/revise/v2",
@@ -80,9 +45,9 @@ REFLECT = Template(
         "{outcome}The first step that went wrong looks like [{wrong}]. "
         "Call write_guidance with a diagnosis and concrete advice."
     ),
-    tools=(_tool("write_guidance", "Advice for the retry.",
-                 {"diagnosis": {"type": "string"}, "advice": {"type": "string"}},
-                 ["diagnosis", "advice"]),),
+    tools=(tool("write_guidance", "Advice for the retry.",
+                {"diagnosis": {"type": "string"}, "advice": {"type": "string"}},
+                ["diagnosis", "advice"]),),
 )
 
 COMBINE = Template(
@@ -96,8 +61,8 @@ COMBINE = Template(
         "Say what each attempt did well, then call propose_plan with the steps to run, in order, "
         "as references like A0 or B3 (attempt letter, step index)."
     ),
-    tools=(_tool("propose_plan", "The combined plan as step references, e.g. [\"A0\", \"B2\"].",
-                 {"steps": {"type": "array", "items": {"type": "string"}},
+    tools=(tool("propose_plan", "The combined plan as step references, e.g. [\"A0\", \"B2\"].",
+                {"steps": {"type": "array", "items": {"type": "string"}},
                   "rationale": {"type": "string"}}, ["steps"]),),
 )
 
@@ -111,8 +76,8 @@ SHORTEN = Template(
         "Database: {db}\nTables:\n{schema}\n\nQuestion: {question}\n\nThe session:\n{steps}\n\n"
         "Call keep_steps with the indexes of the steps to keep."
     ),
-    tools=(_tool("keep_steps", "Indexes of the steps to keep, in order.",
-                 {"steps": {"type": "array", "items": {"type": "integer"}},
+    tools=(tool("keep_steps", "Indexes of the steps to keep, in order.",
+                {"steps": {"type": "array", "items": {"type": "integer"}},
                   "rationale": {"type": "string"}}, ["steps"]),),
 )
 
@@ -132,8 +97,8 @@ JUDGE = Template(
     ),
     user="Steps so far:\n{steps}\n\nSubmitted as the final answer after step {n}: {submitted}.\n"
          "Call score_step to judge step {n}.",
-    tools=(_tool("score_step", "Your judgement of the last step.",
-                 {"reason": {"type": "string", "description": "one or two sentences"},
+    tools=(tool("score_step", "Your judgement of the last step.",
+                {"reason": {"type": "string", "description": "one or two sentences"},
                   "score": {"type": "number", "minimum": 0, "maximum": 1}}, ["score"]),),
 )
 

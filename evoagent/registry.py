@@ -42,14 +42,16 @@ BUILTINS: dict[str, str] = {
     "policy.game24.anthropic": "evoagent.envs.game24:ANTHROPIC",
     "policy.game24.openai": "evoagent.envs.game24:OPENAI",
     "policy.code.replay": "evoagent.envs.code.parts:REPLAY",
+    "policy.code.anthropic": "evoagent.envs.code.parts:ANTHROPIC",
+    "policy.code.openai": "evoagent.envs.code.parts:OPENAI",
     "operator.sample": "operators.sample:PART",
     "operator.revise": "operators.revise:PART",
     "operator.recombine": "operators.recombine:PART",
     "operator.refine": "operators.refine:PART",
-    "operator.mcts": "operators.mcts:PART",
+    "operator.mcts": "evoagent.strategies.mcts_pass:PART",
     "operator.rro": "operators.rro:PART",
     "operator.ipr": "operators.ipr:PART",
-    "operator.edit": "operators.edit:PART",
+    "operator.edit": "evoagent.envs.intercode_sql.edit_operator:PART",
     "strategy.evolution": "evoagent.strategies.evolution:PART",
     "strategy.mcts": "evoagent.strategies.mcts:PART",
     "strategy.rro": "evoagent.strategies.per_task:RRO_PART",
@@ -68,6 +70,9 @@ BUILTINS: dict[str, str] = {
     "executor.thread": "evoagent.executors:THREAD",
     "executor.ray": "evoagent.executors:RAY",
 }
+
+# Which built-in part a campaign gets where it names none (a declaration, like the table above).
+DEFAULTS: dict[str, str] = {"strategy": "evolution"}
 
 
 class PluginError(UserError):

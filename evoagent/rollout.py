@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from evoagent.envs.base import Restorable
+from evoagent.registry import environment, policy_part
 from evoagent.policies.base import SUBMIT, Action, Guidance, Policy, is_submit, masked
 from evoagent.trajectory import Step, Task, Trajectory
 
@@ -222,10 +223,18 @@ class _AskedProbe:
 
 def finish(ctx: Context, start: Started, operator: str) -> tuple[Rollout, bool]:
     """The started episode submitted as it is, and whether it had ended there: the environment
-    ended it (e.g. game24's last number) or the step limit, so no action could follow.
+    ended it (e.g. a game's last move) or the step limit, so no action could follow.
 
     ``env_steps`` counts what this call executed (nothing for a restorable start;
     every action of it otherwise)."""
     probe = _AskedProbe(ctx.policy.name)
     out = rollout(replace(ctx, policy=probe), start.task, random.Random(0), start=start, operator=operator)
     return out, not probe.asked
+
+
+def build_context(c: Any, tasks: list[Task], store: Any = None) -> Context:
+    """Tasks, the policy (for LLM policies: with its advisor and budget over the store's ledger), environments."""
+    made = policy_part(c).make(c, store)
+    return Context(tasks={t.task_id: t for t in tasks}, policy=made.policy, make_env=environment(c).make_env(c),
+                   max_steps=c.get("env.max_steps"), advisor=made.advisor, budget=made.budget,
+                   closers=list(made.closers), settings=dict(c.values))

@@ -6,10 +6,10 @@ data_files=...)`` loads and TRL's trainers take as they are:
 
 * ``sft`` (conversational language modelling, for ``SFTTrainer``): one row per solved
   trajectory (deduplicated by its content id), ``messages`` = the policy's system prompt,
-  the user turn with the question and schema (the agent templates of ``evoagent/prompts.py``;
+  the user turn with the question and schema (the environment's agent template;
   environments without one: the question alone), then per step the action as an ``assistant``
-  turn and what the environment answered as a ``user`` turn, ending (InterCode-SQL) with the
-  assistant's ``submit``. Observations are ``user`` turns, not ``tool`` turns: every chat template
+  turn and what the environment answered as a ``user`` turn, ending with the assistant's
+  closing action where its environment names one (``Environment.closing``: ``submit``). Observations are ``user`` turns, not ``tool`` turns: every chat template
   accepts them (the policy saw them as tool results; the text is the same).
 * ``dpo`` (conversational preference, for ``DPOTrainer``): step-level pairs from the
   ``candidates`` that step-level searches (RRO, IPR, MCTS) record, as RRO and IPR build
@@ -46,7 +46,6 @@ import pyarrow.parquet as pq
 
 from evoagent.errors import UserError
 from evoagent.policies.base import SUBMIT
-from evoagent.prompts import AGENT
 from evoagent.trajectory import Task, trajectory_id
 
 __all__ = ["FORMATS", "Written", "export_training"]
@@ -92,21 +91,20 @@ class _Prompts:
     """The policy's prompts for the store's tasks (the campaign's settings where it has them)."""
 
     def __init__(self, store: Any):
-        rows = store.query("SELECT task_id, env, db, hardness, question FROM tasks").to_pylist()
+        rows = store.query("SELECT task_id, env, question, meta FROM tasks").to_pylist()
         self.max_steps, self.observation_chars = 10, 2000  # the campaign defaults
         known = None
         c = self._campaign(store)
         if c is not None:
             self.max_steps, self.observation_chars = c.get("env.max_steps"), c.get("policy.observation_chars", 2000)
             known = self._campaign_tasks(c)
-        if known is None and any(r["env"] == "intercode_sql" for r in rows):  # e.g. imported runs
-            from evoagent.envs.intercode_sql.data import load_tasks
-
-            known = load_tasks()
-        schemas = {t.task_id: t.meta.get("schema", {}) for t in known or ()}
-        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "", meta={
-            "db": r["db"] or "", "hardness": r["hardness"] or "", "schema": schemas.get(r["task_id"], {})})
+        if known is None:  # e.g. imported runs: their environments' bundled tasks (with what the prompt shows)
+            known = self._bundled_tasks({r["env"] for r in rows if r["env"]})
+        metas = {t.task_id: t.meta for t in known or ()}
+        self.tasks = {r["task_id"]: Task(r["task_id"], r["env"], r["question"] or "",
+                                         meta=metas.get(r["task_id"]) or json.loads(r["meta"] or "{}"))
                       for r in rows}
+        self._envs: dict[str, Any] = {}
 
     @staticmethod
     def _campaign(store: Any) -> Any:
@@ -123,27 +121,46 @@ class _Prompts:
     def _campaign_tasks(c: Any) -> list[Task] | None:
         """The campaign's own tasks (with the tables the policy was shown), if its files are still there."""
         try:
-            from evoagent.launch import select_tasks
+            from evoagent.envs import select_tasks
 
             return select_tasks(c)
         except (UserError, OSError):
             return None
 
+    @staticmethod
+    def _bundled_tasks(envs: set[str]) -> list[Task] | None:
+        from evoagent.envs import default_tasks
+
+        found: list[Task] = []
+        for name in sorted(envs):
+            try:
+                found += default_tasks(name)
+            except (UserError, OSError):  # an environment this installation lacks: the stored fields
+                continue
+        return found or None
+
+    def part(self, task_id: str) -> Any:
+        """The environment part of a task (None: not installed here)."""
+        from evoagent import registry
+
+        env = self.env(task_id)
+        if env not in self._envs:
+            self._envs[env] = registry.get("environment", env) if env in registry.names("environment") else None
+        return self._envs[env]
+
     def head(self, task_id: str) -> list[dict[str, str]]:
-        """System and first user turn, as the policy saw them (the task with its tables, no gold)."""
-        from evoagent.policies.llm import schema_text
-
+        """The opening turns as the policy saw them (its environment's ``opening``: the task with
+        what the prompt shows, no gold); just the question for an environment without one."""
         task = self.tasks.get(task_id) or Task(task_id, "", "")
-        if task.env == "intercode_sql":
-            return [{"role": "system", "content": AGENT.system.format(max_steps=self.max_steps)},
-                    {"role": "user", "content": AGENT.user.format(db=task.meta.get("db", ""), schema=schema_text(task),
-                                                                  question=task.question)}]
-        if task.env == "game24":
-            from evoagent.prompts import GAME24
-
-            return [{"role": "system", "content": GAME24.system},
-                    {"role": "user", "content": GAME24.user.format(numbers=task.question)}]
+        env = self.part(task_id)
+        if env is not None and env.opening is not None:
+            return env.opening(task, {"env.max_steps": self.max_steps})
         return [{"role": "user", "content": task.question}]
+
+    def closing(self, task_id: str) -> str | None:
+        """The action its environment's agents end an episode with, if they name one."""
+        env = self.part(task_id)
+        return None if env is None else env.closing
 
     def env(self, task_id: str) -> str:
         return self.tasks[task_id].env if task_id in self.tasks else ""
@@ -188,8 +205,9 @@ def sft_rows(store: Any, prompts: _Prompts) -> Rows:
     rows = []
     for t in trajs:
         messages = prompts.head(t["task_id"]) + prompts.turns(steps.get(t["traj_id"], []))
-        if prompts.env(t["task_id"]) == "intercode_sql":  # its agents end an episode with submit
-            messages.append({"role": "assistant", "content": SUBMIT})
+        closing = prompts.closing(t["task_id"])
+        if closing is not None:  # its agents end an episode with an action of their own (submit)
+            messages.append({"role": "assistant", "content": closing})
         hardness = prompts.tasks[t["task_id"]].meta.get("hardness", "") if t["task_id"] in prompts.tasks else ""
         rows.append({"messages": messages, "task_id": t["task_id"], "source": t["source"],
                      "traj_id": t["traj_id"], "n_steps": t["n_steps"], "hardness": hardness})

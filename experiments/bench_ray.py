@@ -48,7 +48,7 @@ def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-de
     """(start-up seconds, runner seconds, items run, population) of one campaign."""
     from evoagent import launch
     from evoagent.executors.ray import start
-    from evoagent.loop import Runner
+    from evoagent.loop import Runner, run_item
     from evoagent.rewards import build_signals
     from stores import DuckDBStore
 
@@ -62,7 +62,7 @@ def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-de
         t0 = time.perf_counter()
         pool = None
         if actors:
-            pool = start(c, ctx, lambda stage: None)
+            pool = start(c, ctx, lambda stage: None, run_item)
             ctx.closers.insert(0, pool.close)
             for i in range(actors):  # each actor has built its Context
                 pool.worker_pid(i)
@@ -92,7 +92,7 @@ def _overhead(c, store_path: Path, n: int) -> tuple[float, float, float]:  # typ
     with DuckDBStore(store_path) as store:
         items = store.planned(0)[:n]
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        pool = start(c, ctx, lambda stage: None)
+        pool = start(c, ctx, lambda stage: None, run_item)
         ctx.closers.insert(0, pool.close)
         try:
             actor = pool.actors[0]

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crash_soak import cli, cli_env  # noqa: E402 - this script's folder is on the path
-from evoagent.testing.fake_intercode import intercode_responder  # noqa: E402
+from evoagent.envs.intercode_sql.fake_agent import intercode_responder  # noqa: E402
 from evoagent.testing.fake_server import FakeAnthropic  # noqa: E402
 from stores import SnapshotStore  # noqa: E402
 

@@ -17,14 +17,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evoagent import campaign, launch
-from evoagent.loop import Runner
-from evoagent.rewards import build_signals
+from evoagent.testing.runs import run_in_new_store, search_rows, without_restore
 from stores import DuckDBStore
 
 SEARCHES = {
@@ -36,47 +34,16 @@ SEARCHES = {
 FILES = {"intercode_sql": "intercode_sql.toml", "game24": "game24.toml"}
 
 
-class NoSnapshots:
-    """The same environment without ``snapshot``/``restore``: what ``rollout`` re-executes on."""
-
-    def __init__(self, inner: Any):
-        self.inner, self.name = inner, inner.name
-
-    def reset(self, task: Any) -> str:
-        return self.inner.reset(task)
-
-    def step(self, action: str) -> tuple:
-        return self.inner.step(action)
-
-    def submit(self) -> float:
-        return self.inner.submit()
-
-    def close(self) -> None:
-        self.inner.close()
+def _rows(store: DuckDBStore) -> tuple[dict[str, list], int]:
+    return search_rows(store), int(store.scalar("SELECT coalesce(sum(env_steps), 0) FROM work_items") or 0)
 
 
 def run(c: campaign.Campaign, restore: bool, path: Path) -> tuple[dict[str, list], int, float]:
     ctx = launch.build_context(c, launch.select_tasks(c))
     if not restore:
-        inner = ctx.make_env
-        ctx.make_env = lambda: NoSnapshots(inner())
+        without_restore(ctx)
     t0 = time.perf_counter()
-    with DuckDBStore(path) as store:
-        store.put_meta("campaign", c.to_json())
-        store.add_tasks(list(ctx.tasks.values()))
-        store.put_meta("upper_bound", "{}")
-        ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        try:
-            Runner(c, store, ctx).run()
-        finally:
-            ctx.close()
-        rows = {name: store.query(f"SELECT * EXCLUDE (created_at) FROM {name} ORDER BY ALL").to_pylist()
-                for name in ("candidates", "simulations")}
-        rows["steps"] = store.query("SELECT traj_id, idx, action, observation, reward FROM steps "
-                                    "ORDER BY ALL").to_pylist()
-        rows["population"] = store.query("SELECT generation, task_id, traj_id, rank FROM population "
-                                         "ORDER BY ALL").to_pylist()
-        used = int(store.scalar("SELECT coalesce(sum(env_steps), 0) FROM work_items") or 0)
+    _, (rows, used) = run_in_new_store(c, ctx, path, _rows)
     return rows, used, time.perf_counter() - t0
 
 

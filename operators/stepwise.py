@@ -14,7 +14,7 @@ arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
             first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
         none taken (every candidate the step may sample was tried): fallback "best" (the highest
         v; on ties a candidate that goes on, then the first sampled) or "stop"
-        a is submit, "stop", or a ended the episode (e.g. game24's last number): the episode
+        a is submit, "stop", or a ended the episode (e.g. a game's last move): the episode
         ends; else prefix += a, bar = v
 
 Stopping rule (one per method): the episode ends when the taken candidate submits or

@@ -43,6 +43,7 @@ from crash_soak import cli, cli_env  # noqa: E402,F401 - one definition, shared 
 
 
 _CPU = pytest.StashKey[dict]()  # test id -> CPU seconds
+_START = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,10 +58,27 @@ def _cpu_seconds() -> float:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    before = _cpu_seconds()
-    yield
-    item.config.stash.setdefault(_CPU, {})[item.nodeid] = _cpu_seconds() - before
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """The CPU a test used rides on its teardown report, so that it reaches the controlling
+    process under pytest-xdist as well as in a plain run."""
+    if call.when == "setup":
+        item.stash[_START] = _cpu_seconds()
+    outcome = yield
+    if call.when == "teardown" and _START in item.stash:
+        outcome.get_result().user_properties.append(("cpu_s", _cpu_seconds() - item.stash[_START]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == "cpu_s" and _CONFIG:
+            _CONFIG[0].stash.setdefault(_CPU, {})[report.nodeid] = value
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -3,40 +3,19 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from evoagent import campaign, launch
 from evoagent.envs.base import Restorable
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
-from evoagent.loop import Runner
-from evoagent.rewards import build_signals
 from evoagent.rewards.base import Query
 from evoagent.rewards.mc import MonteCarlo
 from evoagent.rollout import Context, begin, rollout
+from evoagent.testing.runs import WithoutRestore, run_in_new_store, without_restore
 from stores import DuckDBStore
 
 PREFIX = ("SHOW TABLES", "SELECT count(*) FROM singer")
-
-
-class Plain:
-    """The same environment without snapshot/restore: what ``rollout`` falls back on."""
-
-    def __init__(self, inner: Any):
-        self.inner, self.name = inner, inner.name
-
-    def reset(self, task: Any) -> str:
-        return self.inner.reset(task)
-
-    def step(self, action: str) -> tuple:
-        return self.inner.step(action)
-
-    def submit(self) -> float:
-        return self.inner.submit()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _ctx(campaign_file: Path, *overrides: str) -> tuple[campaign.Campaign, Context]:
@@ -44,17 +23,11 @@ def _ctx(campaign_file: Path, *overrides: str) -> tuple[campaign.Campaign, Conte
     return c, launch.build_context(c, launch.select_tasks(c))
 
 
-def _without_restore(ctx: Context) -> None:
-    inner = ctx.make_env
-    ctx.make_env = lambda: Plain(inner())
-    ctx._local.__dict__.clear()
-
-
 def test_a_restored_environment_answers_as_one_that_re_executed(campaign_file: Path) -> None:
     _, ctx = _ctx(campaign_file)
     task = ctx.tasks["sql/7"]  # concert_singer
     a, b, c = InterCodeSQLEnv(), InterCodeSQLEnv(), InterCodeSQLEnv()
-    assert isinstance(a, Restorable) and not isinstance(Plain(a), Restorable)
+    assert isinstance(a, Restorable) and not isinstance(WithoutRestore(a), Restorable)
     prefix = PREFIX + ("USE car_1",)  # the episode's database changes: part of the state
     a.reset(task)
     for act in prefix:
@@ -95,7 +68,7 @@ def test_rollouts_from_a_begun_prefix_equal_re_executed_ones_and_count_only_thei
         restored = rollout(ctx, task, random.Random(seed), start=start, operator="mc")
         assert restored.trajectory == fresh.trajectory
         assert restored.env_steps == fresh.env_steps - len(PREFIX)
-    _without_restore(ctx)
+    without_restore(ctx)
     plain = begin(ctx, task, PREFIX)
     assert plain.state is None and plain.env_steps == 0 and plain.steps == ()
     again = rollout(ctx, task, random.Random(3), start=plain, operator="mc")
@@ -113,7 +86,7 @@ def test_mc_values_are_unchanged_and_the_prefix_runs_once(campaign_file: Path) -
           Query("sql/7", PREFIX[:1] + ("SELECT 1",), terminal=True)]
     k = 4
     restored = MonteCarlo(ctx, k=k, aggregate="mean", seed=1).score(qs)
-    _without_restore(ctx)
+    without_restore(ctx)
     plain = MonteCarlo(ctx, k=k, aggregate="mean", seed=1).score(qs)
     assert [s.value for s in restored] == [s.value for s in plain]
     # the prefix's steps: k executions without restore, one with it; the terminal query re-executes
@@ -121,21 +94,13 @@ def test_mc_values_are_unchanged_and_the_prefix_runs_once(campaign_file: Path) -
 
 
 def _campaign(c: campaign.Campaign, ctx: Context, path: Path) -> tuple[list, list, int]:
-    with DuckDBStore(path) as store:
-        store.put_meta("campaign", c.to_json())
-        store.add_tasks(list(ctx.tasks.values()))
-        store.put_meta("upper_bound", "{}")
-        ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        try:
-            out = Runner(c, store, ctx).run()
-        finally:
-            ctx.close()
-        assert out.status == "completed"
-        rewards = store.query("SELECT reward_source, traj_id, step_idx, value FROM rewards "
-                              "ORDER BY ALL").to_pylist()
-        population = store.query("SELECT generation, task_id, traj_id, rank FROM population "
-                                  "ORDER BY ALL").to_pylist()
-        return rewards, population, out.env_steps
+    def read(store: DuckDBStore) -> tuple[list, list]:
+        return (store.query("SELECT reward_source, traj_id, step_idx, value FROM rewards ORDER BY ALL").to_pylist(),
+                store.query("SELECT generation, task_id, traj_id, rank FROM population ORDER BY ALL").to_pylist())
+
+    out, (rewards, population) = run_in_new_store(c, ctx, path, read)
+    assert out.status == "completed"
+    return rewards, population, out.env_steps
 
 
 def test_an_mc_campaign_with_restore_equals_one_without(tmp_path: Path, campaign_file: Path) -> None:
@@ -144,7 +109,7 @@ def test_an_mc_campaign_with_restore_equals_one_without(tmp_path: Path, campaign
     c, ctx = _ctx(campaign_file, *keys)
     with_restore = _campaign(c, ctx, tmp_path / "restore.duckdb")
     c, ctx = _ctx(campaign_file, *keys)
-    _without_restore(ctx)
+    without_restore(ctx)
     without = _campaign(c, ctx, tmp_path / "plain.duckdb")
     assert with_restore[0] == without[0] and len(with_restore[0]) > 10  # every score, value for value
     assert with_restore[1] == without[1]  # the same population, generation by generation

@@ -414,7 +414,7 @@ def test_mcts_treats_a_node_whose_action_ended_the_episode_as_terminal(playing_o
     import random
 
     from evoagent.loop import Runner
-    from operators.mcts import mcts
+    from evoagent.strategies.mcts_pass import mcts
 
     c, ctx, store = playing_on("strategy.kind=mcts", "strategy.mcts.children=2", "budget.generations=4",
                                "mu=1")

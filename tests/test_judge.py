@@ -209,7 +209,7 @@ def test_a_scoring_batch_is_one_message_batch_and_the_prompt_shows_no_gold(tmp_p
 
 @pytest.mark.slow  # an LLM policy judged by an LLM (~10 s loaded); `pytest -m slow`
 def test_llm_policy_and_judge_share_the_ledger_and_budget(tmp_path: Path, point) -> None:
-    from evoagent.testing.fake_intercode import intercode_responder
+    from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 
     agent = intercode_responder()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evoagent import campaign, launch
-from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.llm.pricing import BATCH_DISCOUNT, price_of
 from stores import SnapshotStore

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 from evoagent.testing.fake_server import FakeAnthropic, request_key
 from stores import DuckDBStore
 from tests.conftest import SMALL, cli, cli_env

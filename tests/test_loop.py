@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from evoagent import campaign, launch
-from evoagent.policies import Guidance, ReplayPolicy
+from evoagent.envs.intercode_sql.walk import ReplayPolicy
+from evoagent.policies import Guidance
 from evoagent.rollout import rollout
 from evoagent.trajectory import Step, Task
 from operators.recombine import recombine

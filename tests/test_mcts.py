@@ -222,7 +222,7 @@ def test_llm_reflections_on_failed_leaves_reach_later_expansions(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from conftest import SMALL
 
-    from evoagent.testing.fake_intercode import intercode_responder
+    from evoagent.envs.intercode_sql.fake_agent import intercode_responder
     from evoagent.testing.fake_server import FakeAnthropic
 
     (tmp_path / "c.toml").write_text(SMALL)

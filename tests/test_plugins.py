@@ -147,6 +147,30 @@ def test_all_problems_of_a_campaign_are_reported_at_once(campaign_file: Path) ->
         assert any(key in line for line in lines), (key, lines)
 
 
+HEAVY = ("anthropic", "duckdb", "torch", "ray", "pandas", "matplotlib", "sqlglot", "pyarrow", "polars")
+_REPORT_HEAVY = ("import sys\nfrom evoagent.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
+                 f"    print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+
+
+def test_run_reports_every_mistake_of_a_file_at_once_before_any_heavy_import(tmp_path: Path) -> None:
+    """An unknown key, a bad value and another environment's key: three lines, exit 2, no store, and
+    none of the heavy packages (the SDK, DuckDB, ...) imported to find them (issue 18)."""
+    main_file = Path(__file__).resolve().parent.parent / "experiments" / "intercode_sql.toml"
+    text = main_file.read_text().replace("mu = 4 ", "mu = 0 ").replace("dbs = []", "dbs = []\nranks = [1, 2]")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("seed = 7", "seed = 7\ncolour = \"red\""))
+    store = tmp_path / "s.duckdb"
+    got = subprocess.run([sys.executable, "-c", _REPORT_HEAVY, "run", str(bad), "--store", str(store)],
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 2, got.stderr
+    errors = [line for line in got.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, got.stderr
+    for words in ("key 'mu'", "unknown key 'colour'", "key 'tasks.ranks' belongs to environment"):
+        assert sum(words in line for line in errors) == 1, (words, errors)
+    assert "loaded: []" in got.stderr, got.stderr
+    assert not store.exists()
+
+
 def test_a_one_round_strategy_runs_a_file_written_for_evolution(campaign_file: Path) -> None:
     for strategy in ("ipr", "best_of_n", "rro"):
         extra = ["fitness.reward=oracle", "strategy.best_of_n.allow_gold=true"] if strategy == "best_of_n" else []

@@ -171,7 +171,7 @@ def test_killed_actor_mid_item_is_retried_and_the_campaign_is_unchanged(
     import ray
 
     from evoagent.executors.ray import start
-    from evoagent.loop import Runner
+    from evoagent.loop import Runner, run_item
     from evoagent.rewards import build_signals
 
     overrides = ["budget.generations=2"]
@@ -203,7 +203,7 @@ def test_killed_actor_mid_item_is_retried_and_the_campaign_is_unchanged(
         store.put_meta("campaign", c.to_json())
         store.add_tasks(list(ctx.tasks.values()))
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        pool = start(c, ctx, lambda stage: None)
+        pool = start(c, ctx, lambda stage: None, run_item)
         ctx.closers.insert(0, pool.close)
         thread = threading.Thread(target=killer)
         thread.start()
@@ -316,7 +316,7 @@ def test_prm_placed_on_ray_scores_as_in_process_and_campaigns_share_its_actor(
     from click.testing import CliRunner
 
     from evoagent.cli import main
-    from evoagent.executors.ray_models import NAMESPACE, RemoteModel, actor_name
+    from evoagent.rm.ray_models import NAMESPACE, RemoteModel, actor_name
     from evoagent.rm import load_model
     from tests.test_rm import CAMPAIGN
 

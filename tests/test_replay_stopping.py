@@ -19,7 +19,7 @@ import pytest
 from evoagent.envs.intercode_sql.stopping import unexplained_gap
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.policies.base import SUBMIT, Guidance
-from evoagent.policies.replay import NOVEL_SQL, ReplayPolicy
+from evoagent.envs.intercode_sql.walk import NOVEL_SQL, ReplayPolicy
 from evoagent.trajectory import Step
 
 

@@ -137,7 +137,7 @@ def test_eval_prints_heldout_auc_reliability_and_best_of_n(trained: tuple[Path, 
     picks = {line.split(" | ")[0] for line in lines if line.startswith(("| model", "| random", "| oracle"))}
     assert picks == {"| model (top-ranked)", "| random (expected)", "| oracle (any of N solved)"}
     got = json.loads(CliRunner().invoke(main, ["rm", "eval", str(folder), "--store", str(store), "--json"]).output)
-    b = got["best_of_n"]
+    b = got["rerank"]
     assert b["tasks"] >= 2 and b["random"] <= b["oracle"] and b["model"] <= b["oracle"]
     assert sum(r["n"] for r in got["reliability"]) == got["steps"]["n"]
 

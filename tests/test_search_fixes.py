@@ -15,12 +15,12 @@ import pytest
 
 from evoagent import campaign, launch, registry
 from evoagent.envs import make_env
-from evoagent.loop import Runner
 from evoagent.policies.base import SUBMIT, Action, Guidance
-from evoagent.rewards import Query, RewardModel, Score, Signal, build_signals, make_scorer
+from evoagent.rewards import Query, RewardModel, Score, Signal, make_scorer
 from evoagent.rollout import Context
+from evoagent.testing.runs import run_in_new_store, search_rows, without_restore
 from evoagent.trajectory import Step, Task, Trajectory, trajectory_id
-from operators.mcts import mcts
+from evoagent.strategies.mcts_pass import mcts
 from operators.rro import rro
 from stores import DuckDBStore
 from stores.base import ItemResult, Simulation, WorkItem
@@ -173,23 +173,9 @@ def test_mcts_keeps_a_solved_answer_over_an_unsolved_one_with_a_higher_mean(camp
 
 
 def _run(c: campaign.Campaign, ctx: Context, path: Path) -> tuple[dict[str, list], int]:
-    with DuckDBStore(path) as store:
-        store.put_meta("campaign", c.to_json())
-        store.add_tasks(list(ctx.tasks.values()))
-        store.put_meta("upper_bound", "{}")
-        ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        try:
-            out = Runner(c, store, ctx).run()
-        finally:
-            ctx.close()
-        assert out.status == "completed"
-        found = {name: store.query(f"SELECT * EXCLUDE (created_at) FROM {name} ORDER BY ALL").to_pylist()
-                 for name in ("candidates", "simulations")}
-        found["population"] = store.query("SELECT generation, task_id, traj_id, rank FROM population "
-                                          "ORDER BY ALL").to_pylist()
-        found["steps"] = store.query("SELECT traj_id, idx, action, observation, reward FROM steps "
-                                     "ORDER BY ALL").to_pylist()
-        return found, out.env_steps
+    out, found = run_in_new_store(c, ctx, path, search_rows)
+    assert out.status == "completed"
+    return found, out.env_steps
 
 
 @pytest.mark.parametrize("strategy", [
@@ -200,14 +186,12 @@ def _run(c: campaign.Campaign, ctx: Context, path: Path) -> tuple[dict[str, list
 ], ids=["rro", "ipr", "mcts"])
 def test_searches_restore_prefixes_with_the_same_results_and_fewer_executions(
         strategy: list[str], campaign_file: Path, tmp_path: Path) -> None:
-    from test_env_restore import _without_restore
-
     keys = [*strategy, 'tasks.ids=["sql/7", "sql/42"]', "mu=2"]
     c = campaign.load(campaign_file, keys)
     restored = _run(c, launch.build_context(c, launch.select_tasks(c)), tmp_path / "restore.duckdb")
     c = campaign.load(campaign_file, keys)
     ctx = launch.build_context(c, launch.select_tasks(c))
-    _without_restore(ctx)
+    without_restore(ctx)
     plain = _run(c, ctx, tmp_path / "plain.duckdb")
     assert restored[0] == plain[0] and restored[0]["steps"]  # every row, value for value
     assert restored[1] < plain[1]  # prefixes were restored, not re-executed

@@ -8,7 +8,7 @@ import pytest
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.envs.intercode_sql.edits import MAX_SQL, MUTATIONS, edit, observed_values
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
-from evoagent.policies.replay import NOVEL_SQL, ReplayPolicy
+from evoagent.envs.intercode_sql.walk import NOVEL_SQL, ReplayPolicy
 from evoagent.rollout import Context, execute
 
 SCHEMA = {"singer": ["Singer_ID", "Name", "Country", "Age"], "singer_in_concert": ["concert_ID", "Singer_ID"]}
@@ -48,7 +48,7 @@ def test_untrusted_sql_is_bounded_and_non_select_left_alone() -> None:
 
 
 def test_edit_operator_executes_a_new_answer() -> None:
-    from operators.edit import edit as edit_op
+    from evoagent.envs.intercode_sql.edit_operator import edit as edit_op
 
     tasks = load_tasks()[:20]
     policy = ReplayPolicy.from_bundled()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from evoagent import campaign, launch
 from evoagent.cli import main
 from evoagent.envs.intercode_sql.data import load_tasks
-from evoagent.prompts import AGENT
+from evoagent.envs.intercode_sql.prompt import AGENT
 from evoagent.training_data import export_training
 from evoagent.trajectory import Step, Trajectory, trajectory_id
 from stores import DuckDBStore, SnapshotStore

@@ -21,7 +21,7 @@ from evoagent.envs.intercode_sql.data import load_recorded
 from evoagent.envs.intercode_sql.executor import ERROR_PREFIX
 from evoagent.loop import Runner
 from evoagent.policies.base import SUBMIT, Action, Guidance
-from evoagent.policies.replay import ReplayPolicy
+from evoagent.envs.intercode_sql.walk import ReplayPolicy
 from evoagent.rollout import rollout
 from evoagent.trajectory import Step, Task, storable
 from evoagent.prompts import render_steps

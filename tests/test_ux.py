@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from evoagent import campaign, launch, progress
 from evoagent.cli import main
 from evoagent.llm import batch_mode
-from evoagent.testing.fake_intercode import intercode_responder
+from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 from evoagent.testing.fake_server import FakeAnthropic
 from evoagent.render import print_outcome
 from stores import DuckDBStore, SnapshotStore

@@ -20,7 +20,7 @@ An environment is offered to campaigns as a registered part, an
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -56,6 +56,34 @@ class Restorable(Protocol):
     def snapshot(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Importer:
+    """``evoagent import <name>``: an environment's recorded runs into a store of their own.
+
+    ``run(paths, store_path)`` checks every file before one transaction writes them and yields
+    the lines to print; ``bundled()`` lists the shipped files ``--bundled`` adds. ``help`` is the
+    command's help (first line: its summary), ``bundled_help`` the ``--bundled`` flag's."""
+
+    name: str
+    help: str
+    bundled_help: str
+    bundled: Callable[[], Sequence[Any]]
+    run: Callable[[list[Any], str], Iterable[str]]
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Replayer:
+    """``evoagent replay <name>``: re-execute a recorded file (or a shipped one, ``--bundled NAME``)
+    in the environment and compare rewards; ``run(file, bundled)`` yields the reports to print."""
+
+    name: str
+    help: str
+    bundled_help: str
+    run: Callable[[str | None, str | None], Iterable[str]]
+    examples: tuple[str, ...] = ()
 
 
 class EpisodeValue:
@@ -108,7 +136,16 @@ class Environment:
     - ``gold_key(task)``: the gold answer normalised, so tasks with equivalent gold share a class.
     - ``check(cfg, tasks, note)``: data checks before any file is written (may print through ``note``).
     - ``files(cfg)``: more files whose content a resume must find unchanged.
+    - ``opening(task, cfg)``: the turns (``role``/``content``) its LLM agent starts an episode
+      from, as training exports show them; ``closing``: the action its agents end an episode with
+      (appended to an exported solved episode), if any.
+    - ``importers``/``replayers``: its ``evoagent import``/``evoagent replay`` subcommands.
+    - ``fake_agent(**options)``: a responder for the loopback fake server
+      (``evoagent.testing.fake_server``) that answers as this environment's LLM agent would.
     - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
+    - ``bundled_tasks()``: every task it ships, where its keys' defaults select only some (e.g. one
+      of several task sets): a store of imported runs may hold any of them. None: ``load_tasks``
+      with the defaults.
     """
 
     kind: ClassVar[str] = "environment"
@@ -122,8 +159,14 @@ class Environment:
     keys: Mapping[str, Key] = field(default_factory=dict)
     check: Callable[[Any, Sequence[Task], Any], None] | None = None
     files: Callable[[Any], Sequence[str]] | None = None  # more files hashed for resume (beyond path keys)
+    fake_agent: Callable[..., Any] | None = None  # the fake server's stand-in model (tests, demos)
+    opening: Callable[[Task, Any], list[dict[str, str]]] | None = None  # exports: the agent's first turns
+    closing: str | None = None  # exports: the action that ends its agents' episodes
+    importers: tuple[Importer, ...] = ()
+    replayers: tuple[Replayer, ...] = ()
     doc: str = ""
     bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
+    bundled_tasks: Callable[[], list[Task]] | None = None  # all its tasks (stores of imported runs)
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""

@@ -4,8 +4,8 @@
 runs items on Ray actors that each hold their own environment and policy
 (``evoagent.executors.ray``); the campaign's process stays the store's only
 writer, so the journal, resume and the SQL views are the same either way.
-Each is an executor part: ``fn(campaign, ctx, note)`` returns the runner's
-executor factory (None: the runner's threads).
+Each is an executor part: ``fn(campaign, ctx, note, run_item)`` returns the
+runner's executor factory (None: the runner's threads).
 """
 from __future__ import annotations
 
@@ -17,24 +17,30 @@ from evoagent.errors import UserError
 from evoagent.registry import Key, Part
 
 
-def make_executor(c: Any, ctx: Any, note: Callable[[str], None] | None = None
+RunItem = Callable[..., Any]  # the runner's ``run_item(item, parents, ctx) -> ItemResult``
+
+
+def make_executor(c: Any, ctx: Any, run: RunItem, note: Callable[[str], None] | None = None
                   ) -> Callable[[int], Executor] | None:
-    """The runner's executor factory for ``executor.kind``: None for threads (the runner's default)."""
+    """The runner's executor factory for ``executor.kind``: None for threads (the runner's default).
+
+    ``run`` is the runner's own function for one item: an executor that holds its own contexts
+    (Ray actors) runs exactly it, handed over here so that no executor imports the runner."""
     from evoagent import registry
 
-    return registry.get("executor", c.get("executor.kind")).fn(c, ctx, note or (lambda stage: None))
+    return registry.get("executor", c.get("executor.kind")).fn(c, ctx, note or (lambda stage: None), run)
 
 
-def _threads(c: Any, ctx: Any, note: Callable[[str], None]) -> None:
+def _threads(c: Any, ctx: Any, note: Callable[[str], None], run: RunItem) -> None:
     return None
 
 
-def _ray(c: Any, ctx: Any, note: Callable[[str], None]) -> Callable[[int], Executor]:
+def _ray(c: Any, ctx: Any, note: Callable[[str], None], run: RunItem) -> Callable[[int], Executor]:
     """Connect (or start a local instance) and start the actors; ``ctx.close()`` stops them and
     the Ray session, on every exit path."""
     from evoagent.executors.ray import start
 
-    pool = start(c, ctx, note)
+    pool = start(c, ctx, note, run)
     ctx.closers.insert(0, pool.close)  # before the scorers it serves close
     return pool.executor
 

@@ -5,7 +5,7 @@ The campaign's process (the driver) stays the store's only writer: it sends
 exactly as with threads, so the journal, resume and the SQL views do not
 change. Each actor builds its Context once (tasks, policy, environment, from
 the validated campaign), not per item, and runs the runner's own
-``evoagent.loop.run_item``; an item's result depends only on its operator,
+``run_item`` (handed to the executor by the caller); an item's result depends only on its operator,
 parents and seed, so it does not matter which actor runs it, or how often.
 
 - Backpressure: at most ``concurrency`` items in flight, spread over
@@ -21,7 +21,7 @@ parents and seed, so it does not matter which actor runs it, or how often.
   and writes each new score before it is used: no score computed twice.
   Values the trajectory observed itself (the oracle's) need no round trip.
   A learned PRM's forward pass may run in a shared Ray actor instead of the
-  driver (``rewards.prm.placement``, :mod:`evoagent.executors.ray_models`).
+  driver (``rewards.prm.placement``, :mod:`evoagent.rm.ray_models`).
 - A Ray session that this module started (``executor.address = "local"``,
   ``auto``, ``ray://``) is shut down by ``close()``, which ``ctx.close()`` calls
   on every exit path; one already running in the process is left running.
@@ -29,11 +29,7 @@ parents and seed, so it does not matter which actor runs it, or how often.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -46,6 +42,7 @@ from typing import Any
 
 from evoagent.campaign import Campaign
 from evoagent.errors import UserError
+from evoagent.ray_session import connect, disconnect
 from evoagent.executors.ray_worker import Answer, ItemWorker, Mailbox, signal_spec
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.rewards.base import Query
@@ -122,7 +119,7 @@ class _Job:
 class RayPool:
     """The actors of one run and the dispatcher that feeds them; ``executor(n)`` is the runner's factory."""
 
-    def __init__(self, c: Campaign, ctx: Context, note: Callable[[str], None]):
+    def __init__(self, c: Campaign, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult]):
         import ray
 
         self.concurrency, self.max_retries = c.get("concurrency"), c.get("executor.max_retries")
@@ -152,7 +149,7 @@ class RayPool:
                 max_restarts=-1, max_concurrency=math.ceil(self.concurrency / n) + 1)  # +1: pid() answers
             signals = (signal_spec(ctx.search), signal_spec(ctx.fitness))
             note(f"starting {n} Ray actor(s)")
-            self.actors = [worker.remote(dict(c.values), list(ctx.tasks), parts, signals, mailbox)
+            self.actors = [worker.remote(dict(c.values), list(ctx.tasks), parts, signals, mailbox, run)
                            for _ in range(n)]
             scorers = {s.source: s.scorer for s in (ctx.search, ctx.fitness) if s is not None}
             self._service = _ScoringService(self._mailbox, scorers, self.concurrency)
@@ -349,45 +346,7 @@ def _default_actors(c: Campaign, resources: dict[str, float]) -> int:
     return max(1, min(c.get("concurrency"), fit))
 
 
-def connect(address: str, note: Callable[[str], None]) -> tuple[bool, str | None]:
-    """Join (or start) a Ray session; returns (whether this call started it, its temp folder).
-
-    The executor and the reward models placed on Ray (:mod:`evoagent.executors.ray_models`)
-    both call this: whichever comes first starts a ``local`` session (and ends it with
-    :func:`disconnect`), the other joins it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False, None
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-    tmp = None
-    try:
-        if address == "local":
-            note("starting a local Ray instance")
-            tmp = tempfile.mkdtemp(prefix="evoray-")  # short: Ray's socket paths must fit in 107 bytes
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, _temp_dir=tmp,
-                     _node_ip_address="127.0.0.1", include_dashboard=False, **quiet)
-        else:
-            note(f"connecting to Ray at {address}")
-            ray.init(address=address, **quiet)
-    except Exception as exc:  # ConnectionError, RuntimeError, ValueError, gRPC errors of ray://
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"key 'executor.address': cannot start or reach Ray at {address!r}: {first}") from None
-    return True, tmp
-
-
-def disconnect(tmp: str | None) -> None:
-    """End a session that :func:`connect` started (and remove its temp folder)."""
-    import ray
-
-    ray.shutdown()
-    if tmp:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def start(c: Campaign, ctx: Context, note: Callable[[str], None]) -> RayPool:
-    """Connect to Ray (or start it) and start the campaign's actors."""
-    return RayPool(c, ctx, note)
+def start(c: Campaign, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult]) -> RayPool:
+    """Connect to Ray (or start it) and start the campaign's actors, which run items with ``run``
+    (the runner's ``run_item``, pickled by reference: each actor imports it)."""
+    return RayPool(c, ctx, note, run)

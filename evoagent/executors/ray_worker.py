@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +114,13 @@ class ItemWorker:
     """A Ray actor: one Context (policy, per-thread environments), built once; runs work items."""
 
     def __init__(self, values: dict[str, Any], task_ids: list[str], parts: bytes,
-                 signals: tuple[SignalSpec, SignalSpec | None], mailbox: str):
+                 signals: tuple[SignalSpec, SignalSpec | None], mailbox: str, run: Callable[..., ItemResult]):
         import ray
         from ray import cloudpickle
 
         from evoagent import registry
-        from evoagent.launch import build_context, select_tasks
+        from evoagent.envs import select_tasks
+        from evoagent.rollout import build_context
 
         for part in cloudpickle.loads(parts):  # parts registered as objects (e.g. a script's operator)
             registry.register(part)
@@ -129,6 +130,7 @@ class ItemWorker:
             raise UserError("executor.kind = ray: an actor's node selects other tasks than the campaign's "
                             "(env.tasks/env.dump must be the same files on every node)")
         self.ctx = build_context(c, tasks)
+        self._run = run
         box = ray.get_actor(mailbox)  # by name: a handle argument would pin the actor's restarts
 
         def signal(spec: SignalSpec | None) -> Signal | None:
@@ -141,9 +143,7 @@ class ItemWorker:
         self.ctx.search, self.ctx.fitness = signal(signals[0]), signal(signals[1])
 
     def run(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult:
-        from evoagent.loop import run_item
-
-        return run_item(item, parents, self.ctx)
+        return self._run(item, parents, self.ctx)
 
     def pid(self) -> int:
         return os.getpid()

@@ -15,7 +15,7 @@ the store-backed :class:`~evoagent.rewards.scorer.Scorer` like every model's;
 the reward source names the model by a content hash of its directory, so a
 retrained model never reads the old one's cached scores.
 ``rewards.prm.placement = "ray"`` runs the forward passes in one Ray actor per
-model that campaigns on the cluster share (:mod:`evoagent.executors.ray_models`).
+model that campaigns on the cluster share (:mod:`evoagent.rm.ray_models`).
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def _identity(campaign: Any) -> str:
 
 def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
     if params["placement"] == "ray":
-        from evoagent.executors.ray_models import RemoteModel
+        from evoagent.rm.ray_models import RemoteModel
 
         return LearnedPRM(ctx, RemoteModel(_named(params["path"]), num_cpus=params["num_cpus"],
                                            num_gpus=params["num_gpus"],

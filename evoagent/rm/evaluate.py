@@ -48,7 +48,7 @@ def reliability(scores: Sequence[float], labels: Sequence[float], bins: int = 10
             for i, (n, s, y) in enumerate(acc)]
 
 
-def best_of_n(ranked: dict[str, list[tuple[float, bool]]]) -> dict[str, Any]:
+def rerank(ranked: dict[str, list[tuple[float, bool]]]) -> dict[str, Any]:
     """Model pick vs random pick vs oracle over tasks with >= 2 (score, solved) trajectories."""
     picks, randoms, oracles, sizes = [], [], [], []
     for members in ranked.values():
@@ -106,7 +106,7 @@ def evaluate(model_dir: str | Path, store_path: str, *, labels: str | None = Non
             "heldout_tasks": len(held), "trajectories": len(eps),
             "steps": heldout_metrics(step_scores, step_labels), "twinless_tasks": len(alone),
             "twinless_steps": heldout_metrics([s for s, _ in lone], [y for _, y in lone]),
-            "reliability": reliability(step_scores, step_labels), "best_of_n": best_of_n(ranked)}
+            "reliability": reliability(step_scores, step_labels), "rerank": rerank(ranked)}
 
 
 def _pct(x: float | None) -> str:
@@ -115,7 +115,7 @@ def _pct(x: float | None) -> str:
 
 def format_report(r: dict[str, Any]) -> list[str]:
     """The tables ``evoagent rm eval`` prints."""
-    s, b = r["steps"], r["best_of_n"]
+    s, b = r["steps"], r["rerank"]
     auc = "-" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"
     loss = "-" if s["log_loss"] is None else f"{s['log_loss']:.3f}"
     head = (f"held-out tasks: {r['heldout_tasks']}, trajectories: {r['trajectories']}, "

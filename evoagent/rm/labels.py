@@ -67,17 +67,17 @@ class Example:
 
 def store_tasks(store: Any) -> dict[str, Task]:
     """The store's tasks as the campaign saw them (question, database, tables): rebuilt from the
-    stored campaign, or the bundled InterCode-SQL tasks for a store of imported runs."""
-    from evoagent import campaign, launch
+    stored campaign, or for a store of imported runs its environments' bundled tasks."""
+    from evoagent import campaign
+    from evoagent.envs import default_tasks, select_tasks
 
-    ids = {r["task_id"] for r in store.query("SELECT task_id FROM tasks").to_pylist()}
+    rows = store.query("SELECT task_id, env FROM tasks").to_pylist()
+    ids = {r["task_id"] for r in rows}
     stored = store.get_meta("campaign")
     if stored is not None:  # validated when it started; keys added since then take their defaults
-        tasks = launch.select_tasks(campaign.load_stored(stored))
+        tasks = select_tasks(campaign.load_stored(stored))
     else:
-        from evoagent.envs.intercode_sql.data import load_tasks
-
-        tasks = load_tasks()
+        tasks = [t for env in sorted({r["env"] for r in rows if r["env"]}) for t in default_tasks(env)]
     found = {t.task_id: t for t in tasks if t.task_id in ids}
     if not found:
         raise UserError(f"{store.path}: no tasks to learn from")

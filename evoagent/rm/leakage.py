@@ -1,9 +1,9 @@
 """Gold-equivalence classes of tasks: what a model trained on some tasks has learned the answers of.
 
-A task's class is its environment's ``gold_key`` (for InterCode-SQL the
-database and the normalised gold query, :mod:`evoagent.envs.intercode_sql.gold`):
-Spider asks many questions twice in other words, so a model trained on one of
-a pair knows the other's gold. ``rm train`` splits by class (or by database),
+A task's class is its environment's ``gold_key`` (for the SQL environment the
+database and the normalised gold query, its package's ``gold.py``): Spider
+asks many questions twice in other words, so a model trained on one of a pair
+knows the other's gold. ``rm train`` splits by class (or by database),
 writes the classes it trained on into the model's ``config.json`` (hashed:
 ``training.gold_classes``), the ``prm`` kind refuses a campaign on any task of
 those classes, and ``rm eval`` reports the AUC on tasks that have no twin.

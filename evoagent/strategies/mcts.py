@@ -53,8 +53,8 @@ from evoagent import registry
 from evoagent.strategies.base import Closed, Strategy
 from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
 from evoagent.trajectory import trajectory_id
-from operators.mcts import KEYS as PASS_KEYS
-from operators.mcts import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
+from evoagent.strategies.mcts_pass import KEYS as PASS_KEYS
+from evoagent.strategies.mcts_pass import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
 from stores.base import WorkItem
 
 __all__ = ["MCTS", "Tree", "plan_simulations", "select"]

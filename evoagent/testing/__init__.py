@@ -11,8 +11,9 @@ honesty), as plain functions (``check_env``, ``check_policy``,
 pytest tests call; each raises ``AssertionError`` naming what broke. Every
 built-in part runs them in ``tests/test_contracts.py``.
 
-``fake_server`` (with ``fake_wire`` and ``fake_intercode``): a loopback server
-that speaks Anthropic's Messages, streaming, Batches and count_tokens wire
-format and plays InterCode-SQL from the recorded actions, for tests, benchmarks
-and offline demos (``python -m evoagent.testing.fake_server``).
+``fake_server`` (with ``fake_wire``): a loopback server that speaks Anthropic's
+Messages, streaming, Batches and count_tokens wire format and, with an
+environment's fake agent (its part's ``fake_agent``), plays that environment
+from recorded actions, for tests, benchmarks and offline demos
+(``python -m evoagent.testing.fake_server --responder ENV``).
 """

@@ -385,15 +385,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--retry-after", type=float, default=0.05)
     ap.add_argument("--batch-latency", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--responder", choices=["echo", "intercode"], default="echo",
-                    help="intercode: answer as an InterCode-SQL agent from the recorded runs")
+    ap.add_argument("--responder", default="echo",
+                    help="echo, or an environment with a fake agent (its part's fake_agent): answer as "
+                    "that environment's LLM agent would, from its recorded runs")
     ap.add_argument("--malformed", type=float, default=0.0, help="share of answers without a tool call")
     args = ap.parse_args(argv)
     responder = None
-    if args.responder == "intercode":
-        from evoagent.testing.fake_intercode import intercode_responder
+    if args.responder != "echo":
+        from evoagent import registry
 
-        responder = intercode_responder(malformed=args.malformed, seed=args.seed)
+        env = registry.get("environment", args.responder) if args.responder in registry.names("environment") else None
+        if env is None or env.fake_agent is None:
+            have = [n for n in registry.names("environment") if registry.get("environment", n).fake_agent]
+            ap.error(f"--responder: {args.responder!r} is neither echo nor an environment with a fake agent "
+                     f"(have {', '.join(['echo', *have])})")
+        responder = env.fake_agent(malformed=args.malformed, seed=args.seed)
     server = FakeAnthropic(responder, latency_s=args.latency, faults=_parse_faults(args.faults),
                            retry_after_s=args.retry_after, seed=args.seed,
                            batch_latency_s=args.batch_latency, host=args.host, port=args.port).start()

@@ -7,21 +7,11 @@ delta / stop per block, message_delta and message_stop.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON text: sorted keys, no whitespace, UTF-8 kept."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def request_key(params: dict) -> str:
-    """sha256 of the canonical JSON of message-creation params (``stream`` excluded)."""
-    body = {k: v for k, v in params.items() if k != "stream"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+from evoagent.llm.wire import canonical_json, request_key  # noqa: F401 - request_key re-exported
 
 
 def _strip_cc(block: Any) -> Any:

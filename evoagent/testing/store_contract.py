@@ -73,8 +73,8 @@ B = traj("t1", ["BAD SQL", "SELECT 2"], reward=0.0, generation=0, operator="init
 C = traj("t2", ["SELECT count(*) FROM concert"], reward=0.5, generation=0, operator="init", seed=3)
 D = traj("t1", ["SELECT 1", "SELECT name FROM singer ORDER BY age"], reward=1.0,
          parents=tuple(sorted((A.traj_id, B.traj_id))), generation=1, operator="recombine", seed=4)
-TASKS = [Task("t1", "intercode_sql", "Names of singers?", meta={"db": "concert_singer", "hardness": "easy"}),
-         Task("t2", "intercode_sql", "How many concerts?", meta={"db": "concert_singer", "hardness": "hard"})]
+TASKS = [Task("t1", "sql_example", "Names of singers?", meta={"db": "concert_singer", "hardness": "easy"}),
+         Task("t2", "sql_example", "How many concerts?", meta={"db": "concert_singer", "hardness": "hard"})]
 
 
 # -- the harness -----------------------------------------------------------------

@@ -6,10 +6,11 @@ hook imports what it runs on first use.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from evoagent.envs.base import Environment
+from evoagent.envs.base import Environment, Importer
 from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart
 from evoagent.registry import BenchSetup, Key
 from evoagent.trajectory import Task
@@ -42,9 +43,16 @@ def make(c: Any) -> Callable[[], Any]:
 
 def render_task(task: Task) -> str:
     """The puzzle as the agent's prompt shows it."""
-    from evoagent.prompts import GAME24
+    from evoagent.envs.game24.prompt import GAME24
 
     return GAME24.user.format(numbers=task.question)
+
+
+def opening(task: Task, c: Any) -> list[dict[str, str]]:
+    """The agent's system prompt and first user turn (the puzzle), for training exports."""
+    from evoagent.envs.game24.prompt import GAME24
+
+    return [{"role": "system", "content": GAME24.system}, {"role": "user", "content": render_task(task)}]
 
 
 def gold_key(task: Any) -> str:
@@ -66,7 +74,7 @@ BENCH = BenchSetup(
 
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make, policies=("replay", "enumerate", "anthropic", "openai"),
-    render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS, bench=BENCH,
+    render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS, opening=opening, bench=BENCH,
     doc="Game of 24: make 24 from four numbers, one step at a time (exact rules and solver)")
 
 
@@ -86,19 +94,16 @@ def _enumerate(c: Any, store: Any) -> Made:
 def _llm(transport: str) -> PolicyPart:
     from evoagent import llm
 
-    def make(c: Any, store: Any) -> Made:
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
         # The operators' LLM side (advisor) speaks SQL: game24 runs the plain operators (no advisor).
         from evoagent.envs.game24.policies import Game24LLMPolicy
 
-        client, budget, closers = llm.build_client(transport, c, store)
-        policy = Game24LLMPolicy(transport, client, model=c.get("policy.model"),
-                                 max_tokens=c.get("policy.max_tokens"), temperature=c.get("policy.temperature"),
-                                 observation_chars=c.get("policy.observation_chars"))
-        return Made(policy, None, budget, closers)
+        return Game24LLMPolicy(transport, client, model=c.get("policy.model"), max_tokens=c.get("policy.max_tokens"),
+                               temperature=c.get("policy.temperature"),
+                               observation_chars=c.get("policy.observation_chars")), None
 
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True,
-                      check=lambda c: llm.check(transport, c),
-                      doc=f"an LLM writing one step at a time through tools, over the {transport} API")
+    return llm.policy_part(NAME, transport, build, f"an LLM writing one step at a time through tools, over the "
+                                                    f"{transport} API")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay, RECORDED_KEYS, envs=(NAME,),
@@ -106,3 +111,28 @@ REPLAY = PolicyPart(f"{NAME}.replay", _replay, RECORDED_KEYS, envs=(NAME,),
 ENUMERATE = PolicyPart(f"{NAME}.enumerate", _enumerate, envs=(NAME,), doc="a uniformly random legal step")
 ANTHROPIC = _llm("anthropic")
 OPENAI = _llm("openai")
+
+
+# -- recorded runs: ``evoagent import game24`` -----------------------------------------------------------
+def _bundled_logs() -> list[Any]:
+    from evoagent.envs.game24.data import bundled_logs
+
+    return sorted(bundled_logs().values())
+
+
+def _import_logs(paths: list[Any], store_path: str) -> Any:
+    from evoagent.envs.game24.recorded import import_logs
+
+    for rec, n in import_logs(paths, store_path):
+        yield f"{rec.source}: {n} answers"
+    yield f"{store_path}: imported"
+
+
+IMPORTER = Importer(
+    NAME,
+    "Import Tree of Thoughts' Game of 24 logs (JSON, optionally gzipped): each final answer a trajectory.\n\n"
+    "Every action is judged by the game24 environment (errors are steps with valid = false); the\n"
+    "outcome is the log's own verdict. All files are checked before one transaction writes them.",
+    "Also import GPT-4's Tree of Thoughts, CoT and standard runs shipped with evoagent.", _bundled_logs, _import_logs,
+    ("evoagent import game24 --bundled --store runs/game24_logs.duckdb",))
+ENVIRONMENT = dataclasses.replace(ENVIRONMENT, importers=(IMPORTER,))

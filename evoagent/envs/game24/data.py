@@ -155,8 +155,8 @@ def _verdicts(rec: dict[str, Any], n: int, count: int) -> list[float]:
 
 
 def import_budget() -> Any:
-    """What one ``import game24`` reads across its files (``intercode_sql.data.ImportBudget``)."""
-    from evoagent.envs.intercode_sql.data import ImportBudget
+    """What one import of these logs reads across its files (``evoagent.envs.files.ImportBudget``)."""
+    from evoagent.envs.files import ImportBudget
 
     return ImportBudget(answers=MAX_IMPORT_ANSWERS, proposals=MAX_IMPORT_PROPOSALS, lines=MAX_IMPORT_LINES)
 
@@ -164,7 +164,7 @@ def import_budget() -> Any:
 def read_log(path: str | Path, budget: Any = None) -> Recording:
     """A ToT log (JSON or JSON.gz, within the same bounds as every recorded file), checked whole;
     ``budget``: what the import command has left to read (default: this file alone)."""
-    from evoagent.envs.intercode_sql.data import read_json
+    from evoagent.envs.files import read_json
 
     path = Path(path)
     budget = budget or import_budget()

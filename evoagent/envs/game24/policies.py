@@ -11,7 +11,7 @@
   puzzle outside 901..1000, or a state only other moves lead to), and with
   probability ``explore`` anywhere, it takes a random legal step instead.
 - LLM (``anthropic``, ``openai``): the model sees the numbers left and writes
-  one step or an answer through the ``step``/``answer`` tools (``prompts.GAME24``).
+  one step or an answer through the ``step``/``answer`` tools (``prompt.GAME24``).
 
 Policies never see rewards or solvability: only the task's numbers and the
 observations.
@@ -122,7 +122,7 @@ class Game24LLMPolicy:
 
     def request(self, task: Task, history: Sequence[Step], guidance: Guidance) -> dict[str, Any]:
         from evoagent.policies.llm import EPHEMERAL, opening
-        from evoagent.prompts import GAME24
+        from evoagent.envs.game24.prompt import GAME24
 
         tools = [dict(t) for t in GAME24.tools]
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
@@ -146,8 +146,8 @@ class Game24LLMPolicy:
 
     def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
                     rng: random.Random) -> Action:
-        from evoagent.policies.llm import tool_call
-        from evoagent.prompts import GAME24
+        from evoagent.policies.llm import reply_action, tool_call
+        from evoagent.envs.game24.prompt import GAME24
 
         def usable(reply: dict[str, Any]) -> dict[str, Any] | None:
             block = tool_call(reply, ("step", "answer"))
@@ -160,14 +160,10 @@ class Game24LLMPolicy:
                                      template_hash=GAME24.hash, nonce=nonce,
                                      valid=lambda a: usable(a) is not None)
         block = usable({"content": reply.content})
-        thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
         if block is None:
             text = SUBMIT
         elif block["name"] == "step":
             text = str(block["input"]["line"])
         else:
             text = f"Answer: {block['input']['expression']}"
-        usage = reply.usage
-        return Action(text, thought=thought, cost_usd=reply.cost_usd,
-                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
-                      + usage.get("cache_write_tokens", 0), output_tokens=usage.get("output_tokens", 0))
+        return reply_action(text, reply)

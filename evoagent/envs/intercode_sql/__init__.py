@@ -23,12 +23,13 @@ def __getattr__(name: str) -> Any:
 # -- the environment part (``env.kind = "intercode_sql"``) and its policies ---------------------
 # Declared here so that naming it imports nothing heavy; each hook imports what it runs.
 
+import dataclasses  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from evoagent.envs.base import Environment  # noqa: E402
+from evoagent.envs.base import Environment, Importer, Replayer  # noqa: E402
 from evoagent.errors import UserError  # noqa: E402
-from evoagent.policies.base import RECORDED_KEYS, Made, PolicyPart  # noqa: E402
+from evoagent.policies.base import RECORDED_KEYS, SUBMIT, Made, PolicyPart  # noqa: E402
 from evoagent.registry import BenchSetup, Key  # noqa: E402
 
 HARDNESS = ("easy", "medium", "hard", "extra")
@@ -93,9 +94,17 @@ def _make_env(c: Any) -> Callable[[], Any]:
 def render_task(task: Any) -> str:
     """The task as the agent's prompt shows it: database, tables, question."""
     from evoagent.policies.llm import schema_text
-    from evoagent.prompts import AGENT
+    from evoagent.envs.intercode_sql.prompt import AGENT
 
-    return AGENT.user.format(db=task.meta["db"], schema=schema_text(task), question=task.question)
+    return AGENT.user.format(db=task.meta.get("db", ""), schema=schema_text(task), question=task.question)
+
+
+def opening(task: Any, c: Any) -> list[dict[str, str]]:
+    """The agent's system prompt and first user turn (the task), for training exports."""
+    from evoagent.envs.intercode_sql.prompt import AGENT
+
+    return [{"role": "system", "content": AGENT.system.format(max_steps=c.get("env.max_steps"))},
+            {"role": "user", "content": render_task(task)}]
 
 
 def gold_key(task: Any) -> str:
@@ -129,6 +138,13 @@ def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
               "on your own tasks every rollout submits at once; use an LLM policy (anthropic or openai)"})
 
 
+def _fake_agent(**options: Any) -> Any:
+    """The loopback fake server's stand-in model for this environment's agent (``fake_agent.py``)."""
+    from evoagent.envs.intercode_sql.fake_agent import intercode_responder
+
+    return intercode_responder(**options)
+
+
 # -- ``evoagent bench search`` on it -------------------------------------------------------------
 # The 5 databases (205 tasks) held out from the benchmark PRM's training: the default task set.
 HELDOUT_DBS = ("concert_singer", "pets_1", "poker_player", "orchestra", "employee_hire_evaluation")
@@ -159,12 +175,13 @@ ENVIRONMENT = Environment(
     name=NAME, load_tasks=_load_tasks, make_env=_make_env,
     policies=("replay", "anthropic", "openai", "replay_recorder_stops"),
     render_task=render_task, meta_fields={"db": "str", "hardness": "str", "schema": "dict[str, list[str]]"},
-    gold_key=gold_key, keys=KEYS, check=_check, bench=BENCH,
+    gold_key=gold_key, keys=KEYS, check=_check, fake_agent=_fake_agent,
+    opening=opening, closing=SUBMIT, bench=BENCH,
     doc="InterCode-SQL: Spider-dev questions answered with SQL on DuckDB, InterCode's reward")
 
 
 # -- policies ----------------------------------------------------------------------------------
-# The replay walks' own keys: when to submit, and schema-aware SQL edits mixed in (policies/replay.py).
+# The replay walks' own keys: when to submit, and schema-aware SQL edits mixed in (walk.py).
 REPLAY_KEYS: dict[str, Key] = {
     **RECORDED_KEYS,
     "policy.submit_p": Key((int, float), 0.3, lambda x: 0 <= x <= 1, "within [0, 1]"),
@@ -175,9 +192,9 @@ REPLAY_KEYS: dict[str, Key] = {
 
 def _replay(walk: str) -> Callable[[Any, Any], Made]:
     def make(c: Any, store: Any) -> Made:
-        from evoagent.policies import replay
+        from evoagent.envs.intercode_sql import walk as walks
 
-        cls = getattr(replay, walk)
+        cls = getattr(walks, walk)
         return Made(cls.from_bundled(c.get("policy.sources") or None, explore=c.get("policy.explore"),
                                      submit_p=c.get("policy.submit_p"), distractors=c.get("policy.distractors"),
                                      edit_p=c.get("policy.edit_p")))
@@ -186,12 +203,13 @@ def _replay(walk: str) -> Callable[[Any, Any], Made]:
 
 
 def _llm(transport: str) -> PolicyPart:
-    def make(c: Any, store: Any) -> Made:
-        from evoagent import llm, registry
-        from evoagent.llm.advisor import Advisor
-        from evoagent.envs.intercode_sql.agent import LLMPolicy
+    from evoagent import llm
 
-        client, budget, closers = llm.build_client(transport, c, store)
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
+        from evoagent import registry
+        from evoagent.envs.intercode_sql.agent import LLMPolicy
+        from evoagent.llm.advisor import Advisor
+
         model = c.get("policy.model")
         policy = LLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
                            temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
@@ -199,17 +217,10 @@ def _llm(transport: str) -> PolicyPart:
         seen = not registry.get("reward", c.get("search.reward")).uses_gold
         advisor = (Advisor(client, model=model, max_tokens=c.get("policy.max_tokens"), show_rewards=seen)
                    if c.get("operators.llm") else None)
-        return Made(policy, advisor, budget, closers)
+        return policy, advisor
 
-    def check(c: Any) -> None:
-        from evoagent import llm
-
-        llm.check(transport, c)
-
-    from evoagent import llm
-
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True, check=check,
-                      doc=f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
+    return llm.policy_part(NAME, transport, build,
+                           f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay("ReplayPolicy"), REPLAY_KEYS, envs=(NAME,),
@@ -219,3 +230,61 @@ REPLAY_RECORDER_STOPS = PolicyPart(
     doc="the old replay walk: submits where a recording ended (at gold); to reproduce old figures only")
 ANTHROPIC = _llm("anthropic")
 OPENAI = _llm("openai")
+
+
+# -- recorded runs: ``evoagent import intercode`` and ``evoagent replay intercode`` --------------------
+def _bundled_runs() -> list[Path]:
+    from evoagent.envs.intercode_sql.data import bundled_runs
+
+    return sorted(bundled_runs().values())
+
+
+def _import_runs(paths: list[Path], store_path: str) -> Any:
+    """Every file checked (within one import's budget) before one transaction writes them all."""
+    from evoagent.envs.intercode_sql.data import ImportBudget, load_recorded, load_tasks
+    from stores import DuckDBStore, TrajectoryBatch
+
+    tasks = load_tasks()
+    budget = ImportBudget()  # bytes across all the files, not per file
+    loaded = [(p, load_recorded(p, tasks, budget)) for p in paths]
+    batch = TrajectoryBatch.from_trajectories([t for _, ts in loaded for t in ts], campaign="import",
+                                              reward_source="recorded")
+    with DuckDBStore(store_path) as store:
+        store.add_tasks(tasks)
+        n = store.write(batch)
+    for p, trajs in loaded:
+        blocked = sum(s.observation is None for t in trajs for s in t.steps)
+        yield (f"{p.name}: {len(trajs)} trajectories, {sum(t.n_steps for t in trajs)} steps"
+               + (f" ({blocked} never executed: 'blocked', stored with no observation)" if blocked else ""))
+    yield f"{store_path}: {n} new trajectories"
+
+
+def _replay_runs(file: str | None, bundled: str | None) -> Any:
+    from evoagent.envs.intercode_sql.data import bundled_runs
+    from evoagent.envs.intercode_sql.replay import replay_file
+
+    if bundled:
+        runs = bundled_runs()
+        if bundled not in runs:
+            raise UserError(f"no bundled recording {bundled!r} (have {', '.join(sorted(runs))})")
+        file = str(runs[bundled])
+    if not file:
+        raise UserError("give FILE or --bundled NAME")
+    yield replay_file(file).render()
+
+
+IMPORTER = Importer(
+    "intercode",
+    "Import InterCode-SQL trajectory files (InterCode's JSON, optionally gzipped).\n\n"
+    "All files are checked before anything is written, then their trajectories are written in one\n"
+    "transaction: one bad file stops the import with nothing written (no store is created).",
+    "Also import the recorded GPT-4, GPT-3.5 and human runs shipped with evoagent.", _bundled_runs, _import_runs,
+    ("evoagent import intercode --bundled --store runs/recorded.duckdb",
+     "evoagent import intercode my_model_multiturn_10.json --store runs/recorded.duckdb"))
+REPLAYER = Replayer(
+    "intercode",
+    "Replay every executed recorded action; the last line is `agreement: A/N executed actions (P%)`.\n\n"
+    "Actions the recorder never executed (format retries, `blocked`) are skipped and counted.",
+    "Name of a shipped recording instead of FILE (gpt-4, gpt-3.5, human).", _replay_runs,
+    ("evoagent replay intercode gpt-4_multiturn_10.json", "evoagent replay intercode --bundled gpt-4"))
+ENVIRONMENT = dataclasses.replace(ENVIRONMENT, importers=(IMPORTER,), replayers=(REPLAYER,))

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
-import gzip
 import hashlib
 import os
 import re
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import duckdb
@@ -27,6 +25,7 @@ import pyarrow as pa
 
 from evoagent.envs.intercode_sql.mysqldump import (  # noqa: F401 - parse_values/split_statements re-exported
     Column, DumpError, Table, parse_dump, parse_values, split_statements, unescape_mysql)
+from evoagent.envs.files import read_bounded
 from evoagent.errors import UserError
 
 BUILDER_VERSION = "4"
@@ -41,24 +40,6 @@ _RESERVED_DBS = {"main", "information_schema", "pg_catalog", "temp", "system", M
 last_build_seconds: float | None = None
 # (cache, dump path, mtime, size) -> built file: a dump seen unchanged in this process is not hashed again.
 _seen: dict[tuple[str, str, int, int], Path] = {}
-
-
-def read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """The file's bytes, gunzipped if gzip, refusing more than ``limit`` bytes (a small
-    .gz may inflate to gigabytes)."""
-    if not path.is_file():
-        raise UserError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
-    try:
-        with open(path, "rb") as fh:
-            gz = fh.read(2) == b"\x1f\x8b"
-            fh.seek(0)
-            data = (gzip.GzipFile(fileobj=fh) if gz else fh).read(limit + 1)
-    except (OSError, EOFError, zlib.error) as err:
-        raise UserError(f"{path}: cannot read {what} ({type(err).__name__}: {err})") from None
-    if len(data) > limit:
-        raise UserError(f"{path}: {what} larger than {limit // 2**20} MiB{' once decompressed' if gz else ''} "
-                        f"(the most evoagent reads)")
-    return data
 
 
 # -- types ----------------------------------------------------------------------------

@@ -27,100 +27,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evoagent.envs.intercode_sql.build import read_bounded
+from evoagent.envs.files import MAX_IMPORT_BYTES, MAX_JSON_BYTES, MAX_JSON_CONTAINERS, ImportBudget, read_json  # noqa: F401
 from evoagent.envs.intercode_sql.reward import intercode_reward
 from evoagent.errors import UserError
 from evoagent.trajectory import Step, Task, Trajectory
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "intercode_sql"
 ENV_NAME = "intercode_sql"
-#: Most bytes read from one task or recording file, after decompression, and most JSON arrays and
-#: objects in it (``[``/``{`` counted, in strings too): parsed, a file takes a few times its size
-#: in memory, an empty container ~60 bytes. InterCode's largest recordings are ~4 MB.
-MAX_JSON_BYTES = 64 * 2**20
-MAX_JSON_CONTAINERS = 2_000_000
-#: Most bytes (after decompression) one import command reads across all its files: the bundled
-#: recordings are 6.9 MB of InterCode JSON and 3.6 MB of Game of 24 logs.
-MAX_IMPORT_BYTES = 128 * 2**20
 #: InterCode's rewards are an IoU scaled by Kendall's tau: always within [-1, 1].
 REWARD_BOUND = 1.0
 #: The action InterCode's harness logs when the model's answer never came (no observation).
 NOT_EXECUTED = "blocked"
 _INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _Bad(ValueError):
     """A malformed part of a file; the loader prefixes the file name."""
 
 
-class ImportBudget:
-    """What one import command may read across all its files: bytes, and what else an importer
-    counts (answers, proposals, action lines). Each file takes its share as it is read; past a
-    total the import stops with one line and nothing is written (the CLI writes after reading)."""
-
-    def __init__(self, **limits: int) -> None:
-        self.limits = {"bytes": MAX_IMPORT_BYTES, **limits}
-        self.used = dict.fromkeys(self.limits, 0)
-
-    def left(self, what: str) -> int:
-        return self.limits[what] - self.used[what]
-
-    def take(self, what: str, n: int, path: str | Path) -> None:
-        self.used[what] += n
-        if self.used[what] > self.limits[what]:
-            raise UserError(f"{path}: one import reads at most {self.limits[what]:,} {what} across its files "
-                            f"(this file brings it past that); import fewer files per command")
-
-
 # -- reading ---------------------------------------------------------------------
-def _no_constants(name: str) -> float:
-    raise _Bad(f"{name} is not a number JSON allows")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _Bad(f"key {k!r} appears twice")
-            seen.add(k)
-    return out
-
-
-def read_json(path: Path, budget: ImportBudget | None = None) -> Any:
-    """Parsed JSON (or JSON.gz) within ``MAX_JSON_BYTES`` and ``MAX_JSON_CONTAINERS`` (and the
-    import's ``budget``); duplicate keys, NaN and Infinity are refused (Python's json would keep
-    the last key and accept NaN).
-
-    The one rule for lone surrogates in recorded files, every importer's: a ``\\ud800``-``\\udfff``
-    escape that is not half of a pair is not text, so the file is refused with one line (never
-    stored as U+FFFD behind the user's back). Text an agent produces at run time is different:
-    ``trajectory.storable`` replaces them, since a campaign must not stop over one character."""
-    raw = read_bounded(path, MAX_JSON_BYTES, "JSON")
-    if budget is not None:
-        budget.take("bytes", len(raw), path)
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_CONTAINERS:
-        raise UserError(f"{path}: more than {MAX_JSON_CONTAINERS:,} JSON arrays and objects (the most evoagent reads)")
-    try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-        if _SURROGATE_ESCAPE.search(raw):  # only then can a lone one have been decoded
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        return data
-    except UnicodeEncodeError:
-        raise UserError(f"{path}: holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which "
-                        "is not text; recorded files must be valid Unicode") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not a JSON file (not UTF-8 text at byte {err.start})") from None
-    except RecursionError:
-        raise UserError(f"{path}: not a JSON file (nested too deeply)") from None
-    except _Bad as err:
-        raise UserError(f"{path}: not a JSON file ({err})") from None
-    except ValueError as err:  # JSONDecodeError, too many digits
-        raise UserError(f"{path}: not a JSON file ({type(err).__name__}: {str(err).splitlines()[0][:80]})") from None
-
-
 def _text(value: Any, what: str, *, empty: bool = True) -> str:
     """A string that can be stored (valid Unicode, no lone surrogate)."""
     if not isinstance(value, str):

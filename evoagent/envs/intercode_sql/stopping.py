@@ -32,7 +32,7 @@ def unexplained_gap(kind: str, n_tasks: int = 30, seeds: int = 8, limit: int = 1
     """``D`` of the module docstring for replay policy ``kind`` on a seeded sample of bundled tasks."""
     from evoagent.envs.intercode_sql.data import load_tasks
     from evoagent.envs.intercode_sql.env import InterCodeSQLEnv
-    from evoagent.policies.replay import RecorderStopsReplayPolicy, ReplayPolicy
+    from evoagent.envs.intercode_sql.walk import RecorderStopsReplayPolicy, ReplayPolicy
     from evoagent.rollout import Context, rollout
 
     walk = {"replay": ReplayPolicy, "replay_recorder_stops": RecorderStopsReplayPolicy}[kind]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from evoagent.errors import UserError
-from evoagent.executors.ray import connect, disconnect
+from evoagent.ray_session import connect, disconnect
 
 NAMESPACE = "evoagent"
 START_TIMEOUT_S = 600.0  # the actor's creation and model load (a GPU node may have to free up first)

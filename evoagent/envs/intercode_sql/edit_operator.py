@@ -10,10 +10,10 @@ actions. The child is re-executed in the environment like every child. When no
 mutation applies the parent is re-executed unchanged (as ``refine`` does).
 
 A child whose answer no recording of the task contains gets the thought
-``NOVEL_SQL`` (``evoagent.policies.replay``) on its last step, so a store can
+``NOVEL_SQL`` (``walk.py``) on its last step, so a store can
 count the tasks solved by SQL no recorded agent wrote. Step searches (RRO, IPR,
 MCTS) draw the same edits through the replay policy's ``policy.edit_p``.
-InterCode-SQL only (other environments' actions do not parse as SQL).
+This environment's own operator (other environments' actions do not parse as SQL).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import dataclasses
 import random
 
 from evoagent.policies.base import is_submit
-from evoagent.policies.replay import NOVEL_SQL
+from evoagent.envs.intercode_sql.walk import NOVEL_SQL
 from evoagent.registry import Part, rate
 from evoagent.rollout import Context, Rollout, execute
 from evoagent.trajectory import Trajectory

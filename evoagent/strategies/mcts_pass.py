@@ -17,7 +17,7 @@ root], "actions": [the leaf's actions]}``). This operator expands and evaluates:
    same results) and evaluates it with the campaign's search signal:
    a child that submits, or that reaches the depth limit, is terminal and gets
    the value of the episode submitted there; so is a child whose action ended the
-   episode (e.g. game24's last number: no action can follow). A leaf whose episode
+   episode (e.g. a game's last move: no action can follow). A leaf whose episode
    has ended is not expanded: the pass backs up its value, as a terminal node's;
 4. takes the best child (highest value, then lowest rank); with
    ``strategy.mcts.rollout = true`` and a non-terminal best child, the policy
