@@ -42,6 +42,8 @@ BUILTINS: dict[str, str] = {
     "policy.game24.anthropic": "evoagent.envs.game24:ANTHROPIC",
     "policy.game24.openai": "evoagent.envs.game24:OPENAI",
     "policy.code.replay": "evoagent.envs.code.parts:REPLAY",
+    "policy.code.anthropic": "evoagent.envs.code.parts:ANTHROPIC",
+    "policy.code.openai": "evoagent.envs.code.parts:OPENAI",
     "operator.sample": "operators.sample:PART",
     "operator.revise": "operators.revise:PART",
     "operator.recombine": "operators.recombine:PART",

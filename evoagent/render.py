@@ -176,10 +176,14 @@ def _rows(store: ReadOnlyStore, sql: str, params: list[Any] | None = None) -> li
     return [dict(zip(rel.columns, row)) for row in store.fetch(rel, "fetchall")]
 
 
+def _spent(store: ReadOnlyStore) -> tuple[float, int]:
+    from evoagent.llm.ledger import spent  # loads the LLM package's registry: only when calls are stored
+
+    return spent(store)
+
+
 def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | None = None) -> None:
     """Generation, items done/pending, rewards and budget used, from a snapshot (to ``out``, default stdout)."""
-    from evoagent.llm.ledger import spent
-
     c = json.loads(store.get_meta("campaign") or "{}")
     out = out or sys.stdout
 
@@ -189,7 +193,14 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
     if not c:
         say(f"{store.path}: no campaign (imported data only)")
     mu = int(c.get("mu") or 0)
-    n_tasks = store.scalar("SELECT count(DISTINCT task_id) FROM work_items WHERE generation = 0") or 0
+    per_gen = _rows(store,  # one pass over work_items (a join) for every count status shows
+        "SELECT generation, count(DISTINCT task_id) FILTER (WHERE generation = 0) AS tasks, "
+        "coalesce(sum(env_steps), 0) AS steps, count(*) FILTER (WHERE status = 'done') AS done, "
+        "count(*) FILTER (WHERE status = 'failed') AS failed, count(*) FILTER (WHERE status = 'pending') AS pending "
+        "FROM work_items GROUP BY generation ORDER BY generation")
+    n_tasks = per_gen[0]["tasks"] if per_gen else 0
+    steps = sum(r["steps"] for r in per_gen)
+    items = per_gen[-1:]
     gens = _rows(store,
         "WITH per AS (SELECT generation, task_id, count(*) AS n FROM population GROUP BY ALL), "
         "sizes AS (SELECT generation, sum(n)::BIGINT AS members, "
@@ -198,21 +209,14 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
         "g.success_rate, g.env_steps, g.committed_at FROM generations g LEFT JOIN sizes s USING (generation) "
         "ORDER BY g.generation", [mu, n_tasks]
     )
-    items = _rows(store,
-        "SELECT generation, count(*) FILTER (WHERE status = 'done') AS done, "
-        "count(*) FILTER (WHERE status = 'failed') AS failed, "
-        "count(*) FILTER (WHERE status = 'pending') AS pending FROM work_items "
-        "GROUP BY generation ORDER BY generation DESC LIMIT 1"
-    )
-    steps = store.scalar("SELECT coalesce(sum(env_steps), 0) FROM work_items") or 0
-    usd, tokens = spent(store)
-    calls = _rows(store, "SELECT count(*) AS n, count(*) FILTER (WHERE batch_id IS NOT NULL) AS batched "
-                  "FROM llm_calls WHERE status = 'ok'")[0]
+    committed = [r["generation"] for r in gens if r["status"] == "committed"]
+    calls = _rows(store, "SELECT count(*) AS stored, count(*) FILTER (WHERE status = 'ok') AS n, "
+                  "count(*) FILTER (WHERE status = 'ok' AND batch_id IS NOT NULL) AS batched FROM llm_calls")[0]
+    usd, tokens = _spent(store) if calls["stored"] else (0.0, 0)  # no call stored, nothing paid
     if c:
         say(f"campaign {c.get('name')!r}: {store.path}")
         planned = int(c.get("budget.generations") or 0) + 1  # generation 0 plus budget.generations
-        done = store.scalar("SELECT count(*) FROM generations WHERE status = 'committed'") or 0
-        last = store.last_committed_generation()
+        done, last = len(committed), max(committed, default=None)
         say(f"generations committed: {done} of {planned}"
             + ("" if last is None else f" (generation 0 to {last}; the campaign runs 0 to {planned - 1})"))
         if last is not None:
@@ -232,7 +236,7 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
         + f", ${usd:.4f}" + (f" of ${c['budget.usd']}" if c.get("budget.usd") else ""))
     if calls["n"]:
         say(f"LLM: {calls['n']} calls ({calls['batched']} batched), {tokens} tokens, ${usd:.4f}")
-        done = store.scalar("SELECT count(DISTINCT generation) FROM generations WHERE status = 'committed'") or 0
+        done = len(committed)
         total = (c.get("budget.generations") or 0) + 1
         if done and total > done:
             say(f"projection: ${usd / done * total:.4f} for all {total} generations "

@@ -44,9 +44,8 @@ DUCKDB_MEMORY_LIMIT = "1GB"  # DuckDB's own limit inside that (hash tables, sort
 DEFAULT_TIMEOUT_S = 60.0
 FRAME_CHARS = 1 << 16  # output text per frame
 # What a worker loads before its request comes (a fork server: once, Arrow too for snapshots' parts).
-_PRELOAD = {"sql": ("evoagent.render", "stores.snapshot"),
-            "status": ("evoagent.render", "stores.snapshot", "evoagent.llm.ledger")}
-_SERVER_PRELOAD = ("evoagent.sql_reader", *_PRELOAD["status"], "pyarrow.dataset")
+_PRELOAD = ("evoagent.render", "stores.snapshot")
+_SERVER_PRELOAD = ("evoagent.sql_reader", *_PRELOAD, "evoagent.llm.ledger", "pyarrow.dataset")
 
 
 class Interrupted(Exception):
@@ -90,6 +89,8 @@ def _ask(request: dict[str, Any], sink: Any, timeout_s: float) -> None:
 
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
     proc = conn = None
+    if signal.getsignal(signal.SIGINT) is _interrupted_early:  # from here Ctrl-C is KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (a worker never sent a request ends at EOF)
     try:
         proc, conn = _start()
         conn.send_bytes(json.dumps(request).encode())
@@ -142,7 +143,20 @@ def prefork(argv: list[str]) -> None:
         return
     if any(a in ("--help", "-h") for a in argv[2:]) or not _may_fork():
         return
-    _PREFORKED.append(_fork(_PRELOAD[argv[1]]))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a Ctrl-C meanwhile waits for the handler
+    try:
+        _PREFORKED.append(_fork())
+        signal.signal(signal.SIGINT, _interrupted_early)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _interrupted_early(signum: int, frame: Any) -> None:
+    """Ctrl-C before the command has reached its worker (click still loading): end the worker, exit 130."""
+    while _PREFORKED:
+        _end(*_PREFORKED.pop())
+    os.write(2, b"interrupted\n")
+    os._exit(130)
 
 
 def _may_fork() -> bool:
@@ -161,7 +175,7 @@ def _start() -> tuple[Any, Channel]:
     if _PREFORKED:
         return _PREFORKED.pop()
     if _may_fork():
-        return _fork(_PRELOAD["status"])
+        return _fork()
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
@@ -237,7 +251,7 @@ class _Channel:
 Channel = Union["Connection", _Channel]
 
 
-def _fork(preload: tuple[str, ...]) -> tuple[_Forked, _Channel]:
+def _fork() -> tuple[_Forked, _Channel]:
     to_child, to_parent = os.pipe(), os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker: never returns into the CLI's code
@@ -245,10 +259,11 @@ def _fork(preload: tuple[str, ...]) -> tuple[_Forked, _Channel]:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent ends it on Ctrl-C
             os.setpgid(0, 0)  # nor does the terminal's Ctrl-C reach it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (blocked by prefork)
             os.close(to_child[1])
             os.close(to_parent[0])
             _limit_memory()
-            for module in preload:  # while the parent still parses its arguments
+            for module in _PRELOAD:  # while the parent still parses its arguments
                 __import__(module)
             _serve(_Channel(to_child[0], to_parent[1]))
             code = 0

@@ -16,13 +16,17 @@ each, so that a change of machine load touches all of them alike. Rows:
 * ``python -m pytest --collect-only -q``: the default test collection (goal: <= 5 s).
 
 Prints a Markdown table with the machine and the load average (``/proc/loadavg``) before and
-after: timings taken under load are slower, and the ratios are the comparable figures.
+after: timings taken under load are slower, and the ratios are the comparable figures. CPU
+seconds (user + system, a command's worker process included) are printed too: on a shared
+machine they move less with the neighbours' load than wall time does, though they cannot show
+the overlap of ``sql``/``status``'s worker with the command's own start (two cores at work).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,9 +51,17 @@ def _duckdb(store: Path, query: str) -> list[str]:
 
 
 def _wall(argv: list[str]) -> float:
+    return _timed(argv)[0]
+
+
+def _timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the command's children included once reaped)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def machine() -> str:
@@ -94,32 +106,37 @@ def main() -> None:
         for argv in cases.values():  # warm the page cache and the bytecode caches: not timed
             _wall(argv)
         times: dict[str, list[float]] = {k: [] for k in cases}
+        cpu: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(args.runs):
             for name, argv in cases.items():
-                times[name].append(_wall(argv))
+                wall, used = _timed(argv)
+                times[name].append(wall)
+                cpu[name].append(used)
         collect = [_wall([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"])
                    for _ in range(args.collect_runs)]
     after = load()
 
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
+    used = {k: statistics.median(v) for k, v in cpu.items()}
 
     def row(what: str, key: str, goal: str, base: str | None = None) -> str:
         ratio = f"{med[key] / med[base]:.2f}x (min {low[key] / low[base]:.2f}x)" if base else ""
-        return f"| {what} | {med[key]:.3f} | {low[key]:.3f} | {ratio} | {goal} |"
+        cpu_ratio = f" ({used[key] / used[base]:.2f}x)" if base else ""
+        return f"| {what} | {med[key]:.3f} | {low[key]:.3f} | {used[key]:.2f}{cpu_ratio} | {ratio} | {goal} |"
 
     print(f"machine: {machine()}; load average (1/5/15 min) before {before}, after {after}; "
-          f"{args.runs} interleaved runs each, median and min wall seconds")
+          f"{args.runs} interleaved runs each, median and min wall seconds, median CPU seconds")
     print()
-    print("| command | median s | min s | vs plain DuckDB | goal |")
-    print("|---|---:|---:|---:|---|")
+    print("| command | median s | min s | CPU s (vs DuckDB) | vs plain DuckDB | goal |")
+    print("|---|---:|---:|---:|---:|---|")
     print(row("`evoagent --help`", "help", "<= 0.3 s idle"))
     print(row(f'`evoagent sql STORE "{QUERY}"`', "sql", "<= 1.5x", "sql_duckdb"))
     print(row("  the same in `python -c \"import duckdb; ...\"`", "sql_duckdb", ""))
     print(row("`evoagent status STORE`", "status", "<= 1.5x", "status_duckdb"))
     print(row(f'  `python -c "import duckdb; ..."` `{STATUS_QUERY}`', "status_duckdb", ""))
     if collect:
-        print(f"| `python -m pytest --collect-only -q` | {statistics.median(collect):.3f} | {min(collect):.3f} | "
+        print(f"| `python -m pytest --collect-only -q` | {statistics.median(collect):.3f} | {min(collect):.3f} | | "
               f"| <= 5 s |")
 
 

@@ -12,10 +12,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import Candidate, ItemResult, Store, StoreError, WorkItem
+from stores.append import plan_distinct
 from stores.batch import TrajectoryBatch
+from stores.facts import StoredFacts
 from stores.schema import (
     LLM_TABLES, SCHEMA_VERSION, create_views, current_version, migrate, same_production,
 )
@@ -79,6 +82,9 @@ class DuckDBStore(Store):
         self._con = _connect(self.path, memory_limit)
         self._lock = threading.RLock()
         self._column_order: dict[str, list[str]] = {}
+        self._facts: StoredFacts | None = None
+        # (traj_id, source) and (traj_id, reward_source) tables the open transaction wrote
+        self._pending: list[tuple[pa.Table, pa.Table]] = []
         version = current_version(self._con)
         if version > SCHEMA_VERSION:
             self._con.close()
@@ -113,13 +119,26 @@ class DuckDBStore(Store):
     def _transaction(self, fn: Any, *args: Any) -> Any:
         with self._lock:
             self._con.execute("BEGIN TRANSACTION")
+            self._pending.clear()
             try:
                 out = fn(*args)
                 self._con.execute("COMMIT")
             except BaseException:
+                self._pending.clear()
                 self._con.execute("ROLLBACK")
                 raise
+            for trajs, rewards in self._pending:  # what the commit stored, now known
+                self._stored().add(zip(*(c.to_pylist() for c in trajs.columns)),
+                                   zip(*(c.to_pylist() for c in rewards.columns)))
+            self._pending.clear()
             return out
+
+    def _stored(self) -> StoredFacts:
+        """The archive's facts (:mod:`stores.facts`), read from the file on first use."""
+        if self._facts is None:
+            with self._lock:
+                self._facts = StoredFacts.load(self._con)
+        return self._facts
 
     @contextmanager
     def _registered(self, **tables: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -159,41 +178,48 @@ class DuckDBStore(Store):
         only to parents stored before it or earlier in the batch. Every other production of a
         stored id goes to ``rediscoveries`` with its parents (once per traj, source, generation,
         item), so re-finding a trajectory can never add edges to it: no self-edges, no cycles.
+
+        What is stored comes from :class:`stores.facts.StoredFacts` (kept in memory), never from a
+        join with the archive; only the productions of stored ids are compared with stored rows,
+        and those rows are found through the generations' zone maps. Reward rows of an id new to
+        the store are deduped within the batch only: rewards are written with their trajectory.
         """
+        facts = self._stored()
         traj = batch.trajectories
+        ids = traj.column("traj_id").to_pylist()
+        known_ids = facts.stored(ids)
+        self._pending.append((traj.select(["traj_id", "source"]), batch.rewards.select(["traj_id", "reward_source"])))
+        if len(set(ids)) == len(ids):
+            return self._append_distinct(batch, facts, known_ids)
+        return self._append_sql(batch, facts, known_ids)
+
+    def _append_sql(self, batch: TrajectoryBatch, facts: StoredFacts, known_ids: list[str]) -> int:
+        """A batch with an id twice: its productions ordered in SQL (item, source, position)."""
+        traj = batch.trajectories
+        known = facts.stored([*known_ids, *batch.lineage.column("parent_id").to_pylist(),
+                              *batch.rewards.column("traj_id").to_pylist()])
         traj = traj.append_column("_pos", pa.array(range(traj.num_rows), pa.int64()))
-        with self._registered(_b_traj=traj, _b_steps=batch.steps,
-                              _b_lineage=batch.lineage, _b_rewards=batch.rewards) as con:
-            n_ids = traj.num_rows
-            # The batch's ids and parents already stored: the one scan of raw.trajectories.
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _known AS SELECT DISTINCT t.traj_id FROM raw.trajectories t "
-                "SEMI JOIN (SELECT traj_id FROM _b_traj UNION ALL SELECT parent_id FROM _b_lineage) k "
-                "ON k.traj_id = t.traj_id"
-            )
+        stored_src = [(i, s) for i in known for s in facts.sources(i)]
+        stored_rw = [(i, s) for i in known for s in facts.reward_sources(i)]
+        with self._registered(
+            _b_traj=traj, _b_steps=batch.steps, _b_lineage=batch.lineage, _b_rewards=batch.rewards,
+            _known=pa.table({"traj_id": pa.array(known, pa.string())}),
+            _stored_src=pa.table({"traj_id": pa.array([p[0] for p in stored_src], pa.string()),
+                                  "source": pa.array([p[1] for p in stored_src], pa.string())}),
+            _stored_rw=pa.table({"traj_id": pa.array([p[0] for p in stored_rw], pa.string()),
+                                 "reward_source": pa.array([p[1] for p in stored_rw], pa.string())}),
+        ) as con:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _first AS SELECT b.traj_id, b.source, b.generation, b.item_id, "
                 "b._pos FROM _b_traj b ANTI JOIN _known k USING (traj_id) QUALIFY row_number() "
                 "OVER (PARTITION BY b.traj_id ORDER BY b.item_id NULLS LAST, b.source, b._pos) = 1"
             )
-            n_first = con.execute("SELECT count(*) FROM _first").fetchall()[0][0]
-            if n_ids and n_first == n_ids:
-                # Fast path (bulk loads, fresh results): every traj_id is new and appears once,
-                # so nothing of it is stored yet (steps, lineage and rewards are only written
-                # with their trajectory), nothing is a re-discovery, and plain appends keep
-                # every key unique.
-                con.execute("INSERT INTO raw.trajectories BY NAME SELECT * EXCLUDE (_pos) FROM _b_traj")
-                for table, view in (("steps", "_b_steps"), ("rewards", "_b_rewards")):
-                    if getattr(batch, table).num_rows:
-                        con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM {view}")
-                self._append_lineage(con, batch)
-                return n_ids
-            self._append_rediscoveries(con)  # before the trajectories: it compares with the stored ones
+            self._append_rediscoveries(con, self._same_generations(traj))
             n = con.execute(
                 "INSERT INTO raw.trajectories BY NAME SELECT b.* EXCLUDE (_pos) FROM "
                 "(SELECT * FROM _b_traj QUALIFY row_number() OVER "
                 "(PARTITION BY traj_id, source ORDER BY item_id NULLS LAST, _pos) = 1) b "
-                "ANTI JOIN raw.trajectories t USING (traj_id, source) ORDER BY b._pos"
+                "ANTI JOIN _stored_src t USING (traj_id, source) ORDER BY b._pos"
             ).fetchall()[0][0]
             con.execute(
                 "INSERT INTO raw.steps BY NAME SELECT s.* FROM _b_steps s SEMI JOIN _first f USING (traj_id) "
@@ -204,17 +230,53 @@ class DuckDBStore(Store):
                 con.execute(
                     "INSERT INTO raw.rewards BY NAME SELECT r.* FROM (SELECT * FROM _b_rewards QUALIFY "
                     "row_number() OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) r "
-                    "ANTI JOIN raw.rewards o USING (traj_id, reward_source)"
+                    "ANTI JOIN _stored_rw o USING (traj_id, reward_source)"
                 )
             return int(n)
 
+    def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, known_ids: list[str]) -> int:
+        """A batch of distinct ids (the usual group commit): filtered in Arrow, then plain appends."""
+        plan = plan_distinct(batch, facts)
+        red = plan.rediscoveries
+        if red.num_rows:  # drop productions already stored (the batch written again), before appending
+            gens = self._same_generations(batch.trajectories)
+            done = set(self._con.execute(
+                f"SELECT traj_id, source, generation, item_id FROM raw.trajectories WHERE {gens} AND traj_id IN "
+                f"(SELECT unnest($ids)) UNION ALL SELECT traj_id, source, generation, item_id FROM raw.rediscoveries "
+                f"WHERE {gens} AND traj_id IN (SELECT unnest($ids))", {"ids": known_ids}).fetchall())
+            if done:
+                red = red.filter(pa.array([k not in done for k in zip(*(red.column(c).to_pylist() for c in
+                                           ("traj_id", "source", "generation", "item_id")))], pa.bool_()))
+        for name, table in (("trajectories", plan.trajectories), ("rediscoveries", red), ("steps", plan.steps),
+                            ("lineage", plan.lineage), ("rewards", plan.rewards)):
+            if table.num_rows:
+                self._insert_arrow(name, table)
+        return plan.trajectories.num_rows
+
     @staticmethod
-    def _append_rediscoveries(con: duckdb.DuckDBPyConnection) -> None:
+    def _same_generations(traj: pa.Table) -> str:
+        """SQL filter on ``generation`` that keeps every stored row a batch row could be the same
+        production as (same generation): constant bounds, so DuckDB skips the archive's older
+        row groups by their zone maps instead of scanning them."""
+        col = traj.column("generation")
+        lo, hi = pc.min(col).as_py(), pc.max(col).as_py()
+        parts = [f"generation BETWEEN {int(lo)} AND {int(hi)}"] if lo is not None else []
+        if col.null_count:
+            parts.append("generation IS NULL")
+        return "(" + " OR ".join(parts) + ")"
+
+    @staticmethod
+    def _append_rediscoveries(con: duckdb.DuckDBPyConnection, gens: str) -> None:
         """Productions in the batch that are not a trajectory's first, with their parents in order;
-        each (traj_id, source, generation, item) once, so writing a batch again adds nothing."""
+        each (traj_id, source, generation, item) once, so writing a batch again adds nothing.
+        Stored rows are looked at only for stored ids (``_known``) of the batch's generations."""
         def same(a: str) -> str:
             return (f"{a}.traj_id = b.traj_id AND {a}.source IS NOT DISTINCT FROM b.source "
                     f"AND {same_production(a, 'b')}")
+
+        def stored(table: str) -> str:
+            return (f"(SELECT traj_id, source, generation, item_id FROM raw.{table} WHERE {gens} "
+                    "AND traj_id IN (SELECT traj_id FROM _known))")
 
         con.execute(
             "INSERT INTO raw.rediscoveries BY NAME SELECT b.traj_id, b.source, b.operator, b.generation, "
@@ -224,8 +286,8 @@ class DuckDBStore(Store):
             "LEFT JOIN (SELECT child_id, generation, item_id, list(parent_id ORDER BY parent_idx NULLS LAST, "
             "parent_id) AS parents FROM _b_lineage GROUP BY ALL) e "
             f"ON e.child_id = b.traj_id AND {same_production('e', 'b')} "
-            f"ANTI JOIN _first f ON {same('f')} ANTI JOIN raw.trajectories t ON {same('t')} "
-            f"ANTI JOIN raw.rediscoveries d ON {same('d')} ORDER BY b._pos"
+            f"ANTI JOIN _first f ON {same('f')} ANTI JOIN {stored('trajectories')} t ON {same('t')} "
+            f"ANTI JOIN {stored('rediscoveries')} d ON {same('d')} ORDER BY b._pos"
         )
 
     @staticmethod
@@ -293,9 +355,11 @@ class DuckDBStore(Store):
 
         def run() -> int:
             with self._registered(_res=res) as con:
+                gens = res.column("generation")  # constant bounds: the older row groups are skipped
                 dup = con.execute(
-                    "SELECT count(*) FROM _res SEMI JOIN raw.work_results USING (generation, item_id)"
-                ).fetchall()[0][0]
+                    "SELECT count(*) FROM _res SEMI JOIN (SELECT generation, item_id FROM raw.work_results "
+                    "WHERE generation BETWEEN ? AND ?) w USING (generation, item_id)",
+                    [pc.min(gens).as_py(), pc.max(gens).as_py()]).fetchall()[0][0]
                 if dup:
                     raise StoreError(f"{dup} work item(s) already committed; refusing to commit twice")
                 con.execute(
@@ -343,6 +407,8 @@ class DuckDBStore(Store):
 
     def _insert_rewards(self, table: pa.Table) -> int:
         """Insert score rows inside the caller's transaction; a stored (source, id, step) is kept."""
+        self._pending.append((pa.table({"traj_id": pa.array([], pa.string()), "source": pa.array([], pa.string())}),
+                              table.select(["traj_id", "reward_source"])))
         with self._registered(_scores=table) as con:
             return int(con.execute(
                 "INSERT INTO raw.rewards BY NAME SELECT n.* FROM (SELECT * FROM _scores QUALIFY row_number() "
@@ -394,26 +460,27 @@ class DuckDBStore(Store):
 
         filled = {name: t for name, t in tables.items() if t.num_rows}
 
-        def insert(name: str, table: pa.Table) -> None:
-            order = self._columns(name)
-            if sorted(table.column_names) == sorted(order):
-                # One call, positional: no register/unregister round trips (each hands the GIL
-                # back and waits for it again, which costs milliseconds when a hundred threads
-                # wait for their rows to be committed). ~40% less CPU than INSERT ... SELECT.
-                self._con.from_arrow(table.select(order)).insert_into(f"raw.{name}")
-                return
-            with self._registered(_ledger=table) as con:
-                con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM _ledger")
-
         try:
             if len(filled) == 1:  # one statement is its own transaction
                 with self._lock:
-                    insert(*next(iter(filled.items())))
+                    self._insert_arrow(*next(iter(filled.items())))
             elif filled:
-                self._transaction(lambda: [insert(n, t) for n, t in filled.items()])
+                self._transaction(lambda: [self._insert_arrow(n, t) for n, t in filled.items()])
         except duckdb.Error as exc:
             raise StoreError(f"ledger append failed: {str(exc).splitlines()[0]}") from None
         self._maybe_snapshot()
+
+    def _insert_arrow(self, name: str, table: pa.Table) -> None:
+        """Append an Arrow table to ``raw.<name>`` (inside the caller's lock or transaction)."""
+        order = self._columns(name)
+        if sorted(table.column_names) == sorted(order):
+            # One call, positional: no register/unregister round trips (each hands the GIL
+            # back and waits for it again, which costs milliseconds when a hundred threads
+            # wait for their rows to be committed). ~40% less CPU than INSERT ... SELECT.
+            self._con.from_arrow(table.select(order)).insert_into(f"raw.{name}")
+            return
+        with self._registered(_rows=table) as con:
+            con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM _rows")
 
     def _columns(self, table: str) -> list[str]:
         """A raw table's column names in their stored order (cached: the schema is fixed while open)."""

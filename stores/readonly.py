@@ -249,7 +249,7 @@ class ReadOnlyStore(StoreReader):
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         """The first value of the first row, fetched as Python (no Arrow: ``evoagent status`` loads none)."""
-        rows = self.fetch(self.relation(sql, params).limit(1), "fetchall")
+        rows = self.fetch(self.relation(sql, params), "fetchall")
         return rows[0][0] if rows else None
 
     def export(self, name: str, out_dir: str, partition_by: Sequence[str] = ("campaign", "generation")) -> str:

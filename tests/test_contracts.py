@@ -117,6 +117,8 @@ LLM_SERVERS: dict[str, str | None] = {
     "intercode_sql.anthropic": "anthropic:intercode", "game24.anthropic": "anthropic:game24",
     "intercode_sql.openai": "openai:sql",
     "game24.openai": None,  # no loopback OpenAI-compatible server plays Game of 24's tools
+    "code.anthropic": "anthropic:code",
+    "code.openai": None,  # tests/test_code_llm.py plays it against its own OpenAI-compatible server
 }
 
 
@@ -171,6 +173,8 @@ def _llm_server(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
             from evoagent.envs.intercode_sql.fake_agent import intercode_responder
 
             responder = intercode_responder()
+        elif server.endswith("code"):
+            responder = registry.get("environment", "code").fake_agent()
         else:
             responder = _game24_responder
         with FakeAnthropic(responder) as srv:

@@ -209,6 +209,17 @@ def test_report_renders_in_headless_chromium(campaign_report: tuple[Path, dict],
         drawn = browser.evaluate("[document.querySelectorAll('#lineage-plot circle').length, "
                                  "document.querySelectorAll('#lineage-plot line').length]")
         assert drawn == [len(tree.depth), len(tree.edges)] and panels["lineage"]["svg"] == 1
+        # Legible: every edge runs left to right (parents in columns left of their children), and no
+        # label (node or operator) overlaps another.
+        legible = browser.evaluate("""(() => {
+            const lines = [...document.querySelectorAll('#lineage-plot line')];
+            const boxes = [...document.querySelectorAll('#lineage-plot text.op, #lineage-plot text.node')]
+                .map((t) => t.getBBox());
+            const hit = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+            return [lines.every((l) => +l.getAttribute('x1') < +l.getAttribute('x2')),
+                    boxes.some((a, k) => boxes.slice(k + 1).some((b) => hit(a, b))),
+                    !!document.querySelector('#lineage-plot .key')]; })()""")
+        assert legible == [True, False, True], legible
         assert panels["best"]["rows"] == len(doc["best"]) + 1
         assert panels["transcript"]["steps"] == doc["nodes"][doc["default"]][3]
         # The search box filters the table; a node's link opens its transcript.
@@ -236,3 +247,64 @@ def test_hostile_text_does_not_run_in_the_browser(tmp_path: Path) -> None:
         full = browser.evaluate("""(() => { for (const b of document.querySelectorAll('button.more')) b.click();
             return document.getElementById('transcript-body').textContent; })()""")
         assert HOSTILE[0] * 8 not in text and HOSTILE[0] * 8 in full and HOSTILE[1] in full
+
+
+def _planned_longer(store: Path, copy: Path) -> Path:
+    """A copy of a campaign's store whose campaign plans more generations than it has committed
+    (as if stopped half-way): `report --every` then keeps rewriting."""
+    import shutil
+
+    shutil.copy(store, copy)
+    s = DuckDBStore(str(copy))
+    try:
+        c = json.loads(s.get_meta("campaign"))
+        c["budget.generations"] = 50
+        s.put_meta("campaign", json.dumps(c))
+    finally:
+        s.close()
+    return copy
+
+
+def test_report_every_writes_once_for_a_complete_campaign(campaign_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    got = CliRunner().invoke(main, ["report", str(campaign_store), "-o", str(out), "--every", "1"])
+    assert got.exit_code == 0 and len(got.output.strip().splitlines()) == 1, got.output
+    assert "http-equiv" not in out.read_text(encoding="utf-8") and embedded(out.read_text(encoding="utf-8"))
+
+
+@needs_browser
+def test_report_every_is_rewritten_and_reloads_in_chromium(campaign_store: Path, tmp_path: Path) -> None:
+    """A running campaign's report, kept open in a browser: rewritten every second (atomically),
+    the page reloads itself and shows the newer one; Ctrl-C stops the writer and leaves the page whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, out = _planned_longer(campaign_store, tmp_path / "running.duckdb"), tmp_path / "live.html"
+    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "report", str(store), "-o", str(out), "--every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        page = out.read_text(encoding="utf-8")
+        assert '<meta http-equiv="refresh" content="1">' in page and '<p id="live">live: rewritten every 1 s' in page
+        with chromium.Chromium() as browser:
+            got = browser.open_report(out)
+            assert got["problems"] == [] and got["ready_ms"] is not None
+            assert got["panels"]["progress"]["svg"] == 1
+            first = browser.evaluate("window.__marker = 1; document.getElementById('live').textContent")
+            while time.monotonic() < deadline:  # the page reloads itself: the marker is gone, a newer page shown
+                time.sleep(0.2)
+                now = browser.evaluate("[typeof window.__marker, !!(window.__report && window.__report.ready), "
+                                       "(document.getElementById('live') || {}).textContent]")
+                if now[0] == "undefined" and now[1] and now[2] != first:
+                    break
+            assert now[0] == "undefined" and now[1] and now[2] != first, (first, now)
+            assert browser.problems() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "stopped:" in err, err
+    assert embedded(out.read_text(encoding="utf-8"))  # whole

@@ -148,6 +148,28 @@ def test_ctrl_c_stops_a_running_query_at_once(store: str) -> None:
     assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
 
 
+def test_ctrl_c_while_the_command_starts_ends_its_worker_too(store: str) -> None:
+    """The worker is forked before click loads: Ctrl-C at any moment from then on is one line, exit 130,
+    and no worker left behind (whether or not the query had reached it)."""
+    proc = subprocess.Popen([*EVOAGENT, "sql", store, "SELECT count(*) FROM range(1000000000000)", "--timeout", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker = query_worker(proc.pid)
+        assert worker, "no worker started"
+        proc.send_signal(signal.SIGINT)  # at once: most often while click is still loading
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    time.sleep(0.5)
+    assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+
+
 @pytest.mark.slow
 def test_csv_streams_whole_in_bounded_memory(store: str, tmp_path: Path) -> None:
     out = tmp_path / "r.csv"

@@ -33,9 +33,11 @@ def _named(name: str) -> Environment:
 
 
 def default_tasks(name: str) -> list[Task]:
-    """Environment ``name``'s tasks with its keys' defaults (its bundled tasks): the tasks of a
+    """Environment ``name``'s bundled tasks (``bundled_tasks``, else those of its keys' defaults): the tasks of a
     store that holds no campaign (imported runs name their environment in ``tasks.env``)."""
     env = _named(name)
+    if env.bundled_tasks is not None:
+        return env.bundled_tasks()
     return env.load_tasks(_Settings(env, {"env.kind": name}))
 
 

@@ -143,6 +143,9 @@ class Environment:
     - ``fake_agent(**options)``: a responder for the loopback fake server
       (``evoagent.testing.fake_server``) that answers as this environment's LLM agent would.
     - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
+    - ``bundled_tasks()``: every task it ships, where its keys' defaults select only some (e.g. one
+      of several task sets): a store of imported runs may hold any of them. None: ``load_tasks``
+      with the defaults.
     """
 
     kind: ClassVar[str] = "environment"
@@ -163,6 +166,7 @@ class Environment:
     replayers: tuple[Replayer, ...] = ()
     doc: str = ""
     bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
+    bundled_tasks: Callable[[], list[Task]] | None = None  # all its tasks (stores of imported runs)
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""

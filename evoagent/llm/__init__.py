@@ -125,4 +125,20 @@ def build_client(transport: str, c: Any, store: Any) -> tuple[Any, Any, list[Any
     return client, budget, [*closers, sdk_transport.close, ledger.close]
 
 
-__all__ = ["KEYS", "batch_mode", "build_client", "check", "make_transports", "sender_processes"]
+def policy_part(env: str, transport: str, build: Any, doc: str) -> Any:
+    """The policy part ``<env>.<transport>``: an LLM agent of environment ``env`` over ``transport``.
+
+    ``build(c, client)`` returns (the policy, the operators' advisor or None), both on the campaign's one
+    ledger-backed client; the part checks the key (or URL) before any work and reads ``KEYS``."""
+    from evoagent.policies.base import Made, PolicyPart
+
+    def make(c: Any, store: Any) -> Made:
+        client, budget, closers = build_client(transport, c, store)
+        policy, advisor = build(c, client)
+        return Made(policy, advisor, budget, closers)
+
+    return PolicyPart(f"{env}.{transport}", make, KEYS, envs=(env,), needs_store=True,
+                      check=lambda c: check(transport, c), doc=doc)
+
+
+__all__ = ["KEYS", "batch_mode", "build_client", "check", "make_transports", "policy_part", "sender_processes"]

@@ -17,4 +17,19 @@ def request_key(params: dict) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-__all__ = ["canonical_json", "request_key"]
+def first_user_text(body: dict[str, Any]) -> str:
+    """The text of a request's first message (a fake model reads its prompt from it)."""
+    content = body["messages"][0]["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
+
+
+def tool_use_reply(name: str, args: dict[str, Any], thought: str = "") -> dict[str, Any]:
+    """A model's answer calling tool ``name`` with ``args``, after the text ``thought`` if any (fake models)."""
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": thought}] if thought else []
+    blocks.append({"type": "tool_use", "id": "toolu_fake", "name": name, "input": args})
+    return {"content": blocks, "stop_reason": "tool_use"}
+
+
+__all__ = ["canonical_json", "first_user_text", "request_key", "tool_use_reply"]

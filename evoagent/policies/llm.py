@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evoagent.policies.base import Guidance
+from evoagent.policies.base import Action, Guidance
 from evoagent.trajectory import Task
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -39,3 +39,13 @@ def opening(text: str, guidance: Guidance, *, advice: str, failed: str) -> list[
         first.append({"type": "text", "text": f"{advice}: {guidance.notes}"
                       + (f"\n{failed}; do not repeat them:{avoid}" if avoid else "")})
     return first
+
+
+def reply_action(text: str, reply: Any) -> Action:
+    """The action ``text`` a model's ``reply`` chose, with its text blocks as the thought and its cost
+    and tokens (cache reads and writes count as input)."""
+    thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
+    usage = reply.usage
+    return Action(text, thought=thought, cost_usd=reply.cost_usd,
+                  input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
+                  + usage.get("cache_write_tokens", 0), output_tokens=usage.get("output_tokens", 0))

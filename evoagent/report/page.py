@@ -10,6 +10,7 @@ the same action), so every string is stored once and referred to by index.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import time
 from importlib import resources
@@ -156,10 +157,31 @@ def safe_json(doc: Any) -> str:
 OPTIONAL = {"search": "step-level search", "rewards": "reward models"}
 
 
-def render(doc: dict[str, Any]) -> str:
-    """The whole page as one string; the charts are inline SVG, everything else is drawn by the page's script."""
+def _reload(refresh_s: float | None, note: str) -> tuple[str, str]:
+    """The head's reload tag and the header's line for a report rewritten every ``refresh_s`` seconds."""
+    if not refresh_s:
+        return "", ""
+    written = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f'<meta http-equiv="refresh" content="{refresh_s:g}">',
+            f'<p id="live">{html.escape(note)}: rewritten every {refresh_s:g} s while the campaign runs '
+            f"(this one at {written}); the page reloads itself</p>")
+
+
+def waiting_page(store_path: str, refresh_s: float) -> str:
+    """What ``report --every`` writes before the store has any trajectory: a page that reloads itself."""
+    head, line = _reload(refresh_s, f"no trajectories yet in {store_path}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{head}<title>evoagent report</title>"
+            f"<style>{_asset('report.css')}</style></head><body><header><h1>evoagent report</h1>{line}</header>"
+            "</body></html>\n")
+
+
+def render(doc: dict[str, Any], refresh_s: float | None = None) -> str:
+    """The whole page as one string; the charts are inline SVG, everything else is drawn by the page's script.
+
+    ``refresh_s``: the page reloads itself at that pace (``report --every``) and says when it was written."""
     figs = doc.pop("figures")
-    body = _asset("body.html")
+    head, line = _reload(refresh_s, "live")
+    body = _asset("body.html").replace('<p id="meta"></p>', f'<p id="meta"></p>{line}', 1)
     fixed = [n for n in ("progress", "operators", "cost") if n in figs]
     for name in ("progress", "operators", "cost"):
         if name in figs:
@@ -176,7 +198,7 @@ def render(doc: dict[str, Any]) -> str:
         f'<section id="{n}" class="panel"><div class="plot">{figs[n]}</div></section>' for n in present))
     doc["panels"] = [*fixed, *present]
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{head}"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>evoagent report</title>"
         f"<style>{_asset('report.css')}</style></head><body>{body}"
         f"<script type=\"application/json\" id=\"report-data\">{safe_json(doc)}</script>"
@@ -184,10 +206,8 @@ def render(doc: dict[str, Any]) -> str:
     )
 
 
-def write_report(store: Store, out: str | Path) -> dict[str, Any]:
-    """Collect, render and write the report atomically (a reader never sees half a file)."""
-    doc = collect(store)
-    text = render(doc)  # takes the figures out of doc
+def write_page(text: str, out: str | Path) -> Path:
+    """Write a page atomically: a browser (re)loading it never sees half a file."""
     target = Path(out)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -195,6 +215,13 @@ def write_report(store: Store, out: str | Path) -> dict[str, Any]:
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+    return target
+
+
+def write_report(store: Store, out: str | Path, refresh_s: float | None = None) -> dict[str, Any]:
+    """Collect, render and write the report atomically (a reader never sees half a file)."""
+    doc = collect(store)
+    target = write_page(render(doc, refresh_s), out)  # render takes the figures out of doc
     return {"path": str(target), "bytes": target.stat().st_size, "tasks": doc["meta"]["tasks"],
             "trajectories": doc["meta"]["nodes"],
             "transcripts": sum(1 for n in doc["nodes"] if n[7] is not None), "panels": doc["panels"]}

@@ -1,4 +1,5 @@
-"""The code environment as campaign parts: ``env.kind = "code"``, its ``replay`` policy, the ``visible`` reward.
+"""The code environment as campaign parts: ``env.kind = "code"``, its policies (``replay``, ``anthropic``,
+``openai``), the ``visible`` reward.
 
 Declared here so that naming them imports nothing heavy; each hook imports what it runs.
 """
@@ -32,6 +33,13 @@ def load_tasks(c: Any) -> list[Task]:
     return list(data.load_tasks(c.get("tasks.set")))
 
 
+def bundled_tasks() -> list[Task]:
+    """Both task sets: a store of imported LATS/Reflexion runs may hold HumanEval and MBPP rows."""
+    from evoagent.envs.code import data
+
+    return [t for name in TASK_SETS for t in data.load_tasks(name)]
+
+
 def make_env(c: Any) -> Callable[[], Any]:
     from evoagent.envs.code.env import CodeEnv
 
@@ -61,21 +69,51 @@ def check(c: Any, tasks: Any, note: Any) -> None:
         raise UserError(str(err)) from None
 
 
+def _fake_agent(**options: Any) -> Any:
+    """The loopback fake server's stand-in model for this environment's agent (``fake_agent.py``)."""
+    from evoagent.envs.code.fake_agent import code_responder
+
+    return code_responder(**options)
+
+
 ENVIRONMENT = Environment(
-    name=NAME, load_tasks=load_tasks, make_env=make_env, policies=("replay",), render_task=render_task,
-    meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS, check=check,
+    name=NAME, load_tasks=load_tasks, make_env=make_env, policies=("replay", "anthropic", "openai"),
+    render_task=render_task, meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS,
+    check=check, fake_agent=_fake_agent, bundled_tasks=bundled_tasks,
     doc="HumanEval/MBPP: write a Python function; visible tests shown, hidden tests as gold; sandboxed")
 
 
 def _replay(c: Any, store: Any) -> Made:
-    from evoagent.envs.code.policies import CodeReplayPolicy
+    from evoagent.envs.code.agent import RecordedAdvisor
+    from evoagent.envs.code.policies import CodeReplayPolicy, recorded_reflections
 
-    return Made(CodeReplayPolicy(c.get("policy.sources") or (), max_programs=c.get("policy.max_programs")))
+    sources = tuple(c.get("policy.sources") or ())
+    advisor = RecordedAdvisor(recorded_reflections(sources)) if c.get("operators.llm") else None
+    return Made(CodeReplayPolicy(sources, max_programs=c.get("policy.max_programs")), advisor)
+
+
+def _llm(transport: str) -> PolicyPart:
+    from evoagent import llm
+
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
+        from evoagent.envs.code.agent import CodeAdvisor, CodeLLMPolicy
+
+        model, chars = c.get("policy.model"), c.get("policy.observation_chars")
+        policy = CodeLLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
+                               temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
+                               observation_chars=chars)
+        advisor = CodeAdvisor(client, model=model, max_tokens=c.get("policy.max_tokens"), observation_chars=chars)
+        return policy, advisor if c.get("operators.llm") else None
+
+    return llm.policy_part(NAME, transport, build, f"an LLM writing whole programs in Reflexion's loop (visible-test "
+                                                    f"feedback, its own reflections), over the {transport} API")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay, POLICY_KEYS, envs=(NAME,),
                     doc="recombines the recorded LATS/Reflexion programs of the task; submits when the "
-                        "visible tests pass (offline)")
+                        "visible tests pass; revise follows the recorded reflections (offline)")
+ANTHROPIC = _llm("anthropic")
+OPENAI = _llm("openai")
 
 
 def _visible(ctx: Any, params: dict[str, Any], seed: int) -> Any:
@@ -87,7 +125,7 @@ def _visible(ctx: Any, params: dict[str, Any], seed: int) -> Any:
 VISIBLE = Part("reward", "visible", _visible, uses_gold=False,
                doc="code: share of the visible tests the last program passes (gold-free)")
 
-__all__ = ["ENVIRONMENT", "REPLAY", "VISIBLE"]
+__all__ = ["ANTHROPIC", "ENVIRONMENT", "OPENAI", "REPLAY", "VISIBLE"]
 
 
 # -- recorded runs: ``evoagent import lats|reflexion`` and ``evoagent replay lats|reflexion`` ----------------

@@ -10,6 +10,9 @@ a program passed all the visible tests it was shown (the observation), when
 it has tried ``policy.max_programs`` programs, or when the pool is used up.
 It never reads the recorders' verdicts (``is_solved``): a recorded run that
 stopped because its hidden tests passed leaves no trace in what it does.
+When the operator's guidance is a recorded reflection (``revise`` offline,
+:class:`evoagent.envs.code.agent.RecordedAdvisor`), it writes a program the
+recorder wrote right after that reflection, if one is left to try.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ from evoagent.errors import UserError
 from evoagent.policies.base import SUBMIT, Action, Guidance, is_submit
 from evoagent.trajectory import Step, Task
 
-__all__ = ["CodeReplayPolicy", "passed_all_visible", "recorded_programs"]
+MATCH_CHARS = 500
+
+__all__ = ["CodeReplayPolicy", "passed_all_visible", "recorded_programs", "recorded_reflections"]
 
 
 def passed_all_visible(observation: str | None) -> bool:
@@ -31,6 +36,26 @@ def passed_all_visible(observation: str | None) -> bool:
         return False
     failed = observation.split("\nTests failed:\n", 1)
     return len(failed) == 2 and not failed[1].split("\nOutput:\n", 1)[0].strip()
+
+
+@functools.lru_cache(maxsize=4)
+def recorded_reflections(sources: tuple[str, ...] = ()) -> dict[tuple[str, str], str]:
+    """(task id, program) -> the first reflection a recorder wrote on that program's feedback (the
+    thought of the program it wrote next), over the bundled logs (or ``sources``)."""
+    from evoagent.envs.code.data import to_trajectory
+
+    recorded_programs(sources)  # the same check of the source names
+    found: dict[tuple[str, str], str] = {}
+    for rel, source in BUNDLED.items():
+        if sources and source not in sources:
+            continue
+        rec = read_recorded(DATA / rel, rel.split("/")[0])
+        for row in rec.rows:
+            steps = to_trajectory(rec, row).steps
+            for before, after in zip(steps, steps[1:]):
+                if after.thought.strip():
+                    found.setdefault((row.task_id, before.action), after.thought)
+    return found
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,6 +79,13 @@ def recorded_programs(sources: tuple[str, ...] = ()) -> dict[str, tuple[tuple[st
     return {tid: tuple(programs.items()) for tid, programs in found.items()}
 
 
+def _follows(thought: str, notes: str) -> bool:
+    """Whether the guidance holds the reflection a recorded program followed (revise shows it whole;
+    MCTS's lessons show several, each clipped: its first ``MATCH_CHARS`` characters are enough)."""
+    head = thought.strip()[:MATCH_CHARS]
+    return bool(head) and head in notes
+
+
 class CodeReplayPolicy:
     """Recorded programs of the task, recombined; see the module docstring."""
 
@@ -74,5 +106,8 @@ class CodeReplayPolicy:
                    if p not in tried and p not in guidance.avoid]
         if not options:
             return Action(SUBMIT, thought="no recorded program left to try")
+        followed = [(p, t) for p, t in options if _follows(t, guidance.notes)]
+        if followed:  # a recorded reflection (revise offline): the program the recorder wrote after it
+            options = followed
         program, thought = options[rng.randrange(len(options))]
         return Action(program, thought=thought)

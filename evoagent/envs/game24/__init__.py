@@ -94,19 +94,16 @@ def _enumerate(c: Any, store: Any) -> Made:
 def _llm(transport: str) -> PolicyPart:
     from evoagent import llm
 
-    def make(c: Any, store: Any) -> Made:
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
         # The operators' LLM side (advisor) speaks SQL: game24 runs the plain operators (no advisor).
         from evoagent.envs.game24.policies import Game24LLMPolicy
 
-        client, budget, closers = llm.build_client(transport, c, store)
-        policy = Game24LLMPolicy(transport, client, model=c.get("policy.model"),
-                                 max_tokens=c.get("policy.max_tokens"), temperature=c.get("policy.temperature"),
-                                 observation_chars=c.get("policy.observation_chars"))
-        return Made(policy, None, budget, closers)
+        return Game24LLMPolicy(transport, client, model=c.get("policy.model"), max_tokens=c.get("policy.max_tokens"),
+                               temperature=c.get("policy.temperature"),
+                               observation_chars=c.get("policy.observation_chars")), None
 
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True,
-                      check=lambda c: llm.check(transport, c),
-                      doc=f"an LLM writing one step at a time through tools, over the {transport} API")
+    return llm.policy_part(NAME, transport, build, f"an LLM writing one step at a time through tools, over the "
+                                                    f"{transport} API")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay, RECORDED_KEYS, envs=(NAME,),

@@ -146,7 +146,7 @@ class Game24LLMPolicy:
 
     def next_action(self, task: Task, history: Sequence[Step], guidance: Guidance,
                     rng: random.Random) -> Action:
-        from evoagent.policies.llm import tool_call
+        from evoagent.policies.llm import reply_action, tool_call
         from evoagent.envs.game24.prompt import GAME24
 
         def usable(reply: dict[str, Any]) -> dict[str, Any] | None:
@@ -160,14 +160,10 @@ class Game24LLMPolicy:
                                      template_hash=GAME24.hash, nonce=nonce,
                                      valid=lambda a: usable(a) is not None)
         block = usable({"content": reply.content})
-        thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
         if block is None:
             text = SUBMIT
         elif block["name"] == "step":
             text = str(block["input"]["line"])
         else:
             text = f"Answer: {block['input']['expression']}"
-        usage = reply.usage
-        return Action(text, thought=thought, cost_usd=reply.cost_usd,
-                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
-                      + usage.get("cache_write_tokens", 0), output_tokens=usage.get("output_tokens", 0))
+        return reply_action(text, reply)

@@ -203,12 +203,13 @@ def _replay(walk: str) -> Callable[[Any, Any], Made]:
 
 
 def _llm(transport: str) -> PolicyPart:
-    def make(c: Any, store: Any) -> Made:
-        from evoagent import llm, registry
-        from evoagent.llm.advisor import Advisor
-        from evoagent.envs.intercode_sql.agent import LLMPolicy
+    from evoagent import llm
 
-        client, budget, closers = llm.build_client(transport, c, store)
+    def build(c: Any, client: Any) -> tuple[Any, Any]:
+        from evoagent import registry
+        from evoagent.envs.intercode_sql.agent import LLMPolicy
+        from evoagent.llm.advisor import Advisor
+
         model = c.get("policy.model")
         policy = LLMPolicy(transport, client, model=model, max_tokens=c.get("policy.max_tokens"),
                            temperature=c.get("policy.temperature"), max_steps=c.get("env.max_steps"),
@@ -216,17 +217,10 @@ def _llm(transport: str) -> PolicyPart:
         seen = not registry.get("reward", c.get("search.reward")).uses_gold
         advisor = (Advisor(client, model=model, max_tokens=c.get("policy.max_tokens"), show_rewards=seen)
                    if c.get("operators.llm") else None)
-        return Made(policy, advisor, budget, closers)
+        return policy, advisor
 
-    def check(c: Any) -> None:
-        from evoagent import llm
-
-        llm.check(transport, c)
-
-    from evoagent import llm
-
-    return PolicyPart(f"{NAME}.{transport}", make, llm.KEYS, envs=(NAME,), needs_store=True, check=check,
-                      doc=f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
+    return llm.policy_part(NAME, transport, build,
+                           f"a tool-using SQL agent over the {transport} API (calls in the store's ledger)")
 
 
 REPLAY = PolicyPart(f"{NAME}.replay", _replay("ReplayPolicy"), REPLAY_KEYS, envs=(NAME,),

@@ -15,7 +15,7 @@ from typing import Any
 
 from evoagent.llm.client import LLMClient
 from evoagent.policies.base import SUBMIT, Action, Guidance
-from evoagent.policies.llm import EPHEMERAL, opening, tool_call
+from evoagent.policies.llm import EPHEMERAL, opening, reply_action, tool_call
 from evoagent.envs.intercode_sql.prompt import AGENT
 from evoagent.trajectory import Step, Task
 
@@ -58,10 +58,5 @@ class LLMPolicy:
         reply = self.client.complete(request, template=AGENT.name, template_hash=AGENT.hash, nonce=nonce,
                                      valid=lambda a: tool_call(a, ("execute_sql", "submit")) is not None)
         block = tool_call({"content": reply.content}, ("execute_sql", "submit"))
-        thought = " ".join(b.get("text", "") for b in reply.content if b.get("type") == "text").strip()
         text = SUBMIT if block is None or block["name"] == "submit" else str(block["input"]["query"])
-        usage = reply.usage
-        return Action(text, thought=thought, cost_usd=reply.cost_usd,
-                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_read_tokens", 0)
-                      + usage.get("cache_write_tokens", 0),
-                      output_tokens=usage.get("output_tokens", 0))
+        return reply_action(text, reply)

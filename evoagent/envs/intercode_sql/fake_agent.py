@@ -15,7 +15,7 @@ import re
 import threading
 from typing import Any
 
-from evoagent.llm.wire import request_key
+from evoagent.llm.wire import first_user_text, request_key, tool_use_reply
 from evoagent.policies.base import SUBMIT, Guidance
 from evoagent.trajectory import Step
 
@@ -24,19 +24,6 @@ _REF = re.compile(r"^([A-Z])?\[(\d+)\] .*\n\s+-> .*?(?:\(reward ([0-9.eE+-]+)\))
 
 def _key(body: dict[str, Any]) -> int:
     return int(request_key(body)[:15], 16)
-
-
-def _user_text(body: dict[str, Any]) -> str:
-    content = body["messages"][0]["content"]
-    if isinstance(content, str):
-        return content
-    return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
-
-
-def _tool_use(name: str, args: dict[str, Any], thought: str = "") -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": thought}] if thought else []
-    blocks.append({"type": "tool_use", "id": "toolu_fake", "name": name, "input": args})
-    return {"content": blocks, "stop_reason": "tool_use"}
 
 
 def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, malformed: float = 0.0,
@@ -51,12 +38,12 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
     lock = threading.Lock()
 
     def agent(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-        text = _user_text(body)
+        text = first_user_text(body)
         db = re.search(r"^Database: (.*)$", text, re.M)
         question = re.search(r"^Question: (.*)$", text, re.M)
         task = tasks.get((db.group(1) if db else "", question.group(1) if question else ""))
         if task is None:
-            return _tool_use("submit", {}, "I do not know this task.")
+            return tool_use_reply("submit", {}, "I do not know this task.")
         history = [Step(i, b["input"].get("query", ""), "", 0.0)
                    for i, b in enumerate(b for m in body["messages"] if m["role"] == "assistant"
                                          for b in m["content"] if b.get("type") == "tool_use")]
@@ -64,13 +51,13 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
             if "do not repeat them:" in text else frozenset()
         action = policy.next_action(task, history, Guidance(avoid=avoid), rng).text
         if action == SUBMIT:
-            return _tool_use("submit", {}, "The last result answers the question.")
-        return _tool_use("execute_sql", {"query": action}, "Next I run this query.")
+            return tool_use_reply("submit", {}, "The last result answers the question.")
+        return tool_use_reply("execute_sql", {"query": action}, "Next I run this query.")
 
     def refs(body: dict[str, Any]) -> list[tuple[str, int, float]]:
         # Without rewards in the prompt (a gold-derived signal), a later step counts as better.
         return [(m.group(1) or "", int(m.group(2)), float(m.group(3)) if m.group(3) else int(m.group(2)) / 100)
-                for m in _REF.finditer(_user_text(body))]
+                for m in _REF.finditer(first_user_text(body))]
 
     def respond(body: dict[str, Any]) -> dict[str, Any]:
         key = _key(body)
@@ -84,21 +71,21 @@ def intercode_responder(sources: list[str] | None = None, explore: float = 0.2, 
         if "execute_sql" in tools:
             return agent(body, rng)
         if "write_guidance" in tools:
-            return _tool_use("write_guidance", {
+            return tool_use_reply("write_guidance", {
                 "diagnosis": "The query did not match the question's intent or failed to run.",
                 "advice": "Check the table and column names with DESCRIBE, then query only what is asked."})
         if "propose_plan" in tools:
             found = refs(body)
             if not found:
-                return _tool_use("propose_plan", {"steps": [], "rationale": "nothing to reuse"})
+                return tool_use_reply("propose_plan", {"steps": [], "rationale": "nothing to reuse"})
             best = max(found, key=lambda r: (r[2], -ord(r[0][:1] or "A"), -r[1]))
             explore = [r for r in found if r[0] != best[0] and r[2] <= 0.0][:2]
             plan = [f"{r[0]}{r[1]}" for r in explore + [best]]
-            return _tool_use("propose_plan", {"steps": plan, "rationale": "exploration, then the best query"})
+            return tool_use_reply("propose_plan", {"steps": plan, "rationale": "exploration, then the best query"})
         if "keep_steps" in tools:
             found = refs(body)
             keep = [max(found, key=lambda r: (r[2], -r[1]))[1]] if found else []
-            return _tool_use("keep_steps", {"steps": keep, "rationale": "only the answering query matters"})
+            return tool_use_reply("keep_steps", {"steps": keep, "rationale": "only the answering query matters"})
         return {"content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}
 
     return respond

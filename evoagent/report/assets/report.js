@@ -192,14 +192,29 @@
     const [c0, c1, u] = t < 0.5 ? [[215, 48, 39], [254, 224, 139], t * 2] : [[254, 224, 139], [26, 152, 80], t * 2 - 1];
     return `rgb(${mix(c0[0], c1[0], u)},${mix(c0[1], c1[1], u)},${mix(c0[2], c1[2], u)})`;
   }
+  // Columns by the longest path to the chosen one: every parent stands left of all its children, so
+  // no edge runs inside a column (over the labels) or backwards.
+  function columns(depth, edges) {
+    const col = new Map([...depth.keys()].map((n) => [n, 0]));
+    for (let round = 0; round <= depth.size; round++) {
+      let moved = false;
+      for (const e of edges) {
+        if (col.get(e.parent) < col.get(e.child) + 1) { col.set(e.parent, col.get(e.child) + 1); moved = true; }
+      }
+      if (!moved) break;
+    }
+    return col;
+  }
   function lineage(i) {
     const maxDepth = Math.max(1, Math.min(50, Number(document.getElementById("lineage-depth").value) || 8));
     const { depth, edges, more } = ancestry(i, maxDepth);
+    const col = columns(depth, edges);
     const layers = new Map();
-    for (const [n, d] of depth) { if (!layers.has(d)) layers.set(d, []); layers.get(d).push(n); }
+    for (const [n, d] of col) { if (!layers.has(d)) layers.set(d, []); layers.get(d).push(n); }
     const deepest = Math.max(...layers.keys());
     const tallest = Math.max(...[...layers.values()].map((l) => l.length));
-    const W = 1300, colW = deepest ? (W - 160) / deepest : 0, rowH = 46, H = Math.max(160, tallest * rowH + 70);
+    const W = 1300, colW = deepest ? (W - 180) / deepest : 0, rowH = 60, top0 = 44;
+    const H = Math.max(190, tallest * rowH + top0 + 40);
     // Place layer by layer from the chosen one outwards; each parent near the mean height of its
     // already placed children (fewer crossings), then by reward.
     const pos = new Map();
@@ -214,34 +229,60 @@
       const want = new Map(members.map((n) => [n, pull(n)]));
       members.sort((a, b) => want.get(a) - want.get(b) || (nodes[b][2] ?? -1e9) - (nodes[a][2] ?? -1e9) ||
         (nodes[a][0] < nodes[b][0] ? -1 : 1));
-      const top = (H - members.length * rowH) / 2 + rowH / 2;
-      members.forEach((n, k) => pos.set(n, [W - 80 - d * colW, top + k * rowH]));
+      const top = top0 + (H - top0 - 30 - members.length * rowH) / 2 + rowH / 2;
+      members.forEach((n, k) => pos.set(n, [W - 90 - d * colW, top + k * rowH]));
     }
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
-    const labels = edges.length <= 80;
+    const defs = svg("defs", {});
+    const marker = svg("marker", { id: "lineage-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
+      markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#888" }));
+    const grad = svg("linearGradient", { id: "lineage-reward" });
+    for (const r of [0, 0.25, 0.5, 0.75, 1]) grad.append(svg("stop", { offset: `${r * 100}%`, "stop-color": rewardColor(r) }));
+    defs.append(marker, grad);
+    root.append(defs);
+    // The key: what colours and arrows mean.
+    const key = svg("g", { class: "key" });
+    const k0 = svg("text", { x: 10, y: 18 }); k0.textContent = "outcome reward 0";
+    const k1 = svg("text", { x: 232, y: 18 }); k1.textContent = "1  (grey: none) · arrows run from parent to child · " +
+      "ringed: the chosen trajectory · columns: generations of ancestry (longest path)";
+    key.append(k0, svg("rect", { x: 122, y: 8, width: 104, height: 12, fill: "url(#lineage-reward)" }), k1);
+    root.append(key);
+    const radius = (n) => (n === i ? 11 : 8);
     for (const e of edges) {
       const [x0, y0] = pos.get(e.parent), [x1, y1] = pos.get(e.child);
-      root.append(svg("line", { x1: x0, y1: y0, x2: x1, y2: y1 }, e.op || ""));
+      const len = Math.hypot(x1 - x0, y1 - y0) || 1, r0 = radius(e.parent) + 1, r1 = radius(e.child) + 2;
+      root.append(svg("line", { x1: x0 + (x1 - x0) * r0 / len, y1: y0 + (y1 - y0) * r0 / len,
+        x2: x1 - (x1 - x0) * r1 / len, y2: y1 - (y1 - y0) * r1 / len, "marker-end": "url(#lineage-arrow)" }, e.op || ""));
     }
-    for (const e of labels ? edges : []) {
+    // Operator names on the edges, each moved along its edge until it overlaps no other label.
+    const boxes = [];
+    const free = (x, y, w) => boxes.every((b) => Math.abs(b[0] - x) * 2 >= b[2] + w || Math.abs(b[1] - y) >= 14);
+    for (const [n] of depth) { const [x, y] = pos.get(n); boxes.push([x, y - 16, 110], [x, y, 24]); }
+    for (const e of edges.length <= 80 ? edges : []) {
       const [x0, y0] = pos.get(e.parent), [x1, y1] = pos.get(e.child);
-      const t = svg("text", { x: (x0 + x1) / 2, y: (y0 + y1) / 2 - 4, "text-anchor": "middle", class: "op" });
+      const w = 7 * (e.op || "").length + 8;
+      const at = [0.5, 0.35, 0.65, 0.25, 0.75, 0.15, 0.85].map((u) => [x0 + (x1 - x0) * u, y0 + (y1 - y0) * u - 5])
+        .find(([x, y]) => free(x, y, w));
+      if (!at) continue;  // no room: the edge's tooltip still names it
+      boxes.push([at[0], at[1], w]);
+      const t = svg("text", { x: at[0], y: at[1], "text-anchor": "middle", class: "op" });
       t.textContent = e.op || "";
       root.append(t);
     }
-    for (const [n, d] of depth) {
+    for (const [n] of depth) {
       const [x, y] = pos.get(n);
       const info = `${nodes[n][0]}\n${str(nodes[n][1])} · reward ${fmt(nodes[n][2])} · generation ${fmt(nodes[n][4])} · ` +
         `${fmt(str(nodes[n][5]))} · ${fmt(nodes[n][3])} steps`;
-      const c = svg("circle", { cx: x, cy: y, r: n === i ? 11 : 8, fill: rewardColor(nodes[n][2]),
+      const c = svg("circle", { cx: x, cy: y, r: radius(n), fill: rewardColor(nodes[n][2]),
         class: n === i ? "root" : "" }, info);
       c.addEventListener("click", () => { location.hash = "traj=" + nodes[n][0]; });
-      const t = svg("text", { x: x, y: y - 14, "text-anchor": "middle" });
-      t.textContent = `${fmt(nodes[n][2], 2)} ${short(nodes[n][0])}`;
+      const t = svg("text", { x: x, y: y - 15, "text-anchor": "middle", class: "node" });
+      t.textContent = `${fmt(nodes[n][2], 2)} · ${short(nodes[n][0])}`;
       root.append(c, t);
     }
     for (let d = 0; d <= deepest; d++) {
-      const t = svg("text", { x: W - 80 - d * colW, y: H - 8, "text-anchor": "middle" });
+      const t = svg("text", { x: W - 90 - d * colW, y: H - 8, "text-anchor": "middle", class: "col" });
       t.textContent = d === 0 ? "chosen" : `${d} back`;
       root.append(t);
     }
