@@ -53,6 +53,14 @@ def render_task(task: Task) -> str:
     return CodeEnv().reset(task)
 
 
+def opening(task: Task, c: Any) -> list[dict[str, str]]:
+    """The agent's system prompt and first user turn (the problem and its visible tests), for training exports."""
+    from evoagent.envs.code.prompt import CODE_AGENT
+
+    return [{"role": "system", "content": CODE_AGENT.system.format(max_steps=c.get("env.max_steps") or 10)},
+            {"role": "user", "content": render_task(task)}]
+
+
 def gold_key(task: Task) -> str:
     """One class per problem: its hidden test program, spacing normalised."""
     return " ".join(task.gold.split())
@@ -79,7 +87,7 @@ def _fake_agent(**options: Any) -> Any:
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make_env, policies=("replay", "anthropic", "openai"),
     render_task=render_task, meta_fields={"entry_point": "str", "set": "str"}, gold_key=gold_key, keys=KEYS,
-    check=check, fake_agent=_fake_agent, bundled_tasks=bundled_tasks,
+    check=check, fake_agent=_fake_agent, bundled_tasks=bundled_tasks, opening=opening, closing="submit",
     doc="HumanEval/MBPP: write a Python function; visible tests shown, hidden tests as gold; sandboxed")
 
 
