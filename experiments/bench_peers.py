@@ -20,7 +20,9 @@ persistence path, in its own process, back to back:
   trajectory; its population limit raised so that it keeps the archive too).
 * ``optuna``: Optuna's RDB storage on SQLite, one trial per trajectory (actions as user attrs).
 
-Per system: persist seconds per generation (first, last, total), bytes on disk, seconds to
+Per system: persist seconds per generation (first, last, total; wall clock) and the CPU
+seconds of that persist per generation (``time.process_time``: every thread of the process,
+DuckDB's included; it moves less than wall time on a loaded machine), bytes on disk, seconds to
 answer "success of the current population" from disk in a fresh process state, and seconds
 to resume (load what a restart needs). ``--cap-s`` stops a slow system after the generation
 that crosses it; its row says how many generations it finished. Peers come from the
@@ -121,13 +123,13 @@ class EvoagentStore:
             k["id"] = traj.traj_id
             results.append(ItemResult(item, traj, env_steps=5))
         pop = [(task, m["id"], rank) for task, members in population.items() for rank, m in enumerate(members)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.store.plan_generation(gen, items)
         for lo in range(0, len(results), self.group):
             self.store.commit_items(results[lo:lo + self.group], "bench_peers")
         self.store.commit_generation(gen, pop, {"success": success(population)})
         self.store.snapshot()
-        self.own_seconds = time.perf_counter() - t0
+        self.own_seconds, self.own_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def close(self) -> None:
         self.store.close()
@@ -178,7 +180,7 @@ class DeapCheckpoint:
             self.inds[id(k)] = ind
         pop = [self.inds[id(m)] for members in population.values() for m in members]
         self.inds = {id(m): self.inds[id(m)] for members in population.values() for m in members}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.hof.update(pop)
         self.logbook.record(gen=gen, success=success(population))
         if self.archive is not None:
@@ -189,7 +191,7 @@ class DeapCheckpoint:
             cp["archive"] = self.archive
         with open(self.path, "wb") as f:
             pickle.dump(cp, f, protocol=pickle.HIGHEST_PROTOCOL)
-        self.own_seconds = time.perf_counter() - t0
+        self.own_seconds, self.own_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def close(self) -> None:
         pass
@@ -228,9 +230,9 @@ class OpenEvolveDB:
             self.db.add(self.Program(id=f"p{self.n}", code=code, generation=gen, iteration_found=gen,
                                      metrics={"combined_score": k["outcome"]}, metadata={"task": k["task"]}),
                         iteration=gen)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.db.save(self.path, iteration=gen)
-        self.own_seconds = time.perf_counter() - t0
+        self.own_seconds, self.own_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def close(self) -> None:
         pass
@@ -271,9 +273,9 @@ class OptunaRDB:
             params={"task": int(k["task"].split("/")[1])}, distributions=self.dist, value=k["outcome"],
             user_attrs={"actions": k["actions"], "observations": k["obs"], "rewards": k["rewards"], "generation": gen})
             for k in kids]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.study.add_trials(trials)
-        self.own_seconds = time.perf_counter() - t0
+        self.own_seconds, self.own_cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def close(self) -> None:
         pass
@@ -311,6 +313,7 @@ def run_one(system: str, tasks: int, generations: int, lam: int, mu: int, group:
             sysobj = OptunaRDB(folder)
         population: dict[str, list[dict[str, Any]]] = {}
         persist: list[float] = []
+        cpu: list[float] = []  # CPU seconds of the process (DuckDB's threads included): steadier under load
         for gen in range(generations):
             kids = children(gen, tasks, lam)
             for k in kids:  # a child's parent: the current best member of its task (revise)
@@ -321,6 +324,7 @@ def run_one(system: str, tasks: int, generations: int, lam: int, mu: int, group:
             sysobj.persist(gen, kids, population)
             # Systems whose genomes are built by the loop itself time only their own write.
             persist.append(getattr(sysobj, "own_seconds", None) or time.perf_counter() - t0)
+            cpu.append(sysobj.own_cpu)
             sysobj.own_seconds = None
             if sum(persist) > cap_s:
                 break
@@ -332,7 +336,7 @@ def run_one(system: str, tasks: int, generations: int, lam: int, mu: int, group:
         sysobj.resume()
         resume_s = time.perf_counter() - t0
         return {"system": system, "generations": len(persist), "first_s": persist[0], "last_s": persist[-1],
-                "total_s": sum(persist), "bytes": du(folder), "answer_s": answer_s, "resume_s": resume_s,
+                "total_s": sum(persist), "cpu_s": sum(cpu), "bytes": du(folder), "answer_s": answer_s, "resume_s": resume_s,
                 "success": round(answered, 4), "trajectories": tasks * lam * len(persist)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -395,20 +399,25 @@ def main() -> None:
     print(f"{a.tasks:,} tasks, lambda={a.lam}, mu={a.mu}, {a.generations} generations, {a.repeats} repeats; "
           f"load {os.getloadavg()[0]:.1f}; ranges over repeats")
     head = ["system", "gens", "trajectories", "persist first s", "persist last s", "persist total s",
-            "per gen vs deap_pop", "MB on disk", "answer s", "resume s"]
+            "per gen vs deap_pop", "CPU s/gen", "CPU vs deap_pop", "MB on disk", "answer s", "resume s"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    base = statistics.median(r["total_s"] / r["generations"] for r in rows.get("deap_pop", [])) if rows.get("deap_pop") else None
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] / r["generations"] for r in rs)
+
+    base = med(rows["deap_pop"], "total_s") if rows.get("deap_pop") else None
+    base_cpu = med(rows["deap_pop"], "cpu_s") if rows.get("deap_pop") else None
     for s in systems:
         rs = rows[s]
         if not rs:
             print(f"| {s} | not run (see stderr) |" + " |" * (len(head) - 2))
             continue
-        per_gen = statistics.median(r["total_s"] / r["generations"] for r in rs)
+        per_gen, cpu_gen = med(rs, "total_s"), med(rs, "cpu_s")
         ratio = f"{per_gen / base:.2f}x" if base else "-"
+        cpu_ratio = f"{cpu_gen / base_cpu:.2f}x" if base_cpu else "-"
         print(f"| {s} | {rng([r['generations'] for r in rs], '{:.0f}')} | {rs[0]['trajectories']:,} | "
               f"{rng([r['first_s'] for r in rs])} | {rng([r['last_s'] for r in rs])} | {rng([r['total_s'] for r in rs], '{:.1f}')} | "
-              f"{ratio} | {rng([r['bytes'] / 1e6 for r in rs], '{:.0f}')} | {rng([r['answer_s'] for r in rs])} | "
+              f"{ratio} | {cpu_gen:.2f} | {cpu_ratio} | {rng([r['bytes'] / 1e6 for r in rs], '{:.0f}')} | {rng([r['answer_s'] for r in rs])} | "
               f"{rng([r['resume_s'] for r in rs])} |")
 
 

@@ -65,14 +65,22 @@ class StoredFacts:
         """Record committed rows: (traj_id, source) of trajectory rows, then (traj_id, reward_source)
         of reward rows (kept only for stored trajectories: a reward of an id not stored yet, e.g. a
         prefix's score, is not one of a trajectory's facts)."""
-        of = self._of
+        of, share = self._of, self._share
+        fresh: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         for tid, src in trajectories:
             now = of.get(tid)
-            if now is None:
-                of[tid] = self._share(((src,) if src is not None else (), ()))
+            if now is None:  # the usual case: a new id, one source
+                if src not in fresh:
+                    fresh[src] = share(((src,) if src is not None else (), ()))
+                of[tid] = fresh[src]
             elif src is not None and src not in now[0]:
-                of[tid] = self._share((tuple(sorted((*now[0], src))), now[1]))
+                of[tid] = share((tuple(sorted((*now[0], src))), now[1]))
+        moved: dict[tuple[int, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         for tid, src in rewards:
             now = of.get(tid)
-            if now is not None and src is not None and src not in now[1]:
-                of[tid] = self._share((now[0], tuple(sorted((*now[1], src)))))
+            if now is None or src is None or src in now[1]:
+                continue
+            nxt = moved.get((id(now), src))  # values are shared: one new value per (value, source)
+            if nxt is None:
+                nxt = moved[(id(now), src)] = share((now[0], tuple(sorted((*now[1], src)))))
+            of[tid] = nxt

@@ -83,7 +83,7 @@ def test_evoagent_runs_the_plugin_and_resumes_it_after_a_kill(site: Path, tmp_pa
 
 def test_the_plugin_passes_its_contract_suites(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _on_path(site, monkeypatch)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN / "tests")],
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", str(PLUGIN / "tests")],
                          capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
 

@@ -171,6 +171,26 @@ def test_run_reports_every_mistake_of_a_file_at_once_before_any_heavy_import(tmp
     assert not store.exists()
 
 
+def test_a_part_reads_only_its_own_keys_and_the_engines(campaign_file: Path) -> None:
+    """``Campaign.settings_for``: own section keys by declared name, shared ones and the engine's by
+    full path, frozen; another part's key is a KeyError naming the reader."""
+    c = campaign.load(campaign_file, ["operators.revise.rate=0.25"])
+    evolution = c.settings_for(registry.get("strategy", "evolution"))
+    assert (evolution["mu"], evolution["first_operator"], evolution["seed"]) == (c.get("mu"), "sample", c.get("seed"))
+    assert evolution["strategy.evolution.first_operator"] == "sample"
+    assert "mu" in set(evolution) and "seed" not in set(evolution)  # iterating: its own keys only
+    with pytest.raises(KeyError, match="strategy 'evolution' reads key 'policy.explore'"):
+        evolution["policy.explore"]
+    revise = c.settings_for(registry.get("operator", "revise"))
+    assert dict(revise) == {"rate": 0.25} and revise.types["rate"] == (int, float)
+    with pytest.raises(TypeError):
+        revise["rate"] = 1  # type: ignore[index]
+    env = c.settings_for(registry.get("environment", c.get("env.kind")))
+    assert env["env.dialect"] == c.get("env.dialect") and env["env.max_steps"] == c.get("env.max_steps")
+    with pytest.raises(KeyError, match="reads key 'mu'"):
+        env.get("mu")
+
+
 def test_a_one_round_strategy_runs_a_file_written_for_evolution(campaign_file: Path) -> None:
     for strategy in ("ipr", "best_of_n", "rro"):
         extra = ["fitness.reward=oracle", "strategy.best_of_n.allow_gold=true"] if strategy == "best_of_n" else []
