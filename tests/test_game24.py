@@ -454,3 +454,47 @@ def test_a_log_that_unfolds_into_millions_of_answers_is_refused_small(tmp_path: 
     assert res.exit_code == 2, res.output
     assert "more than 100,000 answers in one file" in res.output and len(res.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == [log]
+
+
+def test_under_the_oracle_a_cut_off_episode_is_not_ranked_with_a_solved_one(playing_on: Any) -> None:
+    """Ranked by a step-level signal (``fitness.reward = "oracle"``, last step), a member is
+    valued as the episode submitted there: one move that keeps 24 reachable, then cut off,
+    scores its outcome (0), not the value of the state it stopped in (1)."""
+    from evoagent.rollout import execute
+
+    _, ctx, _ = playing_on("search.reward=oracle", "fitness.reward=oracle")
+    task = ctx.tasks["game24/901"]
+    line: list[str] = []
+    for _ in range(3):
+        line.append(keeping_24(advance(task, line).state))
+    cut, solved = (execute(ctx, task, acts, "refine").trajectory for acts in (line[:1], line))
+    assert cut.steps[-1].reward == 1.0 and cut.outcome_reward == 0.0 and solved.outcome_reward == 1.0
+    assert ctx.fitness.trajectory_score(cut) == 0.0
+    assert ctx.fitness.trajectory_score(solved) == 1.0
+
+
+def test_revise_re_rolls_from_the_move_into_a_dead_end(playing_on: Any) -> None:
+    """Game of 24's step reward values the state (24 reachable or not): a failed episode whose
+    first move made 24 unreachable went wrong at step 0, though its value never rose (the rule
+    for SQL's rewards would blame the last step and re-roll only the last move, from a dead end)."""
+    import random
+
+    from evoagent.rollout import execute
+    from operators.revise import first_wrong_step, revise
+
+    _, ctx, _ = playing_on("search.reward=oracle", "fitness.reward=oracle")
+    task = ctx.tasks["game24/901"]
+    state = advance(task, []).state
+    dead = next(m for m in rules.moves(state) if not solvable(advance_line(state, m)))
+    actions = [dead]
+    while not advance(task, actions).done:
+        actions.append(rules.moves(advance(task, actions).state)[0])
+    parent = execute(ctx, task, actions, "sample").trajectory
+    assert [s.reward for s in parent.steps] == [0.0, 0.0, 0.0] and parent.outcome_reward == 0.0
+    child = revise(parent, random.Random(1), ctx).trajectory  # PlaysOn keeps 24 reachable from where it starts
+    assert child.actions[0] != dead and child.outcome_reward == 1.0
+    values = [1.0, 1.0, 0.0]
+    steps = [s.__class__(**{**s.__dict__, "reward": v}) for s, v in zip(parent.steps, values)]
+    assert first_wrong_step(steps, 0.0, dead_ends=True) == 2  # the last move lost it
+    assert first_wrong_step(steps[:1], 0.0, dead_ends=True) == 1  # cut off on a live path: go on
+    assert first_wrong_step(steps, 0.0) == 1  # SQL's rule is unchanged

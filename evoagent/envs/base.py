@@ -143,6 +143,9 @@ class Environment:
     - ``fake_agent(**options)``: a responder for the loopback fake server
       (``evoagent.testing.fake_server``) that answers as this environment's LLM agent would.
     - ``bench``: its ``evoagent bench search`` setup (``registry.BenchSetup``), or None.
+    - ``dead_ends``: its step reward values the state reached (Game of 24: 24 still reachable), so
+      a failed episode went wrong where that value fell for good, not where it stopped rising
+      (``operators.revise.first_wrong_step``); False: a step reward scores the step itself (SQL).
     - ``bundled_tasks()``: every task it ships, where its keys' defaults select only some (e.g. one
       of several task sets): a store of imported runs may hold any of them. None: ``load_tasks``
       with the defaults.
@@ -167,6 +170,7 @@ class Environment:
     doc: str = ""
     bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
     bundled_tasks: Callable[[], list[Task]] | None = None  # all its tasks (stores of imported runs)
+    dead_ends: bool = False  # a step reward values the state reached (see above)
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""

@@ -35,11 +35,13 @@ AGGREGATE = {
 
 def queries(traj: Trajectory) -> list[Query]:
     """One query per step (its prefix), with the value the environment observed; the
-    last step's is terminal: the value of the episode submitted there."""
+    last step's is terminal: the value of the episode submitted there, so what the environment
+    observed there is the outcome, not the last state's value (an episode cut off while Game of
+    24 could still make 24 is not a solved one; in SQL the two are equal)."""
     actions, n = traj.actions, len(traj.steps)
     seen = tuple(s.observation for s in traj.steps)
-    return [Query(traj.task_id, actions[: i + 1], traj.steps[i].reward, terminal=i == n - 1,
-                  observations=seen[: i + 1]) for i in range(n)]
+    return [Query(traj.task_id, actions[: i + 1], traj.outcome_reward if i == n - 1 else traj.steps[i].reward,
+                  terminal=i == n - 1, observations=seen[: i + 1]) for i in range(n)]
 
 
 class Signal:

@@ -75,6 +75,7 @@ BENCH = BenchSetup(
 ENVIRONMENT = Environment(
     name=NAME, load_tasks=load_tasks, make_env=make, policies=("replay", "enumerate", "anthropic", "openai"),
     render_task=render_task, meta_fields={"numbers": "list[int]"}, gold_key=gold_key, keys=KEYS, opening=opening, bench=BENCH,
+    dead_ends=True,
     doc="Game of 24: make 24 from four numbers, one step at a time (exact rules and solver)")
 
 
