@@ -71,6 +71,12 @@ def test_state_value_is_a_reward_part_of_game24_campaigns(tmp_path: Path) -> Non
         assert solvable(parse_state("6 30")) and not solvable(parse_state("6 11"))
         high, low = scorer.score([Query(task.task_id, won), Query(task.task_id, lost)])
         assert high > 0.5 > low
+        # submitted there (terminal): an episode stopped with two numbers left is lost by the rules,
+        # however reachable 24 was; the finished one keeps its value (a cut-off member never
+        # outranks a solved one under fitness.reward = state_value)
+        solved = (*won, "30 - 6 = 24 (left: 24)")
+        cut, done = scorer.score([Query(task.task_id, won, terminal=True), Query(task.task_id, solved, terminal=True)])
+        assert cut == 0.0 < done and done > 0.5
         ctx.close()
     with pytest.raises(UserError, match="rewards.state_value.train_ranks"):
         campaign.load(cfg, [*keys, "rewards.state_value.train_ranks=[5, 2]"])

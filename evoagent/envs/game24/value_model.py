@@ -185,10 +185,14 @@ class StateValue(RewardModel):
 
 
     def score(self, queries: Sequence[Query]) -> list[Score]:
+        """A terminal query is the episode submitted there: with more than one number left and no
+        answer, lost by the rules (0, as the environment scores it; no gold is read), not the
+        value of a state the policy might continue from."""
         states: list[State | None] = []
         for q in queries:
             episode, ok = _walk(self.tasks[q.task_id], q.actions)
-            states.append(episode.state if ok else None)
+            lost = q.terminal and not episode.answered and len(episode.state) > 1
+            states.append(episode.state if ok and not lost else None)
         known = [s for s in states if s is not None]
         values = iter(self.model().value(known))
         return [Score(next(values) if s is not None else 0.0) for s in states]
