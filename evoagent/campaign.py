@@ -87,6 +87,10 @@ class Campaign:
             return self.values[path]
         return self.values.get(path, default)
 
+    def settings_for(self, part: Any) -> registry.Settings:
+        """What ``part`` reads: its own keys and the engine's (``BASE``), frozen (``registry.Settings``)."""
+        return registry.Settings(part, self.values, BASE)
+
     def operator_rates(self) -> dict[str, float]:
         """Each registered operator's rate (0 for one registered after this campaign was built)."""
         from evoagent import registry

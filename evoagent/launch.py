@@ -20,6 +20,7 @@ from evoagent.campaign import Campaign
 from evoagent.envs import environment, policy_part, select_tasks
 from evoagent.errors import UserError
 from evoagent.loop import Outcome, Runner, run_item
+from evoagent.registry import settings_of
 from evoagent.rewards import build_signals
 from evoagent.rewards.identity import check_resume as check_reward_models
 from evoagent.rollout import Context, build_context
@@ -36,7 +37,7 @@ def env_files(c: Campaign) -> str:
 
     env = environment(c)
     paths = {k: c.get(k) for k, key in env.keys.items() if key.path and c.get(k)}
-    for i, extra in enumerate(env.files(c) if env.files is not None else ()):
+    for i, extra in enumerate(env.files(settings_of(c, env)) if env.files is not None else ()):
         paths[f"files.{i}"] = extra
     return json.dumps({k: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for k, p in paths.items()},
                       sort_keys=True)
@@ -48,7 +49,7 @@ def check_parts(c: Campaign) -> None:
 
     policy = policy_part(c)
     if policy.check is not None:
-        policy.check(c)
+        policy.check(settings_of(c, policy))
     for name in dict.fromkeys((c.get("search.reward"), c.get("fitness.reward"))):
         part = registry.get("reward", name)
         if part.preflight is not None:
@@ -130,7 +131,7 @@ def _prepare(c: Campaign, note: Progress | None) -> list[Task]:
     tasks = select_tasks(c)
     env = environment(c)
     if env.check is not None:
-        env.check(c, tasks, note)
+        env.check(settings_of(c, env), tasks, note)
     check_scale(c, len(tasks))
     check_parts(c)
     from evoagent.rewards.prm import check_unseen

@@ -14,7 +14,7 @@ line naming the package and the part; the other parts keep working.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -374,6 +374,54 @@ def campaign_keys(kinds: tuple[str, ...] = ("operator", "strategy", "reward")) -
 def part_keys(part: Any) -> dict[str, Key]:
     """A part's keys by full path (``Part.all_keys``; other declarations give full paths already)."""
     return part.all_keys() if hasattr(part, "all_keys") else dict(part.keys)
+
+
+class Settings(Mapping[str, Any]):
+    """One part's view of a validated campaign: its own keys, frozen, and nothing else it did not declare.
+
+    A part reads its section keys by the names it declared them under (``s["k"]`` for
+    ``operators.ipr.k``; the full path works too), its shared keys (evolution's ``mu``) and the
+    engine's own keys (``campaign.BASE``: ``seed``, ``env.max_steps``, ...) by full path. Any
+    other key is a ``KeyError`` naming the part: a part reads only what it declares. Iterating
+    gives its own keys (as declared), not the engine's. ``types`` holds each own key's declared
+    type(s); every value was checked against its ``Key`` when the campaign was built.
+    """
+
+    def __init__(self, part: Any, values: Mapping[str, Any], engine: Iterable[str] = ()):
+        own = dict(getattr(part, "keys", {}))
+        shared = dict(getattr(part, "shared_keys", {}))
+        self.owner = f"{part.kind} {part.name!r}"
+        names = {name: part.path(name) for name in own} | {path: path for path in shared}
+        self._own = tuple(names)
+        self._paths = {**names, **{path: path for path in names.values()}, **{path: path for path in engine}}
+        self._values = {name: values[path] for name, path in self._paths.items() if path in values}
+        self.types = {name: key.types for name, key in {**own, **shared}.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._paths:
+            raise KeyError(f"{self.owner} reads key {name!r}, which it does not declare")
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self._paths:
+            raise KeyError(f"{self.owner} reads key {name!r}, which it does not declare")
+        return self._values.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._own if name in self._values)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"Settings({self.owner}: {dict(self)!r})"
+
+
+def settings_of(c: Any, part: Any) -> Any:
+    """What ``part`` is given of ``c``: a campaign's ``Settings`` for it (``Campaign.settings_for``);
+    any other settings object (a script's, anything with ``get(path)``) as it is."""
+    own = getattr(c, "settings_for", None)
+    return c if own is None else own(part)
 
 
 # -- resolving what a campaign names (settings: anything with get(path)) ----------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from evoagent.envs.base import Restorable
-from evoagent.registry import environment, policy_part
+from evoagent.registry import environment, policy_part, settings_of
 from evoagent.policies.base import SUBMIT, Action, Guidance, Policy, is_submit, masked
 from evoagent.trajectory import Step, Task, Trajectory
 
@@ -46,6 +46,13 @@ class Context:
     settings: dict[str, Any] = field(default_factory=dict)  # the campaign's validated keys, by path
     search: Signal | None = None  # search.reward: every step-level decision of the operators
     fitness: Signal | None = None  # fitness.reward, when not the outcome against gold (None)
+
+    def keys_of(self, part: Any) -> Any:
+        """What ``part`` (an operator) reads: its own keys and the engine's, frozen (``registry.Settings``)."""
+        from evoagent.campaign import BASE
+        from evoagent.registry import Settings
+
+        return Settings(part, self.settings, BASE)
 
     def close(self) -> None:
         for close in self.closers:
@@ -234,7 +241,8 @@ def finish(ctx: Context, start: Started, operator: str) -> tuple[Rollout, bool]:
 
 def build_context(c: Any, tasks: list[Task], store: Any = None) -> Context:
     """Tasks, the policy (for LLM policies: with its advisor and budget over the store's ledger), environments."""
-    made = policy_part(c).make(c, store)
-    return Context(tasks={t.task_id: t for t in tasks}, policy=made.policy, make_env=environment(c).make_env(c),
+    policy, env = policy_part(c), environment(c)
+    made = policy.make(settings_of(c, policy), store)  # each part gets its own keys and the engine's
+    return Context(tasks={t.task_id: t for t in tasks}, policy=made.policy, make_env=env.make_env(settings_of(c, env)),
                    max_steps=c.get("env.max_steps"), advisor=made.advisor, budget=made.budget,
                    closers=list(made.closers), settings=dict(c.values))

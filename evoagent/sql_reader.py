@@ -85,8 +85,6 @@ def run_status(store_path: str) -> None:
 
 def _ask(request: dict[str, Any], sink: Any, timeout_s: float) -> None:
     """Send one request to a worker and copy its frames to ``sink`` (notes to stderr) until done."""
-    import click
-
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
     proc = conn = None
     if signal.getsignal(signal.SIGINT) is _interrupted_early:  # from here Ctrl-C is KeyboardInterrupt
@@ -105,7 +103,7 @@ def _ask(request: dict[str, Any], sink: Any, timeout_s: float) -> None:
                 _out(sink.write, body)
             elif tag == b"n":
                 _out(sink.flush)
-                click.echo(f"note: {body}", err=True)
+                print(f"note: {body}", file=sys.stderr, flush=True)
             elif tag == b"e":
                 raise UserError(body)
             elif tag == b"d":

@@ -1,8 +1,8 @@
-"""Time the README's ancestry query (query g) on a store, and check its lineage is a DAG.
+"""Time the SQL guide's ancestry query (docs/sql.md, query g) on a store, and check its lineage is a DAG.
 
     python experiments/bench_ancestry.py runs/main.duckdb [--trajectories 20] [--runs 5]
 
-Reads the query from README.md, runs it through the reader `evoagent sql` uses (or, with
+Reads the query from docs/sql.md, runs it through the reader `evoagent sql` uses (or, with
 ``--reader snapshot``, the Parquet snapshot) from the deepest trajectories, and prints p50/max latency, plus the
 lineage's size, self-edges, whether a topological order exists, and the re-discoveries.
 """
@@ -23,8 +23,8 @@ from stores import SnapshotStore, open_store  # noqa: E402
 
 
 def readme_query() -> tuple[str, str]:
-    """The README's ancestry query and the trajectory id it starts from."""
-    sql = re.search(r"^-- g\) ancestry.*?\n(.*?;)", (ROOT / "README.md").read_text(), re.S | re.M).group(1)
+    """The ancestry query of the SQL guide (docs/sql.md, query g) and the trajectory id it starts from."""
+    sql = re.search(r"^-- g\) ancestry.*?\n(.*?;)", (ROOT / "docs" / "sql.md").read_text(), re.S | re.M).group(1)
     return sql, re.search(r"SELECT '([0-9a-f]+)', 0", sql).group(1)
 
 

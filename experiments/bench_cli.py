@@ -112,7 +112,7 @@ def main() -> None:
                 wall, used = _timed(argv)
                 times[name].append(wall)
                 cpu[name].append(used)
-        collect = [_wall([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"])
+        collect = [_wall([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider"])
                    for _ in range(args.collect_runs)]
     after = load()
 

@@ -12,6 +12,8 @@
 
     python experiments/bench_search.py --out runs/bench --budgets 50 --seeds 1 --rewards prm
     python experiments/bench_search.py --out runs/bench --budgets 50 --seeds 1 --rewards oracle --methods best_of_n
+    python experiments/bench_search.py --out runs/bench --budgets 50 --seeds 1 --rewards prm \
+        --methods sample,rro,ipr,mcts,evolution --sample 60
 """
 from __future__ import annotations
 
@@ -59,13 +61,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--rewards", default="prm")
     ap.add_argument("--methods", default="", help="comma-separated; default: every method the strategies declare")
+    ap.add_argument("--sample", type=int, default=0, help="a seeded sample of that many benchmark tasks (0: all 205)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     load0, t0 = os.getloadavg(), time.perf_counter()
     model = prm(args.out)
-    o = Options(out=args.out / "search", budgets=tuple(int(b) for b in args.budgets.split(",")),
+    folder = "search" if not args.sample else f"search-sample{args.sample}"  # cells of one task set per folder
+    o = Options(out=args.out / folder, budgets=tuple(int(b) for b in args.budgets.split(",")),
                 methods=tuple(m for m in args.methods.split(",") if m), rewards=tuple(args.rewards.split(",")), seeds=args.seeds,
-                prm=str(model.resolve()), sets=tuple(POLICY))
+                prm=str(model.resolve()), sets=tuple(POLICY), sample=args.sample)
     bench = run(o, note=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
           f"{load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at the end; {time.perf_counter() - t0:.0f} s\n")

@@ -20,7 +20,7 @@ __all__ = ["ipr"]
 
 def ipr(task: Task, rng: random.Random, ctx: Context) -> Rollout:
     """One trajectory built by taking the best of k candidates at every step."""
-    return step_search(task, rng, ctx, method="ipr", budget=ctx.settings["operators.ipr.k"], first_rising=False)
+    return step_search(task, rng, ctx, method="ipr", budget=ctx.keys_of(PART)["k"], first_rising=False)
 
 
 PART = Part("operator", "ipr", ipr, {

@@ -21,10 +21,9 @@ __all__ = ["rro"]
 
 def rro(task: Task, rng: random.Random, ctx: Context) -> Rollout:
     """One trajectory built by rising-reward step search."""
-    s = ctx.settings
-    return step_search(task, rng, ctx, method="rro", budget=s["operators.rro.max_candidates"],
-                       first_rising=True, fallback=s["operators.rro.fallback"], rise_from=s["operators.rro.rise_from"],
-                       ceiling=s["operators.rro.ceiling"])
+    s = ctx.keys_of(PART)
+    return step_search(task, rng, ctx, method="rro", budget=s["max_candidates"],
+                       first_rising=True, fallback=s["fallback"], rise_from=s["rise_from"], ceiling=s["ceiling"])
 
 
 PART = Part("operator", "rro", rro, {

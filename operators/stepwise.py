@@ -12,8 +12,8 @@ arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
             execute a from the prefix's kept state (one execution); a == submit: the prefix, submitted
             v = search.reward(prefix + a)             # submit: the value of the submitted episode
             first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
-        none taken: fallback "best" (the highest v, first sampled on ties; RRO never takes a
-        submit below the bar while the step has another candidate) or "stop"
+        none taken (every candidate the step may sample was tried): fallback "best" (the highest
+        v; on ties a candidate that goes on, then the first sampled) or "stop"
         a is submit, "stop", or a ended the episode (e.g. a game's last move): the episode
         ends; else prefix += a, bar = v
 
@@ -157,10 +157,9 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
         if not first_rising:  # IPR: every candidate scored, in one batch
             scores = [float(v) for v in ctx.search.scorer.score([c.query for c in sampled])]
         if taken is None and fallback == "best" and scores:
-            # RRO does not stop below the bar while it has another way on (the submit did not rise)
-            eligible = [i for i in range(len(sampled)) if not (first_rising and sampled[i].submits)] \
-                or list(range(len(sampled)))
-            taken = max(eligible, key=lambda i: (scores[i], -i))
+            # every candidate the step may sample was tried and none rose: the best, a submit only
+            # where it beats every other candidate (on a tie the search goes on)
+            taken = max(range(len(sampled)), key=lambda i: (scores[i], not sampled[i].submits, -i))
         rows += [(step, _Row.of(c), scores[i], bar, i == taken) for i, c in enumerate(sampled)]
         if taken is None:  # fallback "stop": the episode ends with the prefix so far
             break

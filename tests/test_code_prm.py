@@ -15,42 +15,23 @@ from evoagent.rm.text import prefix_text
 from stores import open_reader
 
 IDS = [f"HumanEval/{i}" for i in range(10)]
-CAMPAIGN = f"""
-name = "code-prm-test"
-seed = 3
-mu = 2
-lambda = 3
-concurrency = 2
-[env]
-kind = "code"
-max_steps = 4
-[tasks]
-set = "humaneval"
-ids = {json.dumps(IDS)}
-[policy]
-kind = "replay"
-max_programs = 3
-[search]
-reward = "oracle"
-[fitness]
-reward = "env"
-[budget]
-generations = 0
-"""
+CODE_TOML = Path(__file__).resolve().parent.parent / "experiments" / "code.toml"
+# experiments/code.toml on 10 tasks, one round, searched and selected by the hidden tests (the labels' source)
+SETS = ["name=code-prm-test", "seed=3", "lambda=3", "concurrency=2", f"tasks.ids={json.dumps(IDS)}",
+        "search.reward=oracle", "fitness.reward=env", "budget.generations=0"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(campaign file, a store of one small code campaign, a CPU model trained on it, 30% of tasks held out)."""
     tmp = tmp_path_factory.mktemp("code-prm")
-    (tmp / "c.toml").write_text(CAMPAIGN)
     store = tmp / "train.duckdb"
-    assert launch.start(campaign.load(tmp / "c.toml"), str(store)).status == "completed"
+    assert launch.start(campaign.load(CODE_TOML, SETS), str(store)).status == "completed"
     out = CliRunner().invoke(main, ["rm", "train", str(store), "--labels", "oracle", "--holdout", "0.3",
                                     "--out", str(tmp / "prm")])
     assert out.exit_code == 0, out.output
     assert "3 tasks; labels: oracle" in out.output and "held-out ROC-AUC" in out.output
-    return tmp / "c.toml", store, tmp / "prm"
+    return CODE_TOML, store, tmp / "prm"
 
 
 def test_rm_train_splits_code_tasks_and_eval_scores_only_held_out_ones(trained: tuple[Path, Path, Path]) -> None:
@@ -94,7 +75,7 @@ def test_a_code_campaign_searches_with_the_prm_on_held_out_tasks_and_refuses_tra
     c_file, _, folder = trained
     config = json.loads((folder / "config.json").read_text())
     held, seen = config["split"]["holdout_tasks"], config["training"]["tasks"]
-    sets = ["search.reward=prm", "fitness.reward=prm", f"rewards.prm.path={folder}", "lambda=2"]
+    sets = [*SETS, "search.reward=prm", "fitness.reward=prm", f"rewards.prm.path={folder}", "lambda=2"]
     with pytest.raises(UserError, match="trained on 1 of this campaign's tasks"):
         launch.start(campaign.load(c_file, [*sets, f'tasks.ids=["{held[0]}", "{seen[0]}"]']),
                      str(tmp_path / "refused.duckdb"))

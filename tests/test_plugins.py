@@ -147,9 +147,10 @@ def test_all_problems_of_a_campaign_are_reported_at_once(campaign_file: Path) ->
         assert any(key in line for line in lines), (key, lines)
 
 
-HEAVY = ("anthropic", "duckdb", "torch", "ray", "pandas", "matplotlib", "sqlglot", "pyarrow", "polars")
+VALIDATION_HEAVY = ("anthropic", "duckdb", "torch", "ray", "pandas", "matplotlib", "sqlglot", "pyarrow", "polars",
+                    "numpy", "deap.tools")
 _REPORT_HEAVY = ("import sys\nfrom evoagent.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
-                 f"    print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+                 f"    print('loaded:', sorted(m for m in {VALIDATION_HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
 
 
 def test_run_reports_every_mistake_of_a_file_at_once_before_any_heavy_import(tmp_path: Path) -> None:
@@ -169,6 +170,26 @@ def test_run_reports_every_mistake_of_a_file_at_once_before_any_heavy_import(tmp
         assert sum(words in line for line in errors) == 1, (words, errors)
     assert "loaded: []" in got.stderr, got.stderr
     assert not store.exists()
+
+
+def test_a_part_reads_only_its_own_keys_and_the_engines(campaign_file: Path) -> None:
+    """``Campaign.settings_for``: own section keys by declared name, shared ones and the engine's by
+    full path, frozen; another part's key is a KeyError naming the reader."""
+    c = campaign.load(campaign_file, ["operators.revise.rate=0.25"])
+    evolution = c.settings_for(registry.get("strategy", "evolution"))
+    assert (evolution["mu"], evolution["first_operator"], evolution["seed"]) == (c.get("mu"), "sample", c.get("seed"))
+    assert evolution["strategy.evolution.first_operator"] == "sample"
+    assert "mu" in set(evolution) and "seed" not in set(evolution)  # iterating: its own keys only
+    with pytest.raises(KeyError, match="strategy 'evolution' reads key 'policy.explore'"):
+        evolution["policy.explore"]
+    revise = c.settings_for(registry.get("operator", "revise"))
+    assert dict(revise) == {"rate": 0.25} and revise.types["rate"] == (int, float)
+    with pytest.raises(TypeError):
+        revise["rate"] = 1  # type: ignore[index]
+    env = c.settings_for(registry.get("environment", c.get("env.kind")))
+    assert env["env.dialect"] == c.get("env.dialect") and env["env.max_steps"] == c.get("env.max_steps")
+    with pytest.raises(KeyError, match="reads key 'mu'"):
+        env.get("mu")
 
 
 def test_a_one_round_strategy_runs_a_file_written_for_evolution(campaign_file: Path) -> None:

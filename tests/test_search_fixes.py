@@ -88,10 +88,12 @@ def _context(campaign_file: Path, store: DuckDBStore, policy: Any, *overrides: s
     return ctx
 
 
-def test_rro_counts_a_re_proposal_once_and_never_submits_below_the_bar_while_it_has_another_way_on(
+def test_rro_counts_a_re_proposal_once_and_submits_below_the_bar_only_when_every_candidate_was_tried(
         low: None, campaign_file: Path, tmp_path: Path) -> None:
-    """Step 0's bar is 0.5: nothing rises. The submit (0.2) scores best, yet the search takes the best
-    other candidate and goes on; its repeats are no samples (sql/879: five submits, then taken)."""
+    """Step 0's bar is 0.5: nothing rises. Its repeats are no samples (sql/879: five submits, then
+    taken): the search asks again until it has tried its 3 distinct candidates, and only then takes
+    the best, here the submit (0.2 against 0.1 and 0.15). Going on instead would walk a prefix the
+    model values below stopping until the step limit."""
     with DuckDBStore(tmp_path / "s.duckdb") as store:
         policy = SubmitsOften([["SELECT 1", "SELECT 2", "SELECT 3"], ["SELECT 4"]])
         ctx = _context(campaign_file, store, policy, "search.reward=low_test", "operators.rro.max_candidates=3",
@@ -99,10 +101,24 @@ def test_rro_counts_a_re_proposal_once_and_never_submits_below_the_bar_while_it_
         out = rro(ctx.tasks["sql/0"], random.Random(1), ctx)
         ctx.close()
     rows = [(c.step_idx, c.rank, c.action, c.reward, c.accepted) for c in out.candidates]
-    assert rows[:3] == [(0, 0, SUBMIT, 0.2, False), (0, 1, "SELECT 1", 0.1, False), (0, 2, "SELECT 2", 0.15, True)]
-    assert rows[3:] == [(1, 0, SUBMIT, 0.2, True)]  # 0.2 rises over 0.15: a submit that rises is taken
-    assert out.trajectory.actions == ("SELECT 2",)
-    assert policy.calls == 5  # the re-proposed submit at step 0 was asked again, not sampled
+    assert rows == [(0, 0, SUBMIT, 0.2, True), (0, 1, "SELECT 1", 0.1, False), (0, 2, "SELECT 2", 0.15, False)]
+    assert out.trajectory.actions == ()
+    assert policy.calls == 4  # 3 distinct in 4 asks: the re-proposed submit was asked again, not sampled
+
+
+def test_rro_goes_on_when_the_submit_only_ties_the_best_other_candidate(
+        low: None, campaign_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submit scores 0.15, as SELECT 2 does: nothing rises over 0.5 and the tie goes to going on."""
+    monkeypatch.setitem(VALUES, SUBMIT, 0.15)
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        policy = SubmitsOften([["SELECT 1", "SELECT 2", "SELECT 3"], ["SELECT 4"]])
+        ctx = _context(campaign_file, store, policy, "search.reward=low_test", "operators.rro.max_candidates=3",
+                       "operators.rro.rise_from=0.5")
+        out = rro(ctx.tasks["sql/0"], random.Random(1), ctx)
+        ctx.close()
+    rows = [(c.step_idx, c.action, c.accepted) for c in out.candidates]
+    assert rows[:3] == [(0, SUBMIT, False), (0, "SELECT 1", False), (0, "SELECT 2", True)]
+    assert out.trajectory.actions[:1] == ("SELECT 2",)
 
 
 def test_a_policy_with_nothing_new_ends_the_steps_sampling_within_the_ask_bound(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
+from evoagent.cli.fast import not_a_store
 from evoagent.errors import UserError
 
 EXAMPLE = "\b\nExample:\n"
@@ -93,17 +93,3 @@ class LazyGroup(OneLineGroup):
                 raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
-
-
-def not_a_store(path: str, *, must_exist: bool) -> None:
-    """One line instead of a DuckDB error or a wrong hint when PATH is not a store file (e.g. README.md)."""
-    p = Path(path)
-    if not p.exists():
-        if must_exist:
-            raise UserError(f"no store at {path}")
-        return
-    if p.is_dir():
-        raise UserError(f"{path} is a folder, not a store file")
-    with p.open("rb") as fh:
-        if fh.read(12)[8:12] != b"DUCK":
-            raise UserError(f"{path} is not an evoagent store (not a DuckDB file)")

@@ -9,6 +9,7 @@ import click
 
 from evoagent.cli.common import EXAMPLE, one_line_errors
 from evoagent.errors import UserError
+from evoagent.sql_reader import DEFAULT_TIMEOUT_S
 
 
 @click.command(epilog=EXAMPLE + "  evoagent sql runs/main.duckdb \"SELECT generation, success_rate FROM generations\"\n"
@@ -17,7 +18,7 @@ from evoagent.errors import UserError
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (required for parquet).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Stop the query (and its output) after this many seconds; 0: no limit.")
 @one_line_errors
 def sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: float) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from evoagent.envs.base import Env, Environment
 from evoagent.errors import UserError
-from evoagent.registry import environment, policy_names, policy_part
+from evoagent.registry import environment, policy_names, policy_part, settings_of
 from evoagent.trajectory import Task
 
 
@@ -53,7 +53,8 @@ def make_env(c: Any, **env_keys: Any) -> Env:
 def select_tasks(c: Any) -> list[Task]:
     """The campaign's tasks: its environment's (with that environment's filters), then ``tasks.ids``
     and a seeded ``tasks.sample``."""
-    tasks = environment(c).load_tasks(c)
+    env = environment(c)
+    tasks = env.load_tasks(settings_of(c, env))
     if c.get("tasks.ids"):
         by_id = {t.task_id: t for t in tasks}
         missing = [i for i in c.get("tasks.ids") if i not in by_id]

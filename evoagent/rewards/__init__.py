@@ -16,11 +16,12 @@ from evoagent.rewards.signal import Signal
 
 
 def make_scorer(name: str, campaign: Any, ctx: Any, store: Any) -> Scorer:
-    """The scorer of the reward model ``name`` with the campaign's ``rewards.<name>.*`` parameters."""
+    """The scorer of the reward model ``name``, made from its own keys (``rewards.<name>.*``, read by
+    their declared names) as a ``registry.Settings``."""
     from evoagent import registry
 
     part = registry.get("reward", name)
-    params = {k: campaign.get(part.path(k)) for k in part.keys}
+    params = campaign.settings_for(part)  # its own keys (by their declared names) and the engine's
     # A factory that declares a ``store`` parameter gets the campaign's store (e.g. the judge's
     # call ledger); the others are called as before.
     extra = {"store": store} if "store" in inspect.signature(part.fn).parameters else {}

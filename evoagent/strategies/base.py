@@ -35,6 +35,10 @@ class Strategy(ABC):
     def __init__(self, campaign: Campaign, store: Store, task_ids: Sequence[str],
                  fitness_source: str | None = None):
         self.c, self.store, self.task_ids = campaign, store, sorted(task_ids)
+        from evoagent import registry
+
+        # what this strategy reads: its own keys (by their declared names) and the engine's
+        self.own = campaign.settings_for(registry.get("strategy", campaign.get("strategy.kind")))
         self.fitness_source = fitness_source
 
     @abstractmethod

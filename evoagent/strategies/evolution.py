@@ -33,8 +33,8 @@ class Evolution(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.seed = self.c.get("seed")
-        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+        self.seed = self.own["seed"]
+        self.ranked = Ranked(self.own, self.store, self.task_ids, self.fitness_source)
         self.members, self.population = self.ranked.members, self.ranked.population
 
     @classmethod
@@ -52,7 +52,7 @@ class Evolution(Strategy):
         return max(c.get("mu"), c.get("lambda"))
 
     def last_round(self) -> int:
-        return int(self.c.get("budget.generations"))
+        return int(self.own["budget.generations"])
 
     # -- ask -------------------------------------------------------------------
     def plan(self, round_: int) -> list[WorkItem]:
@@ -60,7 +60,7 @@ class Evolution(Strategy):
         items: list[WorkItem] = []
         for task_id in self.task_ids:
             rng = random.Random(evo.derive_seed(self.seed, round_, task_id, "plan"))
-            n = self.c.get("mu") if round_ == 0 else self.c.get("lambda")
+            n = self.own["mu"] if round_ == 0 else self.own["lambda"]
             for _ in range(n):
                 items.append(self._item(round_, len(items), task_id, prev.get(task_id, []), rng))
         return items
@@ -69,7 +69,7 @@ class Evolution(Strategy):
               rng: random.Random) -> WorkItem:
         """One item: an operator drawn by rate (round 0: the arity-0 one), its parents by selection."""
         rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
-        first = self.c.get("strategy.evolution.first_operator")
+        first = self.own["first_operator"]
         op = first if round_ == 0 or not members else rng.choices(list(rates), list(rates.values()))[0]
         parents = self._parents(registry.get("operator", op), members, rng)
         if parents is None:  # too few distinct members: the operator's fallback
@@ -86,10 +86,10 @@ class Evolution(Strategy):
         small). Seeds come from the items planned so far, so a resume plans
         exactly the same.
         """
-        if not self.c.get("replacement.fill"):
+        if not self.own["replacement.fill"]:
             return []
-        mu = self.c.get("mu")
-        cap = mu + (mu if round_ == 0 else self.c.get("lambda"))
+        mu = self.own["mu"]
+        cap = mu + (mu if round_ == 0 else self.own["lambda"])
         prev = self.population(round_ - 1)
         pop, _ = self.survivors(round_, prev)
         planned = Counter(i.task_id for i in items)
@@ -109,13 +109,13 @@ class Evolution(Strategy):
                  rng: random.Random) -> list[evo.Member] | None:
         if part.arity == 0:
             return []
-        kind, size = self.c.get("selection.kind"), self.c.get("selection.tournsize")
+        kind, size = self.own["selection.kind"], self.own["selection.tournsize"]
         if part.arity == 1:
             return evo.select_parents(members, 1, kind, size, random.Random(rng.getrandbits(63)))
         distinct = {m.traj_id for m in members}
         if len(distinct) < 2:
             return None
-        want = min(self.c.get(part.path("n_parents")), len(distinct))
+        want = min(self.c.settings_for(part)["n_parents"], len(distinct))  # the operator says how many it takes
         chosen: dict[str, evo.Member] = {}
         for _ in range(8 * want):
             for m in evo.select_parents(members, want, kind, size, random.Random(rng.getrandbits(63))):
@@ -134,15 +134,15 @@ class Evolution(Strategy):
         offspring: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             offspring[task_id].append(kids[traj_id])
-        pop = {t: evo.replace(prev.get(t, []), offspring[t], mu=self.c.get("mu"),
-                              kind=self.c.get("replacement.kind"), elitism=self.c.get("replacement.elitism"),
-                              selection=self.c.get("selection.kind"))
+        pop = {t: evo.replace(prev.get(t, []), offspring[t], mu=self.own["mu"],
+                              kind=self.own["replacement.kind"], elitism=self.own["replacement.elitism"],
+                              selection=self.own["selection.kind"])
                for t in self.task_ids}
         return pop, len(results)
 
     def close(self, round_: int) -> Closed:
         pop, n_results = self.survivors(round_, self.population(round_ - 1))
-        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.c.get("mu")))
+        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.own["mu"]))
 
     def hall_of_fame(self) -> Any:
         return self.ranked.hof

@@ -164,12 +164,12 @@ class MCTS(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.seed = self.c.get("seed")
-        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
-        self.limit = depth_limit(self.c.values)
+        self.seed = self.own["seed"]
+        self.ranked = Ranked(self.own, self.store, self.task_ids, self.fitness_source)
+        self.limit = depth_limit(self.own)
 
     def last_round(self) -> int:
-        return int(self.c.get("budget.generations"))
+        return int(self.own["budget.generations"])
 
     def hall_of_fame(self) -> Any:
         return self.ranked.hof
@@ -230,12 +230,12 @@ class MCTS(Strategy):
 
     # -- ask -------------------------------------------------------------------
     def plan(self, round_: int) -> list[WorkItem]:
-        parallel, cap = self.c.get("strategy.mcts.parallel"), self.c.get("strategy.mcts.iterations")
+        parallel, cap = self.own["parallel"], self.own["iterations"]
         lessons = self.reflections(round_)
         items: list[WorkItem] = []
         for task_id, tree in self.trees(round_).items():
             n = parallel if not cap else min(parallel, cap - tree.visits.get(tree.root, 0))
-            for path in plan_simulations(tree, n, float(self.c.get("strategy.mcts.c"))):
+            for path in plan_simulations(tree, n, float(self.own["c"])):
                 args: dict[str, Any] = {"path": path, "actions": tree.actions(path[-1])}
                 if task_id in lessons:
                     args["reflections"] = lessons[task_id]
@@ -255,7 +255,7 @@ class MCTS(Strategy):
         for _, task_id, traj_id in results:
             mine[task_id].append(found[traj_id])
         solved = self.solved(round_)
-        mu = self.c.get("mu")
+        mu = self.own["mu"]
         pop = {}
         for t in self.task_ids:  # every distinct member by fitness, then the solved ones first
             pool = evo.replace(prev.get(t, []), mine[t], mu=len(prev.get(t, [])) + len(mine[t]), kind="plus",

@@ -119,7 +119,7 @@ def _candidate(ctx: Context, task: Task, prefix: tuple[str, ...], action: str, e
 
 def _reflect(ctx: Context, task: Task, episode: Trajectory, value: float, rng: random.Random) -> str:
     """LATS's self-reflection on a failed leaf (LLM policies, ``operators.llm``); empty: none."""
-    if ctx.advisor is None or not ctx.settings.get("operators.llm", True) or value >= 1.0 or not episode.steps:
+    if ctx.advisor is None or not ctx.keys_of(PART).get("operators.llm", True) or value >= 1.0 or not episode.steps:
         return ""
     shown = ctx.view(episode)  # rewards as the search signal gives them (the advisor shows none from gold)
     return ctx.advisor.reflect(task, shown, shown.n_steps - 1, rng).strip()[:REFLECTION_CHARS]
@@ -129,7 +129,8 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     """Expand the leaf in ``args``, evaluate its children, simulate from the best; see the module docstring."""
     path: Sequence[str] = args["path"]
     prefix = tuple(args["actions"])
-    limit = depth_limit(ctx.settings)
+    own = ctx.keys_of(PART)
+    limit = depth_limit(own)
     at = begin(ctx, task, prefix)  # the leaf's prefix, executed once
     leaf, ended = finish(ctx, at, "mcts")
     used = at.env_steps + leaf.env_steps
@@ -142,7 +143,7 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     # action, its episode (submitted), terminal, the episode after it (to play on from)
     children: list[tuple[str, Trajectory, bool, Started]] = []
     guidance = _lessons(args.get("reflections", ()))
-    for action in _propose(ctx, task, leaf.trajectory, int(ctx.settings["strategy.mcts.children"]), rng, guidance):
+    for action in _propose(ctx, task, leaf.trajectory, int(own["strategy.mcts.children"]), rng, guidance):
         if action == SUBMIT:
             children.append((action, leaf.trajectory, True, at))
             continue
@@ -154,12 +155,12 @@ def mcts(task: Task, rng: random.Random, ctx: Context, *, args: dict[str, Any]) 
     best = max(range(len(children)), key=lambda i: (values[i], -i))
     action, episode, terminal, after = children[best]
     value = values[best]
-    if ctx.settings["strategy.mcts.rollout"] and not terminal:
+    if own["strategy.mcts.rollout"] and not terminal:
         played = rollout(ctx, task, rng, start=after, operator="mcts")
         used += played.env_steps
         episode = played.trajectory
         value = _value(ctx, episode, episode.n_steps, True)
-    note = _reflect(ctx, task, episode, value, rng) if terminal or ctx.settings["strategy.mcts.rollout"] else ""
+    note = _reflect(ctx, task, episode, value, rng) if terminal or own["strategy.mcts.rollout"] else ""
     prev = _value(ctx, leaf.trajectory, len(prefix), False) if prefix else None
     cands = tuple(_candidate(ctx, task, prefix, act, ep, v, prev, episode.traj_id, rank, rank == best)
                   for rank, ((act, ep, _, _), v) in enumerate(zip(children, values)))

@@ -46,8 +46,8 @@ class PerTask(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.seed = self.c.get("seed")
-        self.ranked = Ranked(self.c, self.store, self.task_ids, self.fitness_source)
+        self.seed = self.own["seed"]
+        self.ranked = Ranked(self.own, self.store, self.task_ids, self.fitness_source)
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -62,7 +62,7 @@ class PerTask(Strategy):
         return 0
 
     def plan(self, round_: int) -> list[WorkItem]:
-        n = self.c.get(f"strategy.{self.name}.n")
+        n = self.own["n"]
         pairs = [(task_id, j) for task_id in self.task_ids for j in range(n)]
         return [WorkItem(round_, i, self.operator, task_id, (), evo.derive_seed(self.seed, round_, i))
                 for i, (task_id, _) in enumerate(pairs)]

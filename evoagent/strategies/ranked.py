@@ -9,12 +9,11 @@ committed round, so a resumed campaign reports the same best members).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
-from evoagent.campaign import Campaign
 from stores.base import Store
 
 __all__ = ["OBJECTIVES", "OBJECTIVES_KEY", "Ranked"]
@@ -29,10 +28,12 @@ OBJECTIVES_KEY = registry.Key(list, ["reward", "steps"], lambda x: bool(x) and a
 class Ranked:
     """Members, populations, statistics and the hall of fame of one campaign's tasks (see the module docstring)."""
 
-    def __init__(self, campaign: Campaign, store: Store, task_ids: Sequence[str], fitness_source: str | None):
-        self.c, self.store, self.task_ids = campaign, store, sorted(task_ids)
+    def __init__(self, settings: Mapping[str, Any], store: Store, task_ids: Sequence[str],
+                 fitness_source: str | None):
+        """``settings``: the holding strategy's (``Strategy.own``), which declares ``selection.objectives``."""
+        self.store, self.task_ids = store, sorted(task_ids)
         self.fitness_source = fitness_source
-        self.objectives = list(campaign.get("selection.objectives"))
+        self.objectives = list(settings["selection.objectives"])
         self.hof = evo.hall_of_fame()
         last = store.last_committed_generation()
         if last is not None:
