@@ -54,6 +54,7 @@ def _on_ray(c, actors: int):  # type: ignore[no-untyped-def]
 def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-def]
     """(start-up seconds, runner seconds, items run, population) of one campaign."""
     from evoagent import launch
+    from evoagent.executors import RAY
     from evoagent.executors.ray import start
     from evoagent.loop import Runner, run_item
     from evoagent.rewards import build_signals
@@ -69,7 +70,7 @@ def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-de
         t0 = time.perf_counter()
         pool = None
         if actors:
-            pool = start(c, ctx, lambda stage: None, run_item)
+            pool = start(c.settings_for(RAY), ctx, lambda stage: None, run_item, c.to_json())
             ctx.closers.insert(0, pool.close)
             for i in range(actors):  # each actor has built its Context
                 pool.worker_pid(i)
@@ -89,6 +90,7 @@ def _overhead(c, store_path: Path, n: int) -> tuple[float, float, float]:  # typ
     import ray
 
     from evoagent import launch
+    from evoagent.executors import RAY
     from evoagent.executors.ray import start
     from evoagent.loop import run_item
     from evoagent.rewards import build_signals
@@ -99,7 +101,7 @@ def _overhead(c, store_path: Path, n: int) -> tuple[float, float, float]:  # typ
     with DuckDBStore(store_path) as store:
         items = store.planned(0)[:n]
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        pool = start(c, ctx, lambda stage: None, run_item)
+        pool = start(c.settings_for(RAY), ctx, lambda stage: None, run_item, c.to_json())
         ctx.closers.insert(0, pool.close)
         try:
             actor = pool.actors[0]
