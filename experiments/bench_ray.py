@@ -44,6 +44,13 @@ generations = {generations}
 """
 
 
+def _on_ray(c, actors: int):  # type: ignore[no-untyped-def]
+    """The campaign on ``actors`` Ray actors, built again so that the Ray executor's keys get their defaults."""
+    from evoagent import campaign
+
+    return campaign.build({**c.values, "executor.kind": "ray", "executor.actors": actors})
+
+
 def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-def]
     """(start-up seconds, runner seconds, items run, population) of one campaign."""
     from evoagent import launch
@@ -53,7 +60,7 @@ def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-de
     from stores import DuckDBStore
 
     if actors:
-        c = type(c)({**c.values, "executor.kind": "ray", "executor.actors": actors})
+        c = _on_ray(c, actors)
     ctx = launch.build_context(c, launch.select_tasks(c))
     with DuckDBStore(store_path) as store:
         store.put_meta("campaign", c.to_json())
@@ -87,7 +94,7 @@ def _overhead(c, store_path: Path, n: int) -> tuple[float, float, float]:  # typ
     from evoagent.rewards import build_signals
     from stores import DuckDBStore
 
-    c = type(c)({**c.values, "executor.kind": "ray", "executor.actors": 1})
+    c = _on_ray(c, 1)
     ctx = launch.build_context(c, launch.select_tasks(c))
     with DuckDBStore(store_path) as store:
         items = store.planned(0)[:n]
