@@ -14,10 +14,14 @@ import random
 from collections.abc import Sequence
 from operator import attrgetter
 
-import numpy as np
-from deap import base, tools
+from typing import TYPE_CHECKING
+
+from deap import base  # light; deap.tools (and NumPy) load when a population is first selected or counted
 
 from evoagent.trajectory import Summary
+
+if TYPE_CHECKING:
+    from deap import tools
 
 
 def derive_seed(*parts: object) -> int:
@@ -111,6 +115,8 @@ def replace(parents: Sequence[Member], offspring: Sequence[Member], *, mu: int, 
     else:
         elites = unique(ranked(parents)[:elitism])
         pool = unique(offspring)
+    from deap import tools
+
     room = max(mu - len(elites), 0)
     pool = ranked(pool)
     if selection == "nsga2" and len(pool) > room:
@@ -122,6 +128,9 @@ def replace(parents: Sequence[Member], offspring: Sequence[Member], *, mu: int, 
 
 def statistics() -> tools.Statistics:
     """Reward statistics of a population, DEAP-style."""
+    import numpy as np
+    from deap import tools
+
     stats = tools.Statistics(key=lambda m: m.traj.outcome_reward)
     stats.register("avg", lambda xs: float(np.mean(xs)) if len(xs) else 0.0)
     stats.register("std", lambda xs: float(np.std(xs)) if len(xs) else 0.0)
@@ -131,10 +140,14 @@ def statistics() -> tools.Statistics:
 
 
 def logbook() -> tools.Logbook:
+    from deap import tools
+
     book = tools.Logbook()
     book.header = ["gen", "nevals", "env_steps", "success_rate", "bound", "avg", "max"]
     return book
 
 
 def hall_of_fame(size: int = 10) -> tools.HallOfFame:
+    from deap import tools
+
     return tools.HallOfFame(size, similar=lambda a, b: a.traj_id == b.traj_id)

@@ -130,6 +130,10 @@ class Part:
     shared_keys: dict[str, Key] = field(default_factory=dict)
     # Strategies: the methods ``evoagent bench search`` runs with it (``BenchMethod``).
     bench: tuple[Any, ...] = ()
+    # Executors: the address of the Ray session its work runs in, from its own keys (its
+    # ``Settings``). The engine hands it to reward models placed on Ray (a factory's
+    # ``ray_address`` parameter), so they join that session; None: they start a local one.
+    ray_address: Callable[[Any], str] | None = None
 
     def path(self, key: str) -> str:
         """The full campaign path of one of this part's keys."""

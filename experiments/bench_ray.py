@@ -44,16 +44,24 @@ generations = {generations}
 """
 
 
+def _on_ray(c, actors: int):  # type: ignore[no-untyped-def]
+    """The campaign on ``actors`` Ray actors, built again so that the Ray executor's keys get their defaults."""
+    from evoagent import campaign
+
+    return campaign.build({**c.values, "executor.kind": "ray", "executor.actors": actors})
+
+
 def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-def]
     """(start-up seconds, runner seconds, items run, population) of one campaign."""
     from evoagent import launch
+    from evoagent.executors import RAY
     from evoagent.executors.ray import start
     from evoagent.loop import Runner, run_item
     from evoagent.rewards import build_signals
     from stores import DuckDBStore
 
     if actors:
-        c = type(c)({**c.values, "executor.kind": "ray", "executor.actors": actors})
+        c = _on_ray(c, actors)
     ctx = launch.build_context(c, launch.select_tasks(c))
     with DuckDBStore(store_path) as store:
         store.put_meta("campaign", c.to_json())
@@ -62,7 +70,7 @@ def _run(c, store_path: Path, actors: int | None):  # type: ignore[no-untyped-de
         t0 = time.perf_counter()
         pool = None
         if actors:
-            pool = start(c, ctx, lambda stage: None, run_item)
+            pool = start(c.settings_for(RAY), ctx, lambda stage: None, run_item, c.to_json())
             ctx.closers.insert(0, pool.close)
             for i in range(actors):  # each actor has built its Context
                 pool.worker_pid(i)
@@ -82,17 +90,18 @@ def _overhead(c, store_path: Path, n: int) -> tuple[float, float, float]:  # typ
     import ray
 
     from evoagent import launch
+    from evoagent.executors import RAY
     from evoagent.executors.ray import start
     from evoagent.loop import run_item
     from evoagent.rewards import build_signals
     from stores import DuckDBStore
 
-    c = type(c)({**c.values, "executor.kind": "ray", "executor.actors": 1})
+    c = _on_ray(c, 1)
     ctx = launch.build_context(c, launch.select_tasks(c))
     with DuckDBStore(store_path) as store:
         items = store.planned(0)[:n]
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        pool = start(c, ctx, lambda stage: None, run_item)
+        pool = start(c.settings_for(RAY), ctx, lambda stage: None, run_item, c.to_json())
         ctx.closers.insert(0, pool.close)
         try:
             actor = pool.actors[0]

@@ -95,7 +95,11 @@ def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts) -> AppendPlan:
 
     rw = batch.rewards
     keep_rw: list[bool] = []
-    if rw.num_rows:
+    if (not any(known) and rw.num_rows == len(ids) and rw.column("step_idx").null_count == len(ids)
+            and rw.column("traj_id").equals(traj.column("traj_id"))
+            and len(pc.unique(rw.column("reward_source"))) == 1 and rw.column("reward_source").null_count == 0):
+        pass  # one reward a new trajectory, one source (TrajectoryBatch.from_trajectories): all new, all distinct
+    elif rw.num_rows:
         seen: set[tuple[object, ...]] = set()
         rsrc = facts.reward_sources
         for t, s, st in zip(*(rw.column(c).to_pylist() for c in ("traj_id", "reward_source", "step_idx"))):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 
 import pyarrow as pa
 
@@ -88,20 +87,25 @@ class TrajectoryBatch:
             "output_tokens": [t.output_tokens for t in trajs],
             "created_at": [now] * len(trajs),
         }
-        # Column by column over flattened lists (comprehensions and attrgetter maps, no per-row appends).
-        steps_of = [t.steps for t in trajs]
-        flat = [s for st in steps_of for s in st]
-        s_id = [tid for tid, st in zip(ids, steps_of) for _ in st]
-        s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr = (
-            list(map(attrgetter(name), flat))
-            for name in ("idx", "thought", "action", "observation", "reward", "valid", "process_reward"))
-        edges = [(tid, t, item) for tid, t, item in zip(ids, trajs, items) if t.parents]
-        l_child = [tid for tid, t, _ in edges for _ in t.parents]
-        l_parent = [p for _, t, _ in edges for p in t.parents]
-        l_idx = [k for _, t, _ in edges for k in range(len(t.parents))]
-        l_op = [t.operator for _, t, _ in edges for _ in t.parents]
-        l_gen = [t.generation for _, t, _ in edges for _ in t.parents]
-        l_item = [item for _, t, item in edges for _ in t.parents]
+        s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr = ([] for _ in range(8))
+        l_child, l_parent, l_op, l_gen, l_item, l_idx = ([] for _ in range(6))
+        for tid, t, item in zip(ids, trajs, items):
+            for s in t.steps:
+                s_id.append(tid)
+                s_idx.append(s.idx)
+                s_th.append(s.thought)
+                s_act.append(s.action)
+                s_obs.append(s.observation)
+                s_rw.append(s.reward)
+                s_val.append(s.valid)
+                s_pr.append(s.process_reward)
+            for k, p in enumerate(t.parents):
+                l_idx.append(k)
+                l_child.append(tid)
+                l_parent.append(p)
+                l_op.append(t.operator)
+                l_gen.append(t.generation)
+                l_item.append(item)
         steps = pa.table([s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr], schema=STEP_SCHEMA)
         lineage = pa.table([l_child, l_parent, l_op, l_gen, l_item, l_idx], schema=LINEAGE_SCHEMA)
         rewards = pa.table(

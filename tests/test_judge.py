@@ -173,7 +173,7 @@ def _judge_for(tmp_path: Path, *overrides: str):
     store.add_tasks(tasks)
     ctx = build_context(c, tasks, store)
     part = registry.get("reward", "judge")
-    params = {k: c.get(part.path(k)) for k in part.keys}
+    params = c.settings_for(part)  # its own keys (the transport keys among them), as make_scorer gives them
     return part.fn(ctx, params, c.get("seed"), store=store), store, ctx
 
 

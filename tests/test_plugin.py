@@ -3,10 +3,10 @@
 The default run makes the package importable the way an installed wheel is: its
 folder on the path and a ``.dist-info`` whose ``entry_points.txt`` is written
 from the package's own ``pyproject.toml`` (so a wrong declaration there fails
-here). The slow test installs it for real with ``pip``. Each runs ``evoagent
-run`` on its campaign file, its contract suites (``examples/plugin/tests``), and
-SIGKILLs a run a few commits in: ``evoagent resume`` gives the population of the
-uninterrupted run, row for row.
+here): ``evoagent run`` on its campaign file and its contract suites
+(``examples/plugin/tests``, whose strategy contract resumes a stopped campaign). The
+slow test installs it for real with ``pip`` and SIGKILLs a run a few commits in:
+``evoagent resume`` gives the population of the uninterrupted run, row for row.
 """
 from __future__ import annotations
 
@@ -75,10 +75,15 @@ def run_kill_resume(work: Path) -> None:
     assert _population(crashed) == want
 
 
-def test_evoagent_runs_the_plugin_and_resumes_it_after_a_kill(site: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evoagent_runs_the_plugin(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line finds the plug-in's parts by their entry points alone (the kill and resume
+    of this run: the slow test below)."""
     _on_path(site, monkeypatch)
-    run_kill_resume(tmp_path)
+    store = tmp_path / "w.duckdb"
+    out = _run("run", str(PLUGIN / "wordmath.toml"), "--store", str(store), *[a for s in FAST for a in ("--set", s)])
+    assert out.returncode == 0, out.stderr
+    population = _population(store)
+    assert population and all(r[1].startswith("wordmath/") for r in population)
 
 
 def test_the_plugin_passes_its_contract_suites(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,9 +147,10 @@ def test_all_problems_of_a_campaign_are_reported_at_once(campaign_file: Path) ->
         assert any(key in line for line in lines), (key, lines)
 
 
-HEAVY = ("anthropic", "duckdb", "torch", "ray", "pandas", "matplotlib", "sqlglot", "pyarrow", "polars")
+VALIDATION_HEAVY = ("anthropic", "duckdb", "torch", "ray", "pandas", "matplotlib", "sqlglot", "pyarrow", "polars",
+                    "numpy", "deap.tools")
 _REPORT_HEAVY = ("import sys\nfrom evoagent.cli import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
-                 f"    print('loaded:', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+                 f"    print('loaded:', sorted(m for m in {VALIDATION_HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
 
 
 def test_run_reports_every_mistake_of_a_file_at_once_before_any_heavy_import(tmp_path: Path) -> None:

@@ -170,6 +170,7 @@ def test_killed_actor_mid_item_is_retried_and_the_campaign_is_unchanged(
         tmp_path: Path, campaign_file: Path, ray_session: None) -> None:
     import ray
 
+    from evoagent.executors import RAY
     from evoagent.executors.ray import start
     from evoagent.loop import Runner, run_item
     from evoagent.rewards import build_signals
@@ -203,7 +204,7 @@ def test_killed_actor_mid_item_is_retried_and_the_campaign_is_unchanged(
         store.put_meta("campaign", c.to_json())
         store.add_tasks(list(ctx.tasks.values()))
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
-        pool = start(c, ctx, lambda stage: None, run_item)
+        pool = start(c.settings_for(RAY), ctx, lambda stage: None, run_item, c.to_json())
         ctx.closers.insert(0, pool.close)
         thread = threading.Thread(target=killer)
         thread.start()

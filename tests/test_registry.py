@@ -64,3 +64,37 @@ def test_a_name_is_declared_once() -> None:
     registry.register(part)  # the same declaration again (a re-import) is harmless
     with pytest.raises(ValueError, match="already registered"):
         registry.register(registry.Part("operator", "revise", lambda *a: None))
+
+
+def test_an_executor_reads_only_its_own_keys_and_names_the_ray_session(campaign_file: Path) -> None:
+    """Issue 18: an executor gets its own Settings (a foreign key is a KeyError) and, when it declares
+    ``campaign``, the stored campaign's JSON to hand on; a reward model placed on Ray gets the
+    executor's session from the engine (``ray_address``), never by reading the executor's keys."""
+    import json
+
+    from evoagent.executors import make_executor
+    from evoagent.rewards import ray_address
+
+    got: dict = {}
+
+    def probe(s, ctx, note, run, campaign):  # noqa: ANN001, ANN202 - a made-up executor part
+        got["s"], got["campaign"] = s, campaign
+
+    part = registry.Part("executor", "probe", probe, shared_keys={
+        "executor.where": registry.Key(str, "ray://probe:1")}, ray_address=lambda s: s["executor.where"])
+    registry.register(part)
+    try:
+        c = campaign.load(campaign_file, ["executor.kind=probe"])
+        assert make_executor(c, None, lambda *a: None) is None
+        s = got["s"]
+        assert s["executor.where"] == "ray://probe:1" and s["concurrency"] == c.get("concurrency")
+        assert "mu" in c.values  # evolution's, in the campaign but not the executor's
+        with pytest.raises(KeyError, match="executor 'probe' reads key 'mu'"):
+            s["mu"]
+        assert json.loads(got["campaign"]) == c.values
+        assert ray_address(c) == "ray://probe:1"
+    finally:
+        registry.unregister("executor", "probe")
+    assert ray_address(campaign.load(campaign_file)) == "local"  # threads: a local session
+    ray = campaign.load(campaign_file, ["executor.kind=ray", "executor.address=auto"])
+    assert ray_address(ray) == "auto"

@@ -88,18 +88,24 @@ def _context(campaign_file: Path, store: DuckDBStore, policy: Any, *overrides: s
     return ctx
 
 
-def test_rro_counts_a_re_proposal_once_and_submits_below_the_bar_only_when_every_candidate_was_tried(
-        low: None, campaign_file: Path, tmp_path: Path) -> None:
-    """Step 0's bar is 0.5: nothing rises. Its repeats are no samples (sql/879: five submits, then
-    taken): the search asks again until it has tried its 3 distinct candidates, and only then takes
-    the best, here the submit (0.2 against 0.1 and 0.15). Going on instead would walk a prefix the
-    model values below stopping until the step limit."""
+def _rro_with_a_bar_of_half(campaign_file: Path, tmp_path: Path) -> tuple[Any, SubmitsOften]:
+    """RRO on sql/0 with 3 candidates a step, a bar of 0.5 from step 0, and ``low_test`` values."""
     with DuckDBStore(tmp_path / "s.duckdb") as store:
         policy = SubmitsOften([["SELECT 1", "SELECT 2", "SELECT 3"], ["SELECT 4"]])
         ctx = _context(campaign_file, store, policy, "search.reward=low_test", "operators.rro.max_candidates=3",
                        "operators.rro.rise_from=0.5")
         out = rro(ctx.tasks["sql/0"], random.Random(1), ctx)
         ctx.close()
+    return out, policy
+
+
+def test_rro_counts_a_re_proposal_once_and_submits_below_the_bar_only_when_every_candidate_was_tried(
+        low: None, campaign_file: Path, tmp_path: Path) -> None:
+    """Step 0's bar is 0.5: nothing rises. Its repeats are no samples (sql/879: five submits, then
+    taken): the search asks again until it has tried its 3 distinct candidates, and only then takes
+    the best, here the submit (0.2 against 0.1 and 0.15). Going on instead would walk a prefix the
+    model values below stopping until the step limit."""
+    out, policy = _rro_with_a_bar_of_half(campaign_file, tmp_path)
     rows = [(c.step_idx, c.rank, c.action, c.reward, c.accepted) for c in out.candidates]
     assert rows == [(0, 0, SUBMIT, 0.2, True), (0, 1, "SELECT 1", 0.1, False), (0, 2, "SELECT 2", 0.15, False)]
     assert out.trajectory.actions == ()
@@ -110,12 +116,7 @@ def test_rro_goes_on_when_the_submit_only_ties_the_best_other_candidate(
         low: None, campaign_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The submit scores 0.15, as SELECT 2 does: nothing rises over 0.5 and the tie goes to going on."""
     monkeypatch.setitem(VALUES, SUBMIT, 0.15)
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
-        policy = SubmitsOften([["SELECT 1", "SELECT 2", "SELECT 3"], ["SELECT 4"]])
-        ctx = _context(campaign_file, store, policy, "search.reward=low_test", "operators.rro.max_candidates=3",
-                       "operators.rro.rise_from=0.5")
-        out = rro(ctx.tasks["sql/0"], random.Random(1), ctx)
-        ctx.close()
+    out, policy = _rro_with_a_bar_of_half(campaign_file, tmp_path)
     rows = [(c.step_idx, c.action, c.accepted) for c in out.candidates]
     assert rows[:3] == [(0, SUBMIT, False), (0, "SELECT 1", False), (0, "SELECT 2", True)]
     assert out.trajectory.actions[:1] == ("SELECT 2",)

@@ -248,6 +248,36 @@ def test_no_kind_named_outside_its_package() -> None:
     assert not found, f"{len(found)} namings of a part kind outside its package:\n" + "\n".join(found)
 
 
+# The modules that may read ``ctx.settings`` (the whole campaign's keys, by path), with the reason.
+# Every part reads its own ``registry.Settings`` instead (issue 18): a reward model its factory's
+# parameters, a strategy ``self.own``, an operator ``ctx.keys_of(PART)``, an executor its first argument.
+WHOLE_CAMPAIGN = {
+    "evoagent/rollout.py": "Context.keys_of builds an operator's own Settings from it",
+}
+
+
+def whole_campaign_reads(modules: dict[str, Path] | None = None, root: Path = ROOT) -> list[str]:
+    """``<...>ctx.settings`` read outside ``WHOLE_CAMPAIGN``: a part reading keys it did not declare."""
+    found = []
+    for path in (modules or MODULES).values():
+        rel = path.relative_to(root).as_posix()
+        if rel in WHOLE_CAMPAIGN:
+            continue
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Attribute) and node.attr == "settings":
+                owner = node.value
+                name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+                if name.endswith("ctx"):
+                    found.append(f"{rel}:{node.lineno}: reads {ast.unparse(node)} (the whole campaign)")
+    return found
+
+
+def test_no_part_reads_the_whole_campaign_through_its_context() -> None:
+    found = whole_campaign_reads()
+    assert not found, "read your part's own Settings instead:\n" + "\n".join(found)
+    assert all((ROOT / rel).exists() for rel in WHOLE_CAMPAIGN)
+
+
 def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     """The checkers find a circle, an upward arrow and a naming in a made-up example (they can fail)."""
     assert circles({"a": {"b": "x"}, "b": {"c": "y"}, "c": {"a": "z"}, "d": {"a": "w"}}) == [["a", "b", "c"]]
@@ -264,6 +294,11 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     found = kind_namings({"evoagent.n": tmp_path / "evoagent" / "n.py"}, tmp_path)
     assert sorted(found) == ["evoagent/n.py:3: environment 'game24'", "evoagent/n.py:4: strategy 'evolution'",
                              "evoagent/n.py:5: strategy 'best_of_n'"], found
+    reader = "def make(ctx, params):\n    return ctx.settings.get('executor.address'), self.ctx.settings, params\n"
+    (tmp_path / "evoagent" / "r.py").write_text(reader)
+    assert sorted(whole_campaign_reads({"evoagent.r": tmp_path / "evoagent" / "r.py"}, tmp_path)) == [
+        "evoagent/r.py:2: reads ctx.settings (the whole campaign)",
+        "evoagent/r.py:2: reads self.ctx.settings (the whole campaign)"]
     guarded = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from evoagent import loop\n"
     (tmp_path / "g.py").write_text(guarded)
     assert list(imports("stores.g", tmp_path / "g.py")) == []

@@ -162,7 +162,8 @@ def test_an_llm_campaign_under_nohup_sends_no_batches(tmp_path: Path, campaign_f
         env = {"ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "test", "PATH": "/usr/bin:/bin"}
         done = subprocess.run(
             [sys.executable, "-m", "evoagent.cli", "run", str(campaign_file), "--store", str(tmp_path / "s.duckdb"),
-             "--set", 'policy.kind="anthropic"', "--set", "budget.generations=0", "--set", "policy.batch_poll_s=0.05",
+             "--set", 'policy.kind="anthropic"', "--set", "budget.generations=0", "--set", "mu=2",
+             "--set", 'tasks.ids=["sql/0", "sql/7"]', "--set", "policy.batch_poll_s=0.05",
              "--set", "policy.batch_idle_s=0.05", "--set", "policy.retry_base_s=0.01"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -4,8 +4,13 @@
 runs items on Ray actors that each hold their own environment and policy
 (``evoagent.executors.ray``); the campaign's process stays the store's only
 writer, so the journal, resume and the SQL views are the same either way.
-Each is an executor part: ``fn(campaign, ctx, note, run_item)`` returns the
-runner's executor factory (None: the runner's threads).
+Each is an executor part: ``fn(settings, ctx, note, run_item)`` returns the
+runner's executor factory (None: the runner's threads). ``settings`` is its own
+``registry.Settings`` (its keys and the engine's), like every part's. An executor
+whose workers rebuild the campaign (Ray's actors build their own Context)
+declares a ``campaign`` parameter and gets the stored campaign's JSON: it hands
+it on to its workers without reading it (``build_context`` does). Its
+``ray_address`` hook names the Ray session reward models placed on Ray join.
 """
 from __future__ import annotations
 
@@ -26,21 +31,25 @@ def make_executor(c: Any, ctx: Any, run: RunItem, note: Callable[[str], None] | 
 
     ``run`` is the runner's own function for one item: an executor that holds its own contexts
     (Ray actors) runs exactly it, handed over here so that no executor imports the runner."""
+    import inspect
+
     from evoagent import registry
 
-    return registry.get("executor", c.get("executor.kind")).fn(c, ctx, note or (lambda stage: None), run)
+    part = registry.get("executor", c.get("executor.kind"))
+    extra = {"campaign": c.to_json()} if "campaign" in inspect.signature(part.fn).parameters else {}
+    return part.fn(registry.settings_of(c, part), ctx, note or (lambda stage: None), run, **extra)
 
 
-def _threads(c: Any, ctx: Any, note: Callable[[str], None], run: RunItem) -> None:
+def _threads(s: Any, ctx: Any, note: Callable[[str], None], run: RunItem) -> None:
     return None
 
 
-def _ray(c: Any, ctx: Any, note: Callable[[str], None], run: RunItem) -> Callable[[int], Executor]:
-    """Connect (or start a local instance) and start the actors; ``ctx.close()`` stops them and
-    the Ray session, on every exit path."""
+def _ray(s: Any, ctx: Any, note: Callable[[str], None], run: RunItem, campaign: str) -> Callable[[int], Executor]:
+    """Connect (or start a local instance) and start the actors, which rebuild ``campaign`` (the
+    stored JSON, not read here); ``ctx.close()`` stops them and the Ray session, on every exit path."""
     from evoagent.executors.ray import start
 
-    pool = start(c, ctx, note, run)
+    pool = start(s, ctx, note, run, campaign)
     ctx.closers.insert(0, pool.close)  # before the scorers it serves close
     return pool.executor
 
@@ -67,6 +76,7 @@ RAY = Part("executor", "ray", _ray, shared_keys={
     "executor.num_cpus": Key((int, float), 1, lambda x: 0 <= x <= 1024, "within 0..1024 (per actor)"),
     "executor.num_gpus": Key((int, float), 0, lambda x: 0 <= x <= 64, "within 0..64 (per actor)"),
     "executor.max_retries": Key(int, 3, lambda x: 0 <= x <= 100, "within 0..100 (tries of an item whose actor died)"),
-}, preflight=_ray_preflight, doc="Ray actors, each with its own environment and policy (pip install -e '.[ray]')")
+}, preflight=_ray_preflight, ray_address=lambda s: s["executor.address"],
+   doc="Ray actors, each with its own environment and policy (pip install -e '.[ray]')")
 
 __all__ = ["make_executor"]

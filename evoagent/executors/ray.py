@@ -40,13 +40,13 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
-from evoagent.campaign import Campaign
 from evoagent.errors import UserError
 from evoagent.ray_session import connect, disconnect
 from evoagent.executors.ray_worker import Answer, ItemWorker, Mailbox, signal_spec
 from evoagent.llm.errors import BudgetExceeded
 from evoagent.rewards.base import Query
 from evoagent.rewards.scorer import scoring_steps
+from evoagent.registry import Settings
 from evoagent.rollout import Context
 from evoagent.trajectory import Trajectory
 from stores.base import ItemResult, WorkItem
@@ -119,7 +119,8 @@ class _Job:
 class RayPool:
     """The actors of one run and the dispatcher that feeds them; ``executor(n)`` is the runner's factory."""
 
-    def __init__(self, c: Campaign, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult]):
+    def __init__(self, c: Settings, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult],
+                 campaign: str):
         import ray
 
         self.concurrency, self.max_retries = c.get("concurrency"), c.get("executor.max_retries")
@@ -149,7 +150,7 @@ class RayPool:
                 max_restarts=-1, max_concurrency=math.ceil(self.concurrency / n) + 1)  # +1: pid() answers
             signals = (signal_spec(ctx.search), signal_spec(ctx.fitness))
             note(f"starting {n} Ray actor(s)")
-            self.actors = [worker.remote(dict(c.values), list(ctx.tasks), parts, signals, mailbox, run)
+            self.actors = [worker.remote(campaign, list(ctx.tasks), parts, signals, mailbox, run)
                            for _ in range(n)]
             scorers = {s.source: s.scorer for s in (ctx.search, ctx.fitness) if s is not None}
             self._service = _ScoringService(self._mailbox, scorers, self.concurrency)
@@ -329,7 +330,7 @@ class _RoundExecutor(Executor):
             wait_futures(self._futures)
 
 
-def _check_fits(c: Campaign, n: int, cluster: dict[str, float]) -> None:
+def _check_fits(c: Settings, n: int, cluster: dict[str, float]) -> None:
     """Refuse actors the cluster cannot hold at all: Ray would keep them pending, and the
     campaign would wait for them forever (an autoscaler's future nodes are not counted)."""
     for key, res in (("executor.num_cpus", "CPU"), ("executor.num_gpus", "GPU")):
@@ -339,14 +340,18 @@ def _check_fits(c: Campaign, n: int, cluster: dict[str, float]) -> None:
                             f"the Ray cluster has {cluster.get(res, 0):g}")
 
 
-def _default_actors(c: Campaign, resources: dict[str, float]) -> int:
+def _default_actors(c: Settings, resources: dict[str, float]) -> int:
     """``concurrency`` actors, at most as many as the free CPUs hold (at least one)."""
     per = c.get("executor.num_cpus")
     fit = int(resources.get("CPU", 1) // per) if per else c.get("concurrency")
     return max(1, min(c.get("concurrency"), fit))
 
 
-def start(c: Campaign, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult]) -> RayPool:
+def start(c: Settings, ctx: Context, note: Callable[[str], None], run: Callable[..., ItemResult],
+          campaign: str) -> RayPool:
     """Connect to Ray (or start it) and start the campaign's actors, which run items with ``run``
-    (the runner's ``run_item``, pickled by reference: each actor imports it)."""
-    return RayPool(c, ctx, note, run)
+    (the runner's ``run_item``, pickled by reference: each actor imports it).
+
+    ``c``: the Ray executor's own keys (``Campaign.settings_for(RAY)``); ``campaign``: the stored
+    campaign's JSON (``Campaign.to_json``), handed to each actor unread, which builds its Context from it."""
+    return RayPool(c, ctx, note, run, campaign)

@@ -8,6 +8,7 @@ Scorer answers, so every score is looked up, batched and written there first.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,7 +114,7 @@ def signal_spec(signal: Signal | None) -> SignalSpec | None:
 class ItemWorker:
     """A Ray actor: one Context (policy, per-thread environments), built once; runs work items."""
 
-    def __init__(self, values: dict[str, Any], task_ids: list[str], parts: bytes,
+    def __init__(self, campaign: str, task_ids: list[str], parts: bytes,
                  signals: tuple[SignalSpec, SignalSpec | None], mailbox: str, run: Callable[..., ItemResult]):
         import ray
         from ray import cloudpickle
@@ -124,7 +125,7 @@ class ItemWorker:
 
         for part in cloudpickle.loads(parts):  # parts registered as objects (e.g. a script's operator)
             registry.register(part)
-        c = Campaign(values)
+        c = Campaign(json.loads(campaign))  # the driver's validated campaign, as stored (to_json)
         tasks = select_tasks(c)  # from this node's copy of the data: small arguments, restartable actors
         if [t.task_id for t in tasks] != task_ids:
             raise UserError("executor.kind = ray: an actor's node selects other tasks than the campaign's "

@@ -22,12 +22,26 @@ def make_scorer(name: str, campaign: Any, ctx: Any, store: Any) -> Scorer:
 
     part = registry.get("reward", name)
     params = campaign.settings_for(part)  # its own keys (by their declared names) and the engine's
-    # A factory that declares a ``store`` parameter gets the campaign's store (e.g. the judge's
-    # call ledger); the others are called as before.
-    extra = {"store": store} if "store" in inspect.signature(part.fn).parameters else {}
+    # What the engine hands a factory that declares the parameter: ``store``, the campaign's store
+    # (e.g. the judge's call ledger); ``ray_address``, the Ray session the campaign's executor
+    # runs in (a model placed on Ray joins it). The others are called as before.
+    wants = inspect.signature(part.fn).parameters
+    extra: dict[str, Any] = {"store": store} if "store" in wants else {}
+    if "ray_address" in wants:
+        extra["ray_address"] = ray_address(campaign)
     model = part.fn(ctx, params, campaign.get("seed"), **extra)
     return Scorer(model, store, batch_size=campaign.get("rewards.batch_size"),
                   wait_s=campaign.get("rewards.batch_wait_ms") / 1000)
+
+
+def ray_address(campaign: Any) -> str:
+    """The Ray session the campaign's executor runs in (its part's ``ray_address`` hook, given the
+    executor's own keys); ``local`` for an executor without one (threads)."""
+    from evoagent import registry
+
+    part = registry.get("executor", campaign.get("executor.kind"))
+    hook = getattr(part, "ray_address", None)
+    return "local" if hook is None else hook(registry.settings_of(campaign, part))
 
 
 def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal | None]:
@@ -53,4 +67,4 @@ def build_signals(campaign: Any, ctx: Any, store: Any) -> tuple[Signal, Signal |
     return search, fitness
 
 
-__all__ = ["Query", "RewardModel", "Score", "Scorer", "Signal", "build_signals", "make_scorer"]
+__all__ = ["Query", "RewardModel", "Score", "Scorer", "Signal", "build_signals", "make_scorer", "ray_address"]

@@ -57,6 +57,10 @@ __all__ = ["Judge", "JudgeCannotScore", "check_judge", "read_score"]
 EPHEMERAL = {"type": "ephemeral"}
 STEPS_CHARS = 8000  # prefix_text's limit for the judged steps (each field has its own limit too)
 TOOL = JUDGE.tools[0]["name"]
+# The LLM transport keys the judge owns with the LLM policies (``evoagent.llm.KEYS``).
+TRANSPORT_KEYS = ("policy.base_url", "policy.batch", "policy.batch_idle_s", "policy.batch_poll_s",
+                  "policy.max_in_flight", "policy.timeout_s", "policy.max_attempts", "policy.retry_base_s",
+                  "policy.tokens_per_minute")
 MIN_ANSWERS = 20  # the fewest answers whose unusable share is judged (smaller batches add up)
 STOPS = "judge_unusable_stops"  # store meta: how often the campaign stopped for unusable answers
 log = logging.getLogger(__name__)
@@ -213,7 +217,7 @@ def _make(ctx: Context, params: dict[str, Any], seed: int, store: Any = None) ->
 
     if store is None:
         raise UserError("reward model judge needs a store for its call ledger")
-    s = ctx.settings
+    s = params  # its own keys, the transport keys among them (shared_keys), and the engine's
     threads = max(1, min(64, int(s.get("policy.max_in_flight", 32))))
     base_url = s.get("policy.base_url", "") if s.get("policy.kind") == "anthropic" else ""
     try:
@@ -246,7 +250,7 @@ PART = Part("reward", "judge", _make, {
                         "within 0..1, below 1 (the share of a batch's answers without a usable score that stops "
                         "the campaign)"),
 }, uses_gold=False, preflight=check_judge, identity=_identity, doc="an LLM asked whether the last step moves toward a correct answer",
-    # the Anthropic transport's settings it shares with the LLM policies (read from ctx.settings)
-    shared_keys={k: v for k, v in LLM_KEYS.items() if k in (
-        "policy.batch", "policy.batch_idle_s", "policy.batch_poll_s", "policy.max_in_flight", "policy.timeout_s",
-        "policy.max_attempts", "policy.retry_base_s", "policy.tokens_per_minute")})
+    # The Anthropic transport's keys: declared by the judge too (the same keys, defaults and checks
+    # as the LLM policies'), so a campaign with the judge holds them whatever its policy, and the
+    # judge reads them from its own Settings. ``policy.base_url`` only with policy.kind = anthropic.
+    shared_keys={k: v for k, v in LLM_KEYS.items() if k in TRANSPORT_KEYS})

@@ -153,13 +153,14 @@ def _identity(campaign: Any) -> str:
     return _source(content_digest(Path(_named(campaign.get("rewards.prm.path")))))
 
 
-def _make(ctx: Context, params: dict[str, Any], seed: int) -> LearnedPRM:
+def _make(ctx: Context, params: dict[str, Any], seed: int, ray_address: str = "local") -> LearnedPRM:
+    """On Ray, the model's actor lives in the session the engine names (``ray_address``: the
+    executor's, or a local one), not one this part reads from another part's keys."""
     if params["placement"] == "ray":
         from evoagent.rm.ray_models import RemoteModel
 
         return LearnedPRM(ctx, RemoteModel(_named(params["path"]), num_cpus=params["num_cpus"],
-                                           num_gpus=params["num_gpus"],
-                                           address=ctx.settings.get("executor.address", "local")))
+                                           num_gpus=params["num_gpus"], address=ray_address))
     return LearnedPRM(ctx, _load(params["path"]))
 
 

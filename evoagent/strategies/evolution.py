@@ -115,7 +115,7 @@ class Evolution(Strategy):
         distinct = {m.traj_id for m in members}
         if len(distinct) < 2:
             return None
-        want = min(self.c.get(part.path("n_parents")), len(distinct))
+        want = min(self.c.settings_for(part)["n_parents"], len(distinct))  # the operator says how many it takes
         chosen: dict[str, evo.Member] = {}
         for _ in range(8 * want):
             for m in evo.select_parents(members, want, kind, size, random.Random(rng.getrandbits(63))):
