@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from evoagent.cli import main
+from evoagent.envs import files
 from evoagent.envs.game24 import data as g24
 from evoagent.envs.intercode_sql import data as icdata
 from stores import DuckDBStore
@@ -64,7 +65,7 @@ def test_bytes_are_bounded_per_import(tmp_path: Path, gpt4_episodes: dict, monke
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(gpt4_episodes))
     b.write_text(json.dumps(gpt4_episodes))
-    monkeypatch.setattr(icdata, "MAX_IMPORT_BYTES", a.stat().st_size * 3 // 2)
+    monkeypatch.setattr(files, "MAX_IMPORT_BYTES", a.stat().st_size * 3 // 2)  # the limit every importer reads
     store = tmp_path / "s.duckdb"
     out = CliRunner().invoke(main, ["import", "intercode", str(a), str(b), "--store", str(store)])
     _one_line_error(out, "b.json", "bytes across its files")
