@@ -54,7 +54,7 @@ def test_nothing_below_the_cli_imports_it(package: str) -> None:
 NOT_ON_READ_PATHS = {"pandas", "polars", "anthropic", "matplotlib", "sklearn", "aiohttp", "torch", "deap", "ray"}
 
 
-@pytest.mark.parametrize("held", [False, True], ids=["file", "snapshot"])
+@pytest.mark.parametrize("held", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["file", "snapshot"])  # snapshot: long, in CI's slow step
 def test_reading_commands_load_duckdb_and_arrow_only(tmp_path: Path, held: bool) -> None:
     """sql, status, show and lineage: no pandas (pyarrow.dataset pulls it), no polars, no LLM SDK;
     both when they read the store file and when a writer holds it (its Parquet snapshot)."""

@@ -103,6 +103,7 @@ def _campaign(c: campaign.Campaign, ctx: Context, path: Path) -> tuple[list, lis
     return rewards, population, out.env_steps
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_an_mc_campaign_with_restore_equals_one_without(tmp_path: Path, campaign_file: Path) -> None:
     keys = ["search.reward=mc", "fitness.reward=mc", "fitness.aggregate=mean", "rewards.mc.k=3",
             "budget.generations=1", 'tasks.ids=["sql/7", "sql/42"]', "mu=2", "lambda=2"]

@@ -99,6 +99,7 @@ def test_read_score_is_strict() -> None:
     assert read_score([{"type": "text", "text": "score: 0.9"}]) is None
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_judged_campaign_stops_at_budget_and_resumes_scoring_each_key_once(tmp_path: Path, point) -> None:
     with FakeAnthropic(judge_responder) as srv:
         point(srv.url)
@@ -235,6 +236,7 @@ def _no_score(body: dict) -> dict:
     return {"content": [{"type": "text", "text": "It looks fine \x1b[2J to me."}], "stop_reason": "end_turn"}
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_a_judge_that_cannot_score_stops_the_campaign_resumably(tmp_path: Path, point) -> None:
     """Issue 19 item 9: every answer unusable used to give every score the fallback 0.5 and exit 0."""
     with FakeAnthropic(_no_score) as srv:

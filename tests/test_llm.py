@@ -121,6 +121,7 @@ def test_api_key_is_never_stored_or_exported(tmp_path: Path, responder, llm_env)
             assert SECRET.encode() not in f.read_bytes(), f
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_malformed_answers_are_retried(tmp_path: Path, llm_env) -> None:
     # 20% of answers lack the tool call; with 8 attempts a call fails for good with p = 0.2**8
     with FakeAnthropic(intercode_responder(malformed=0.2, seed=1)) as srv:
@@ -142,6 +143,7 @@ def test_a_model_that_never_calls_a_tool_fails_items_not_the_campaign(tmp_path: 
     assert r.scalar("SELECT count(*) FROM llm_calls WHERE status = 'failed'") > 0
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_budget_stops_cleanly_and_resume_finishes(tmp_path: Path, responder, llm_env) -> None:
     with FakeAnthropic(responder) as srv:
         llm_env(srv.url)

@@ -116,6 +116,7 @@ def test_server_faults_come_back_as_transient_with_retry_after(api_key: None) ->
     assert "429" in str(err.value) and err.value.retry_after == pytest.approx(0.25)
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_a_killed_worker_fails_its_calls_as_transient_and_is_restarted(api_key: None) -> None:
     with FakeAnthropic(latency_s=1.0) as srv:
         _, sender = make_transports("anthropic", srv.url, 10.0, in_flight=4, processes=1)
@@ -157,6 +158,7 @@ def test_workers_exit_when_the_campaign_process_is_killed(tmp_path: Path) -> Non
     assert wait_gone(pids), "worker processes outlived the campaign process"
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_a_failed_start_leaves_no_half_started_worker(api_key: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import evoagent.llm.workers as workers
 
@@ -196,6 +198,7 @@ def test_a_failed_start_leaves_no_half_started_worker(api_key: None, monkeypatch
             sender.close()
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_close_abandons_calls_in_flight_at_once(api_key: None) -> None:
     with FakeAnthropic(latency_s=30.0) as srv:
         _, sender = make_transports("anthropic", srv.url, 60.0, in_flight=4, processes=2)

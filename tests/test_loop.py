@@ -166,6 +166,7 @@ class Inline(Executor):
         return f
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_runner_with_another_executor_gives_the_same_population(tmp_path: Path, campaign_file: Path) -> None:
     from evoagent.loop import Runner
     from evoagent.rewards import build_signals

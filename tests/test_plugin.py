@@ -3,10 +3,10 @@
 The default run makes the package importable the way an installed wheel is: its
 folder on the path and a ``.dist-info`` whose ``entry_points.txt`` is written
 from the package's own ``pyproject.toml`` (so a wrong declaration there fails
-here): ``evoagent run`` on its campaign file and its contract suites
-(``examples/plugin/tests``, whose strategy contract resumes a stopped campaign). The
-slow test installs it for real with ``pip`` and SIGKILLs a run a few commits in:
-``evoagent resume`` gives the population of the uninterrupted run, row for row.
+here): ``evoagent run`` on its campaign file. Marked slow (CI's slow step; ``.ci/run``
+also runs ``examples/plugin/tests`` directly): its contract suites, whose strategy
+contract resumes a stopped campaign, and the real ``pip`` install with a run SIGKILLed
+a few commits in, whose ``evoagent resume`` gives the uninterrupted run's population.
 """
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def test_evoagent_runs_the_plugin(site: Path, tmp_path: Path, monkeypatch: pytes
     assert population and all(r[1].startswith("wordmath/") for r in population)
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_the_plugin_passes_its_contract_suites(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _on_path(site, monkeypatch)
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", str(PLUGIN / "tests")],

@@ -272,6 +272,7 @@ def test_report_every_writes_once_for_a_complete_campaign(campaign_store: Path, 
     assert "http-equiv" not in out.read_text(encoding="utf-8") and embedded(out.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 @needs_browser
 def test_report_every_is_rewritten_and_reloads_in_chromium(campaign_store: Path, tmp_path: Path) -> None:
     """A running campaign's report, kept open in a browser: rewritten every second (atomically),

@@ -91,6 +91,7 @@ def _http_campaign(tmp_path: Path, campaign_file: Path, url: str) -> tuple[Path,
     return store, out
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_an_http_server_restarted_with_another_model_is_refused_at_resume(tmp_path: Path,
                                                                            campaign_file: Path) -> None:
     first = load_model(train_tiny_prm(tmp_path / "a", n_runs=30))
@@ -132,6 +133,7 @@ class _Swapped:
         return self.model.score_texts(texts)
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_a_model_changed_mid_run_stops_the_campaign_cleanly(tmp_path: Path, campaign_file: Path) -> None:
     first = load_model(train_tiny_prm(tmp_path / "a", n_runs=30))
     second = load_model(train_tiny_prm(tmp_path / "b", n_runs=50))

@@ -72,6 +72,7 @@ def test_populations_are_filled_up_to_mu_within_a_bound(tmp_path: Path) -> None:
     assert "members" in status.output and "tasks_below_mu" in status.output  # columns of the table
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_a_stop_inside_a_fill_up_round_resumes_to_the_same_population(tmp_path: Path) -> None:
     start(tmp_path, "whole", FILL, "budget.generations=1")
     stop = threading.Event()
@@ -156,6 +157,7 @@ def test_batching_is_never_inferred_from_the_terminal(tmp_path: Path, campaign_f
         assert launch.stored_campaign(store).get("policy.batch") is False
 
 
+@pytest.mark.slow  # long: CI's slow step runs it (the default run stays under 3 minutes)
 def test_an_llm_campaign_under_nohup_sends_no_batches(tmp_path: Path, campaign_file: Path) -> None:
     """stdin and stdout not terminals, as under nohup: every call goes direct unless policy.batch = true."""
     with FakeAnthropic(intercode_responder()) as server:
