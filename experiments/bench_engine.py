@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evoagent import campaign, launch  # noqa: E402
+from evoagent import campaign, envs, launch  # noqa: E402
 from evoagent.loop import Runner  # noqa: E402
 from evoagent.rewards import build_signals  # noqa: E402
 from stores import DuckDBStore  # noqa: E402
@@ -125,8 +125,7 @@ def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path, store
 
 def direct_run(log: list[list[Any]], concurrency: int) -> float:
     c = campaign.load(TOML)
-    make = lambda: launch.make_env("intercode_sql", dialect=c.get("env.dialect"),  # noqa: E731
-                                   timeout_s=c.get("env.timeout_s"))
+    make = lambda: envs.make_env(c)  # noqa: E731 - the campaign's own environment and env.* keys
     chunks = [log[i::concurrency] for i in range(concurrency)]
 
     def play(episodes: list[list[Any]]) -> None:
