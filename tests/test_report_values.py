@@ -10,7 +10,6 @@ import pyarrow as pa
 from click.testing import CliRunner
 
 from evoagent.cli import main
-from evoagent.report.figures import calibration
 from evoagent.rewards.signal import AGGREGATE
 from stores import DuckDBStore, TrajectoryBatch
 from stores.batch import LINEAGE_SCHEMA, REWARD_SCHEMA, STEP_SCHEMA, TRAJECTORY_SCHEMA
@@ -27,6 +26,8 @@ def test_a_mean_of_extreme_scores_is_finite() -> None:
 
 
 def test_calibration_bins_extremes_and_leaves_out_non_finite() -> None:
+    from evoagent.report.figures import calibration  # matplotlib: loaded by this test, not at collection
+
     scored = [(1e308, True), (-1e308, False), (0.0, True), (math.inf, True), (math.nan, False), (-math.inf, False)]
     bins = calibration(scored)
     assert sum(n for _, _, n in bins) == 3 and all(math.isfinite(m) for m, _, _ in bins)
