@@ -260,6 +260,9 @@ def _fork() -> tuple[_Forked, _Channel]:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (blocked by prefork)
             os.close(to_child[1])
             os.close(to_parent[0])
+            null = os.open(os.devnull, os.O_RDWR)  # answers travel as frames: the terminal's stdin/stdout
+            os.dup2(null, 0)  # are the parent's alone (a pipe into `| cat` closes when the parent exits)
+            os.dup2(null, 1)
             _limit_memory()
             for module in _PRELOAD:  # while the parent still parses its arguments
                 __import__(module)

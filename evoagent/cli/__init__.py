@@ -14,10 +14,11 @@ from __future__ import annotations
 import sys
 
 if len(sys.argv) > 1 and sys.argv[1] in ("sql", "status"):  # before click loads: see sql_reader.prefork
-    from evoagent.cli.fast import answer, applies
+    from evoagent.cli.fast import answer, applies, is_console_script
     from evoagent.sql_reader import prefork
 
-    prefork(sys.argv)
+    if is_console_script(sys.argv):  # never in a program that merely imports the CLI (tests, notebooks)
+        prefork(sys.argv)
     if applies(sys.argv):  # `evoagent sql STORE QUERY`, `evoagent status STORE`: no click at all
         sys.exit(answer(sys.argv))
 

@@ -15,9 +15,15 @@ import sys
 from pathlib import Path
 
 
+def is_console_script(argv: list[str]) -> bool:
+    """Whether this process is the ``evoagent`` command (not ``python -c``/``-m`` or a program that
+    imports the CLI): only then may the CLI fork its worker and take over Ctrl-C at import."""
+    return os.path.basename(argv[0]) == "evoagent"
+
+
 def applies(argv: list[str]) -> bool:
-    """The console script (not ``python -c``/``-m`` or a program that imports the CLI), called plainly."""
-    if os.path.basename(argv[0]) != "evoagent" or len(argv) < 2:
+    """The console script, called plainly."""
+    if not is_console_script(argv) or len(argv) < 2:
         return False
     wanted = {"sql": 4, "status": 3}.get(argv[1])
     return len(argv) == wanted and not any(a.startswith("-") for a in argv[2:])
