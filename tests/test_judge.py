@@ -181,7 +181,10 @@ def _judge_for(tmp_path: Path, *overrides: str):
 def test_a_scoring_batch_is_one_message_batch_and_the_prompt_shows_no_gold(tmp_path: Path, point) -> None:
     with FakeAnthropic(judge_responder, batch_latency_s=0.05) as srv:
         point(srv.url)
-        judge, store, ctx = _judge_for(tmp_path, "policy.batch=true", "rewards.judge.samples=2")
+        # A quiet period far shorter than a thread's start: the idle rule alone would split the
+        # scoring batch; the judge announces its 6 calls, so they go out together all the same.
+        judge, store, ctx = _judge_for(tmp_path, "policy.batch=true", "rewards.judge.samples=2",
+                                       "policy.batch_idle_s=0.0001")
         try:
             queries = [Query("sql/0", ("SELECT count(*) FROM singer",), observations=("[(6,)]",)),
                        Query("sql/0", ("SHOW TABLES", "SELECT name FROM singer"), terminal=True,

@@ -2,7 +2,10 @@
 
 Work items run concurrently; their calls queue here. When no new call has
 arrived for ``idle_s`` (every running rollout is waiting on its next step),
-the queued calls go out as one Message Batch. The batch id and its requests
+the queued calls go out as one Message Batch. A caller that knows how many
+calls belong together (a reward model's scoring batch) says so with
+``expect(n)``: they go out as soon as all n arrived, however slowly the
+threads that make them start, so one scoring batch is one Message Batch. The batch id and its requests
 are committed to the store *before* waiting, so a campaign killed while a
 batch runs resumes by polling that batch, never by resubmitting it. Results
 are committed to the ledger at the batch price; answers that failed or lack
@@ -24,6 +27,9 @@ from evoagent.llm.errors import TransientError
 from evoagent.llm.ledger import CallRecord, Ledger
 from evoagent.llm.pricing import cost_usd
 from evoagent.llm.transports import TRANSIENT, message_to_answer
+
+
+GROUP_PATIENCE = 40  # quiet periods an announced group waits for a call that never comes
 
 
 def _now() -> dt.datetime:
@@ -61,6 +67,23 @@ class BatchCollector:
         self._watchers: dict[str, list[_Waiter]] = {}
         self._collecting: set[str] = set()  # batches being polled by this process
         self._done: set[str] = set()  # batches whose answers this process committed
+        self._expected = 0  # calls of the announced group still to arrive (0: no group)
+        self._group_complete = False
+
+    def expect(self, n: int) -> None:
+        """The next ``n`` calls belong together: send them as one batch once all arrived."""
+        with self._lock:
+            self._expected = n
+
+    def skip(self) -> None:
+        """A call of the announced group that will not come here (answered from the ledger, refused)."""
+        with self._lock:
+            self._arrive()
+
+    def _arrive(self) -> None:
+        if self._expected:
+            self._expected -= 1
+            self._group_complete = not self._expected  # flush without waiting for quiet
 
     # -- callers ---------------------------------------------------------------
     def submit(self, key: str, request: dict[str, Any], meta: dict[str, Any],
@@ -69,8 +92,10 @@ class BatchCollector:
         w = _Waiter(key, request, meta, valid)
         hit = self.ledger.lookup(key)  # answered by a batch collected since the caller looked
         if hit is not None:
+            self.skip()
             return CallRecord(key, self.model, request, hit["response"], hit["usage"], hit["cost_usd"], **meta)
         with self._lock:
+            self._arrive()
             batch_id = self._open.get(key)
             finished = batch_id is not None and batch_id in self._done
             if batch_id is not None and not finished:
@@ -114,8 +139,15 @@ class BatchCollector:
         while True:
             with self._lock:
                 quiet = time.monotonic() - self._last
-                if self._queue and (quiet >= self.idle_s or len(self._queue) >= self.max_batch):
+                # A group's calls wait for the group (or, should a call of it never come, for
+                # GROUP_PATIENCE quiet periods); other calls wait for quiet.
+                due = (self._group_complete or quiet >= self.idle_s * GROUP_PATIENCE
+                       or (not self._expected and quiet >= self.idle_s))
+                if self._queue and (due or len(self._queue) >= self.max_batch):
                     batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+                    self._group_complete = False
+                    if quiet >= self.idle_s * GROUP_PATIENCE:
+                        self._expected = 0
                 elif not self._queue:
                     self._flusher = None
                     return
@@ -124,7 +156,7 @@ class BatchCollector:
             if batch:
                 threading.Thread(target=self._run_batch, args=(batch,), daemon=True).start()
             else:
-                time.sleep(max(self.idle_s - quiet, 0.01))
+                time.sleep(0.02 if self._expected else max(self.idle_s - quiet, 0.01))
 
     def _run_batch(self, waiters: list[_Waiter]) -> None:
         unique: dict[str, _Waiter] = {}

@@ -136,9 +136,13 @@ class LLMClient:
         # A stored answer that fails the caller's check (e.g. collected from a batch after a
         # crash, with nobody to check it) is retried directly, like a malformed live answer.
         if hit is not None and valid(hit["response"]):
+            if self.batcher is not None:
+                self.batcher.skip()
             self._account(hit["cost_usd"], hit["usage"])
             return Reply(hit["response"]["content"], hit["usage"], hit["cost_usd"], True, key)
         retry_directly = hit is not None
+        if self.batcher is not None and retry_directly:
+            self.batcher.skip()
         est_input = estimate_tokens(request)
         est_tokens = est_input + int(request.get("max_tokens", 0))
         p = price_of(self.s.model)
@@ -146,7 +150,12 @@ class LLMClient:
                    + int(request.get("max_tokens", 0)) * p.output) / 1e6
         via_batch = self.batcher is not None and not retry_directly
         reserved = est_usd * (BATCH_DISCOUNT if via_batch else 1.0)
-        self.budget.reserve(reserved, est_tokens)
+        try:
+            self.budget.reserve(reserved, est_tokens)
+        except BaseException:
+            if via_batch:
+                self.batcher.skip()  # refused: this call never reaches its batch
+            raise
         usd = tokens = 0
         try:
             meta = {"template": template, "template_hash": template_hash,

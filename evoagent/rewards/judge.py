@@ -113,6 +113,7 @@ class Judge(RewardModel):
         self.malformed = 0  # answers scored with the fallback (this process)
         self.answers = 0  # answers read (this process, ledger hits included)
         self._lock = threading.Lock()
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="judge")
         self._closers = list(closers)
 
@@ -181,6 +182,8 @@ class Judge(RewardModel):
         jobs = [(self.request(q, obs), f"{q.prefix_id}:{q.step_idx}:{j}")
                 for q, (obs, _) in zip(queries, seen) for j in range(self.samples)]
         # All calls of the batch at once: with Message Batches they go out as one batch.
+        if self.client.batcher is not None:
+            self.client.batcher.expect(min(len(jobs), self.threads))
         answers = list(self._pool.map(lambda job: self._ask(*job), jobs))
         self._check_usable(answers)
         values = [self.fallback if value is None else value for value, _ in answers]
