@@ -85,7 +85,8 @@ class DuckDBStore(Store):
         self._facts: StoredFacts | None = None
         # (traj_id, source) and (traj_id, reward_source) pairs the open transaction wrote
         self._pending: list[tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]] = []
-        self._pending_rows: list[tuple[str, pa.Table]] = []  # Arrow rows the open transaction appended
+        # Arrow rows the open transaction appended; None: rows it inserted into that table by SQL
+        self._pending_rows: list[tuple[str, pa.Table | None]] = []
         self._in_transaction = False
         version = current_version(self._con)
         if version > SCHEMA_VERSION:
@@ -138,7 +139,10 @@ class DuckDBStore(Store):
                 self._stored().add(trajs, rewards)
             if self._snap is not None:
                 for name, table in self._pending_rows:
-                    self._snap.buffer(name, table)
+                    if table is None:
+                        self._snap.skip(name)
+                    else:
+                        self._snap.buffer(name, table)
             self._pending.clear()
             self._pending_rows.clear()
             return out
@@ -240,6 +244,7 @@ class DuckDBStore(Store):
                     "row_number() OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) r "
                     "ANTI JOIN _stored_rw o USING (traj_id, reward_source)"
                 )
+            self._unbuffered("trajectories", "rediscoveries", "steps", "lineage", "rewards")
             return int(n)
 
     def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
@@ -419,11 +424,14 @@ class DuckDBStore(Store):
         self._pending.append(([], list(zip(table.column("traj_id").to_pylist(),
                                            table.column("reward_source").to_pylist()))))
         with self._registered(_scores=table) as con:
-            return int(con.execute(
+            n = int(con.execute(
                 "INSERT INTO raw.rewards BY NAME SELECT n.* FROM (SELECT * FROM _scores QUALIFY row_number() "
                 "OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) n ANTI JOIN raw.rewards o "
                 "ON n.traj_id = o.traj_id AND n.reward_source = o.reward_source "
                 "AND n.step_idx IS NOT DISTINCT FROM o.step_idx").fetchall()[0][0])
+        if n:
+            self._unbuffered("rewards")
+        return n
 
     def write_rewards(self, source: str, rows: Sequence[tuple[str, int, float]]) -> int:
         if not rows:
@@ -494,6 +502,16 @@ class DuckDBStore(Store):
             return
         with self._registered(_rows=table) as con:
             con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM _rows")
+        self._unbuffered(name)
+
+    def _unbuffered(self, *names: str) -> None:
+        """Rows went into these raw tables by SQL, not from Arrow the snapshot holds: its held rows
+        of them could not be their next part (the count no longer matches), so they are released."""
+        for name in names:
+            if self._in_transaction:
+                self._pending_rows.append((name, None))
+            elif self._snap is not None:
+                self._snap.skip(name)
 
     def _columns(self, table: str) -> list[str]:
         """A raw table's column names in their stored order (cached: the schema is fixed while open)."""

@@ -115,3 +115,33 @@ def test_reward_facts_of_ids_without_a_trajectory_are_hashes_confirmed_in_the_fi
     facts._scored.add(hash(("p2", "env")))  # as if p2's hash were p1's
     assert facts.rewarded([("p1", "env"), ("p2", "env"), ("p1", "m"), ("p1", None)]) == {("p1", "env")}
     store.close()
+
+
+def test_snapshot_holds_only_arrow_rows_of_the_tables_types_and_none_of_a_table_written_by_sql(tmp_path):
+    """The publisher keeps the Arrow rows the writer appended only when they have the table's own
+    types: DuckDB cast any others on insert, and Arrow's cast may differ (a TIMESTAMPTZ becomes
+    the session's local time in DuckDB, stays UTC in Arrow). Rows inserted by SQL (scores) release
+    the table's held rows, which could no longer be its next part. Readers see the live rows."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from stores import SnapshotStore
+
+    t = Trajectory("t0", (Step(0, "a", "o", 0.5),), 1.0, "evolve", 0, "init", (), 1)
+    batch = TrajectoryBatch.from_trajectories([t])
+    noon = pa.array([dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)], pa.timestamp("us", tz="UTC"))
+    traj = batch.trajectories.set_column(batch.trajectories.schema.get_field_index("created_at"), "created_at", noon)
+    path = str(tmp_path / "s.duckdb")
+    store = DuckDBStore(path, snapshot_every_s=1e9)
+    store._con.execute("SET TimeZone = 'Asia/Tokyo'")
+    store.write(dataclasses.replace(batch, trajectories=traj))
+    held = store._snap._rows  # type: ignore[union-attr]
+    assert "trajectories" not in held and "steps" in held and "rewards" in held
+    store.write_rewards("m", [(t.traj_id, 0, 0.5)])
+    assert "rewards" not in held and "steps" in held
+    store.close()
+    with SnapshotStore(path) as snap, DuckDBStore(path) as live:
+        for table in TABLES:
+            q = f"SELECT * FROM raw.{table} ORDER BY ALL"
+            assert snap.query(q).to_pylist() == live.query(q).to_pylist(), table
