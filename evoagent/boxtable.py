@@ -4,47 +4,77 @@ rich draws the same tables, but importing it costs about a third of a bare DuckD
 start-up, and these two commands are meant to answer at DuckDB's speed (issue 22). The
 look follows rich's default (a heavy header, light rows); columns wider than the terminal
 share its width, widest first, and their cells wrap at spaces or, for a long word, fold.
-Every piece of text passes :func:`evoagent.escaping.visible`: no control character reaches
-the terminal. Light module: the standard library only.
+Every piece of text passes :func:`evoagent.escaping.visible` and a tab is shown as ``\\t``:
+no control character reaches the terminal, and every line of the box is as wide as the next.
+
+The table is written a line at a time, and what it draws is capped: a row at
+:data:`ROW_DRAWN_CHARS` characters (a taller cell is cut, its last line ending in ``…``),
+the table at :data:`TABLE_DRAWN_CHARS` (it stops after the row that passes them). Narrow
+columns multiply the drawn text (a 10,000-character cell one column wide is 10,000 lines of
+the whole table's width): the caps keep memory and output bounded whatever the cells hold.
+Light module: the standard library only.
 """
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import IO
 
 from evoagent.escaping import visible
+
+ROW_DRAWN_CHARS = 200_000  # characters one row may draw (its height times the table's width)
+TABLE_DRAWN_CHARS = 4_000_000  # characters the whole table may draw before it stops at a row
+ELLIPSIS = "…"
+
+
+_ASCII = re.compile(r"[\x00-\x7f]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 def cell_width(text: str) -> int:
     """Terminal columns ``text`` takes: wide East Asian characters 2, combining marks 0."""
     if text.isascii():
         return len(text)
-    width = 0
-    for ch in text:
-        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
-            continue
-        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return width
+    rest = _ASCII.sub("", text)  # the ASCII characters are one column each: count only the others one by one
+    return len(text) - len(rest) + sum(map(_char_width, rest))
 
 
-def _fold(word: str, width: int) -> list[str]:
+def shown(text: object) -> str:
+    """Text as a cell shows it: controls escaped as ``\\xNN``, a tab as ``\\t`` (its width is the
+    terminal's to decide, which would shift the box); newlines stay (a cell breaks its line there)."""
+    return visible(text).replace("\t", "\\t")
+
+
+def _fold(word: str, width: int) -> Iterator[str]:
     """A word longer than ``width`` columns, cut into pieces of at most ``width`` columns."""
-    pieces, piece, used = [], "", 0
+    if word.isascii():  # one column a character
+        yield from (word[i:i + width] for i in range(0, len(word), width))
+        return
+    piece, used = "", 0
     for ch in word:
         w = cell_width(ch)
         if piece and used + w > width:
-            pieces.append(piece)
+            yield piece
             piece, used = "", 0
         piece, used = piece + ch, used + w
-    return [*pieces, piece]
+    yield piece
 
 
-def wrap(text: str, width: int) -> list[str]:
-    """``text`` as lines of at most ``width`` columns: broken at spaces, long words folded."""
-    lines: list[str] = []
+def _wrapped(text: str, width: int) -> Iterator[str]:
+    """The lines of :func:`wrap`, one at a time (a caller that needs the first few stops early)."""
     for para in text.split("\n"):
         if cell_width(para) <= width:
-            lines.append(para)
+            yield para
             continue
         line, used = "", 0
         for word in para.split(" "):
@@ -53,15 +83,33 @@ def wrap(text: str, width: int) -> list[str]:
                 line, used = f"{line} {word}", used + 1 + w
                 continue
             if line or used:
-                lines.append(line)
+                yield line
             if w > width:
-                *full, line = _fold(word, width)
-                lines.extend(full)
+                pieces = _fold(word, width)
+                line = next(pieces)
+                for piece in pieces:  # every piece but the last is a full line
+                    yield line
+                    line = piece
                 used = cell_width(line)
             else:
                 line, used = word, w
-        lines.append(line)
-    return lines
+        yield line
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """``text`` as lines of at most ``width`` columns: broken at spaces, long words folded."""
+    return list(_wrapped(text, width))
+
+
+def _clip(line: str, width: int) -> str:
+    """``line`` cut to end in ``…`` within ``width`` columns: the last line of a cell that was cut."""
+    kept, used = "", 0
+    for ch in line:
+        used += cell_width(ch)
+        if used > width - 1:
+            break
+        kept += ch
+    return kept + ELLIPSIS
 
 
 def _share(natural: list[int], room: int) -> list[int]:
@@ -86,45 +134,68 @@ def _share(natural: list[int], room: int) -> list[int]:
     return widths
 
 
-def box_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, width: int,
-              title: str | None = None) -> str:
-    """The table as text (ending in a newline), at most ``width`` columns wide where it can be."""
+@dataclass
+class Drawn:
+    """What :func:`draw_table` drew: how many rows, and whether a cell was cut at ``lines`` lines."""
+
+    rows: int
+    cut: bool
+    lines: int
+
+
+def draw_table(out: IO[str], columns: Sequence[str], rows: Sequence[Sequence[str]], *, width: int,
+               title: str | None = None, row_chars: int = ROW_DRAWN_CHARS,
+               table_chars: int = TABLE_DRAWN_CHARS) -> Drawn:
+    """Write the table to ``out`` a line at a time, at most ``width`` columns wide where it can be.
+
+    A row draws at most ``row_chars`` characters (a cell taller than that allows is cut); the
+    table stops after the row that brings it past ``table_chars`` and closes its box."""
     if not columns:
-        return ""
-    heads = [visible(c) for c in columns]
-    body = [[visible(c) for c in row] for row in rows]
+        return Drawn(0, False, 0)
+    heads = [shown(c) for c in columns]
+    body = [[shown(c) for c in row] for row in rows]
     natural = [max(cell_width(line) for cell in (h, *(r[i] for r in body)) for line in cell.split("\n"))
                for i, h in enumerate(heads)]
     widths = _share([max(w, 1) for w in natural], max(len(columns), width - 3 * len(columns) - 1))
+    total = sum(widths) + 3 * len(widths) + 1
+    most = max(1, row_chars // (total + 1))  # lines a row may have
+    cut = False
 
     def rule(left: str, mid: str, right: str, fill: str) -> str:
-        return left + mid.join(fill * (w + 2) for w in widths) + right
+        return left + mid.join(fill * (w + 2) for w in widths) + right + "\n"
 
-    def lines(cells: list[str], bar: str) -> list[str]:
-        wrapped = [wrap(c, w) for c, w in zip(cells, widths)]
-        height = max(len(c) for c in wrapped)
-        out = []
-        for k in range(height):
+    def lines(cells: list[str], bar: str) -> Iterator[str]:
+        nonlocal cut
+        wrapped = []
+        for text, w in zip(cells, widths):
+            cell = list(islice(_wrapped(text, w), most + 1))
+            if len(cell) > most:
+                cut, cell = True, [*cell[:most - 1], _clip(cell[most - 1], w)]
+            wrapped.append(cell)
+        for k in range(max(len(c) for c in wrapped)):
             parts = []
             for cell, w in zip(wrapped, widths):
                 text = cell[k] if k < len(cell) else ""
                 parts.append(" " + text + " " * (w - cell_width(text)) + " ")
-            out.append(bar + bar.join(parts) + bar)
-        return out
+            yield bar + bar.join(parts) + bar + "\n"
 
-    out = []
-    total = sum(widths) + 3 * len(widths) + 1
     if title:
-        t = visible(title)
-        pad = max(0, total - cell_width(t))
-        out.append(" " * (pad // 2) + t)
-    out.append(rule("┏", "┳", "┓", "━"))
-    out.extend(lines(heads, "┃"))
-    if body:
-        out.append(rule("┡", "╇", "┩", "━"))
-        for row in body:
-            out.extend(lines(row, "│"))
-        out.append(rule("└", "┴", "┘", "─"))
-    else:
-        out.append(rule("┗", "┻", "┛", "━"))
-    return "\n".join(out) + "\n"
+        t = shown(title)
+        out.write(" " * (max(0, total - cell_width(t)) // 2) + t + "\n")
+    out.write(rule("┏", "┳", "┓", "━"))
+    for line in lines(heads, "┃"):
+        out.write(line)
+    if not body:
+        out.write(rule("┗", "┻", "┛", "━"))
+        return Drawn(0, cut, most)
+    out.write(rule("┡", "╇", "┩", "━"))
+    drawn = done = 0
+    for row in body:
+        if done and drawn >= table_chars:
+            break
+        for line in lines(row, "│"):
+            out.write(line)
+            drawn += len(line)
+        done += 1
+    out.write(rule("└", "┴", "┘", "─"))
+    return Drawn(done, cut, most)

@@ -2,8 +2,11 @@
 
 Text from a store, a task file, a recorded run or a remote server may hold
 terminal controls (OSC 52 clipboard writes, OSC 8 links, CSI 2J, BEL, 8-bit
-CSI U+009B). :func:`visible` shows every C0 control but newline and tab, DEL
-and every C1 control as ``\\xNN``, so none reaches a terminal raw.
+CSI U+009B) or bidirectional overrides that make a terminal show text in
+another order than it is (U+202E). :func:`visible` shows every C0 control but
+newline and tab, DEL and every C1 control as ``\\xNN``, and the bidirectional
+embedding, override, isolate and mark characters as ``\\uNNNN``, so none
+reaches a terminal raw.
 
 It is enforced where output is written, not at each call site: the CLI wraps
 ``sys.stdout`` and ``sys.stderr`` in :class:`SafeStream` before parsing its
@@ -22,12 +25,18 @@ import re
 import sys
 from typing import Any, TextIO
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def visible(text: Any) -> str:
-    """``text`` with every control character but newline and tab shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """``text`` with every control character but newline and tab shown as ``\\xNN`` (bidirectional
+    controls as ``\\uNNNN``)."""
+    return _CONTROL.sub(_escaped, str(text))
 
 
 class SafeStream(io.TextIOBase):

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 
-from evoagent.boxtable import box_table
+from evoagent.boxtable import TABLE_DRAWN_CHARS, draw_table
 from evoagent.errors import UserError
 from evoagent.escaping import raw, visible
 from stores.readonly import ReadOnlyStore, parquet_safe, query_error, sql_name, write_parquet_file
@@ -66,25 +66,34 @@ def _finite(fragment: str | None) -> str:
 
 
 TABLE_ROWS = 1_000  # a table on the terminal stops after this many rows...
-TABLE_CHARS = 1_000_000  # ...or this many characters of cell text
-CELL_CHARS = 10_000  # a longer cell is cut, saying how much is left out
+TABLE_CHARS = 1_000_000  # ...or this many characters of cell text (or as boxtable's drawn-text caps say)
+CELL_CHARS = 10_000  # a longer cell is cut, saying how much is left out...
+RUN_CHARS = 100_000_000  # ...and shorter with many columns: the rows run hold at most this many characters
 _TABLE_BATCH = 1_024
+
+
+def cell_cut(n_columns: int) -> int:
+    """Characters a cell keeps in a table of ``n_columns``: CELL_CHARS, less where the TABLE_ROWS + 1
+    rows DuckDB runs (and holds) would pass RUN_CHARS (at 200 columns, 499)."""
+    return max(1, min(CELL_CHARS, RUN_CHARS // ((TABLE_ROWS + 1) * max(n_columns, 1))))
 
 
 def _table(rel: duckdb.DuckDBPyRelation, fh: IO[str], width: int | None) -> list[str]:
     """The result as a table: at most TABLE_ROWS + 1 rows are run, each cell cut by DuckDB to
-    CELL_CHARS (with its length beside it), fetched a batch at a time as Python tuples (no Arrow)
-    and stopped at the row and character budget."""
+    :func:`cell_cut` (with its length beside it), fetched as Python tuples (no Arrow) in batches
+    of about TABLE_CHARS at most, stopped at the row and character budget, and drawn a line at
+    a time under boxtable's caps on drawn text."""
     n = len(rel.columns)
+    keep = cell_cut(n)
     cut_exprs = []
     for i in range(n):
         text = f"CAST(#{i + 1} AS VARCHAR)"
-        cut_exprs += [f"left({text}, {CELL_CHARS})", f"length({text})"]
+        cut_exprs += [f"left({text}, {keep})", f"length({text})"]
     rows: list[list[str]] = []
     chars = 0
     more = cut = False
     limited = rel.project(", ".join(cut_exprs)).limit(TABLE_ROWS + 1) if n else rel.limit(0)
-    for row in limited.iter_rows(_TABLE_BATCH):
+    for row in limited.iter_rows(max(1, min(_TABLE_BATCH, TABLE_CHARS // (max(n, 1) * keep)))):
         if len(rows) >= TABLE_ROWS or chars >= TABLE_CHARS:
             more = True
             break
@@ -93,18 +102,22 @@ def _table(rel: duckdb.DuckDBPyRelation, fh: IO[str], width: int | None) -> list
             if value is None:
                 cells.append("NULL")
                 continue
-            if length > CELL_CHARS:
+            if length > keep:
                 cut = True
-                value += f" … [{length - CELL_CHARS:,} more characters]"
-            chars += min(length, CELL_CHARS)
+                value += f" … [{length - keep:,} more characters]"
+            chars += min(length, keep)
             cells.append(value)
         rows.append(cells)
-    fh.write(box_table(rel.columns, rows, width=width or _terminal_width()))
-    notes = [f"cells longer than {CELL_CHARS:,} characters are cut; --format csv or json shows them whole"] if cut else []
+    drawn = draw_table(fh, rel.columns, rows, width=width or _terminal_width())
+    if drawn.rows < len(rows):
+        more = True
+    cuts = ([f"longer than {keep:,} characters"] if cut else []) + ([f"taller than {drawn.lines:,} lines"]
+                                                                     if drawn.cut else [])
+    notes = [f"cells {' or '.join(cuts)} are cut; --format csv or json shows them whole"] if cuts else []
     if more:
-        notes.append(f"table stopped at {len(rows):,} rows (a table shows at most {TABLE_ROWS:,} rows or "
-                     f"{TABLE_CHARS:,} characters); the query returns more: write all of it with "
-                     "--format csv|json|parquet --out FILE")
+        notes.append(f"table stopped at {drawn.rows:,} rows (a table shows at most {TABLE_ROWS:,} rows, "
+                     f"{TABLE_CHARS:,} characters of cells or {TABLE_DRAWN_CHARS:,} drawn); the query returns "
+                     "more: write all of it with --format csv|json|parquet --out FILE")
     return notes
 
 
@@ -247,7 +260,7 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
     if gens:
         cells = [["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()]
                  for r in gens]
-        out.write(box_table(list(gens[0]), cells, width=width or _terminal_width(), title="generations"))
+        draw_table(out, list(gens[0]), cells, width=width or _terminal_width(), title="generations")
 
 
 def print_outcome(outcome: Any, store_path: str) -> None:

@@ -39,6 +39,8 @@ from evoagent.errors import UserError
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from stores.readonly import ReadOnlyStore
+
 DATA_LIMIT_BYTES = 3 << 29  # 1.5 GiB: the worker's heap and anonymous mappings, DuckDB's included
 DUCKDB_MEMORY_LIMIT = "1GB"  # DuckDB's own limit inside that (hash tables, sorts, aggregates)
 DEFAULT_TIMEOUT_S = 60.0
@@ -263,7 +265,6 @@ def _fork() -> tuple[_Forked, _Channel]:
             null = os.open(os.devnull, os.O_RDWR)  # answers travel as frames: the terminal's stdin/stdout
             os.dup2(null, 0)  # are the parent's alone (a pipe into `| cat` closes when the parent exits)
             os.dup2(null, 1)
-            _limit_memory()
             for module in _PRELOAD:  # while the parent still parses its arguments
                 __import__(module)
             _serve(_Channel(to_child[0], to_parent[1]))
@@ -313,7 +314,7 @@ def _serve(conn: Channel) -> None:
         req = json.loads(conn.recv_bytes())
     except (EOFError, OSError):
         return
-    _limit_memory()
+    _limit_memory()  # the one place either kind of worker takes its cap: before it reads the store
     try:
         try:
             notes = _query(req, _Frames(conn))
@@ -343,24 +344,28 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
+def open_capped(store_path: str) -> ReadOnlyStore:
+    """The store's freshest reader under DuckDB's :data:`DUCKDB_MEMORY_LIMIT`: ``sql`` and ``status`` alike."""
+    from stores import open_reader
+
+    return open_reader(store_path, memory_limit=DUCKDB_MEMORY_LIMIT)
+
+
 def _query(req: dict, sink: _Frames) -> list[str]:
     from evoagent.render import print_status, write_result
-    from stores import open_reader
     from stores.readonly import refuse_store_paths
 
-    if req["command"] == "status":
-        store = open_reader(req["store"])
-        try:
-            print_status(store, sink, width=req["width"])
-        finally:
-            store.close()
-        sink.flush()
-        return []
-    if req["out"]:
+    status = req["command"] == "status"
+    if not status and req["out"]:
         refuse_store_paths(req["store"], req["out"])
-    store = open_reader(req["store"], memory_limit=DUCKDB_MEMORY_LIMIT)
+    store = open_capped(req["store"])
     try:
-        notes = write_result(store.relation(req["query"]), req["fmt"], req["out"], stream=sink, width=req["width"])
+        if status:
+            print_status(store, sink, width=req["width"])
+            notes: list[str] = []
+        else:
+            notes = write_result(store.relation(req["query"]), req["fmt"], req["out"], stream=sink,
+                                 width=req["width"])
     finally:
         store.close()
     sink.flush()

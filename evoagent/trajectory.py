@@ -87,13 +87,9 @@ class Step:
 
 
 def trajectory_id(task_id: str, actions: list[str] | tuple[str, ...]) -> str:
-    """Content hash of a task and its action sequence (32 hex chars)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(task_id.encode())
-    for a in actions:
-        h.update(b"\x00")
-        h.update(a.encode())
-    return h.hexdigest()
+    """Content hash of a task and its action sequence (32 hex chars): the task id and each
+    action, UTF-8, each action after a NUL byte, hashed in one call."""
+    return hashlib.blake2b("\x00".join((task_id, *actions)).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -119,7 +115,7 @@ class Trajectory:
 
     @cached_property
     def traj_id(self) -> str:
-        return trajectory_id(self.task_id, self.actions)
+        return trajectory_id(self.task_id, [s.action for s in self.steps])
 
     @property
     def n_steps(self) -> int:

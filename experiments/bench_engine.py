@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evoagent import campaign, envs, launch  # noqa: E402
+from evoagent.envs.intercode_sql import sandbox  # noqa: E402
 from evoagent.loop import Runner  # noqa: E402
 from evoagent.rewards import build_signals  # noqa: E402
 from stores import DuckDBStore  # noqa: E402
@@ -76,6 +77,7 @@ def campaign_run(tasks: int, generations: int, concurrency: int, workdir: Path,
         ctx.make_env = lambda: Recording(inner(), log)
         ctx._local.__dict__.clear()
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
+        sandbox.forget_replies()
         t0 = time.perf_counter()
         out = Runner(c, store, ctx).run()
         seconds = time.perf_counter() - t0
@@ -136,10 +138,16 @@ def direct_run(log: list[list[Any]], concurrency: int) -> float:
                 env.step(a)
             env.step("submit")
 
+    sandbox.forget_replies()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as ex:
         list(ex.map(play, chunks))
     return time.perf_counter() - t0
+
+
+def executed() -> int:
+    """Statements the SQL workers have run so far (the rest were answered from kept replies)."""
+    return sum(pool.executed for pool in sandbox._pools.values())
 
 
 def main() -> None:
@@ -159,15 +167,18 @@ def main() -> None:
         return
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'campaign s':>11} {'direct s':>9} {'ratio':>6}")
+    print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'executed':>9} {'campaign s':>11} {'direct s':>9} "
+          f"{'ratio':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         # A first, untimed run warms what any long campaign has warm (SQL translations,
         # gold results) for both sides; the same seed replays the same episodes.
         campaign_run(args.tasks, args.generations, 1, Path(tmp), tag="warm")
         for n in args.concurrency:
+            before = executed()
             seconds, log, steps = campaign_run(args.tasks, args.generations, n, Path(tmp))
+            ran = executed() - before
             direct = direct_run(log, n)
-            print(f"{n:>11} {len(log):>9} {steps:>10} {seconds:>11.2f} {direct:>9.2f} {seconds / direct:>6.2f}")
+            print(f"{n:>11} {len(log):>9} {steps:>10} {ran:>9} {seconds:>11.2f} {direct:>9.2f} {seconds / direct:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,23 @@ REDISCOVERY_SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
+class BatchKeys:
+    """A batch's key columns as Python lists, converted once per commit (the dedupe reads
+    them, and so does the update of the facts after the commit)."""
+
+    ids: list[str]
+    sources: list[str | None]
+    reward_ids: list[str]
+    reward_sources: list[str | None]
+
+    @classmethod
+    def of(cls, batch: TrajectoryBatch) -> BatchKeys:
+        traj, rw = batch.trajectories, batch.rewards
+        return cls(traj.column("traj_id").to_pylist(), traj.column("source").to_pylist(),
+                   rw.column("traj_id").to_pylist(), rw.column("reward_source").to_pylist())
+
+
+@dataclass(frozen=True)
 class AppendPlan:
     """Rows to append; ``rediscoveries`` still to be checked against stored productions."""
 
@@ -38,18 +55,21 @@ def _keep(table: pa.Table, mask: list[bool]) -> pa.Table:
     return table if all(mask) else table.filter(pa.array(mask, pa.bool_()))
 
 
-def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts) -> AppendPlan:
+def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | None = None) -> AppendPlan:
     """The rows of ``batch`` (distinct trajectory ids) that are new to the store.
 
     * trajectories: a row whose (traj_id, source) is not stored (a NULL source is never stored);
     * first productions: the rows whose id is not stored; their steps, and their lineage edges
       of the same production, not to themselves, to parents stored or earlier in the batch;
     * rediscoveries: the rows of stored ids, with their parents (by parent_idx, then id);
-    * rewards: a (traj_id, reward_source) not stored, once per (traj_id, reward_source, step).
+    * rewards: a (traj_id, reward_source) not stored (also when it was stored before its
+      trajectory, e.g. a prefix's score), once per (traj_id, reward_source, step).
+
+    ``keys``: :meth:`BatchKeys.of` the batch, when the caller has it already.
     """
     traj = batch.trajectories
-    ids = traj.column("traj_id").to_pylist()
-    sources = traj.column("source").to_pylist()
+    keys = keys or BatchKeys.of(batch)
+    ids, sources = keys.ids, keys.sources
     known = [i in facts for i in ids]
     first_pos = {i: k for k, (i, kn) in enumerate(zip(ids, known)) if not kn}
     if any(known):
@@ -95,16 +115,17 @@ def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts) -> AppendPlan:
 
     rw = batch.rewards
     keep_rw: list[bool] = []
-    if (not any(known) and rw.num_rows == len(ids) and rw.column("step_idx").null_count == len(ids)
+    pairs = list(zip(keys.reward_ids, keys.reward_sources))
+    stored_rw = facts.rewarded(pairs) if pairs else set()
+    if (not stored_rw and rw.num_rows == len(ids) and rw.column("step_idx").null_count == len(ids)
             and rw.column("traj_id").equals(traj.column("traj_id"))
             and len(pc.unique(rw.column("reward_source"))) == 1 and rw.column("reward_source").null_count == 0):
-        pass  # one reward a new trajectory, one source (TrajectoryBatch.from_trajectories): all new, all distinct
+        pass  # one reward a trajectory of the batch, one source (TrajectoryBatch.from_trajectories): all distinct
     elif rw.num_rows:
         seen: set[tuple[object, ...]] = set()
-        rsrc = facts.reward_sources
-        for t, s, st in zip(*(rw.column(c).to_pylist() for c in ("traj_id", "reward_source", "step_idx"))):
-            key = (t, s, st)
-            keep_rw.append(key not in seen and (s is None or s not in rsrc(t)))
+        for pair, st in zip(pairs, rw.column("step_idx").to_pylist()):
+            key = (*pair, st)
+            keep_rw.append(key not in seen and pair not in stored_rw)
             seen.add(key)
     return AppendPlan(_keep(traj, keep_traj), steps, _keep(lin, keep_edge), _keep(rw, keep_rw), red)
 

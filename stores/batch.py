@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import attrgetter
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evoagent.trajectory import Trajectory
 
@@ -67,49 +70,53 @@ class TrajectoryBatch:
         item_ids: Sequence[int | None] | None = None,
         reward_source: str = "env",
     ) -> TrajectoryBatch:
-        """Columnar conversion of records; ``item_ids`` ties each to its work item."""
+        """Columnar conversion of records; ``item_ids`` ties each to its work item.
+
+        One list per column, converted by Arrow as a whole; columns that repeat a value (the
+        campaign, the time, a step's trajectory id) are Arrow repeats or takes, not Python lists.
+        """
+        n = len(trajs)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        ids = [t.traj_id for t in trajs]
-        items = list(item_ids) if item_ids is not None else [None] * len(trajs)
-        tcols = {
-            "traj_id": ids,
-            "source": [t.source for t in trajs],
-            "task_id": [t.task_id for t in trajs],
-            "campaign": [campaign] * len(trajs),
-            "generation": [t.generation for t in trajs],
-            "operator": [t.operator for t in trajs],
-            "item_id": items,
-            "seed": [t.seed for t in trajs],
-            "outcome_reward": [t.outcome_reward for t in trajs],
-            "n_steps": [len(t.steps) for t in trajs],
-            "cost_usd": [t.cost_usd for t in trajs],
-            "input_tokens": [t.input_tokens for t in trajs],
-            "output_tokens": [t.output_tokens for t in trajs],
-            "created_at": [now] * len(trajs),
-        }
-        s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr = ([] for _ in range(8))
-        l_child, l_parent, l_op, l_gen, l_item, l_idx = ([] for _ in range(6))
-        for tid, t, item in zip(ids, trajs, items):
-            for s in t.steps:
-                s_id.append(tid)
-                s_idx.append(s.idx)
-                s_th.append(s.thought)
-                s_act.append(s.action)
-                s_obs.append(s.observation)
-                s_rw.append(s.reward)
-                s_val.append(s.valid)
-                s_pr.append(s.process_reward)
-            for k, p in enumerate(t.parents):
-                l_idx.append(k)
-                l_child.append(tid)
-                l_parent.append(p)
-                l_op.append(t.operator)
-                l_gen.append(t.generation)
-                l_item.append(item)
-        steps = pa.table([s_id, s_idx, s_th, s_act, s_obs, s_rw, s_val, s_pr], schema=STEP_SCHEMA)
-        lineage = pa.table([l_child, l_parent, l_op, l_gen, l_item, l_idx], schema=LINEAGE_SCHEMA)
+        ids = pa.array([t.traj_id for t in trajs], pa.string())
+        items = pa.array(list(item_ids) if item_ids is not None else [None] * n, pa.int32())
+        lengths = [len(t.steps) for t in trajs]
+        outcome = pa.array([t.outcome_reward for t in trajs], pa.float64())
+        operators = _column(trajs, "operator", pa.string())
+        generations = _column(trajs, "generation", pa.int32())
+        trajectories = pa.table([
+            ids, _column(trajs, "source", pa.string()), _column(trajs, "task_id", pa.string()),
+            pa.repeat(pa.scalar(campaign, pa.string()), n), generations, operators, items, _column(trajs, "seed", pa.int64()), outcome,
+            pa.array(lengths, pa.int32()), _column(trajs, "cost_usd", pa.float64()),
+            _column(trajs, "input_tokens", pa.int64()), _column(trajs, "output_tokens", pa.int64()),
+            pa.repeat(pa.scalar(now, pa.timestamp("us")), n),
+        ], schema=TRAJECTORY_SCHEMA)
+
+        steps = [s for t in trajs for s in t.steps]
+        step_owner = _owners(lengths)
+        steps_t = pa.table([ids.take(step_owner)] + [
+            _column(steps, f.name, f.type) for f in STEP_SCHEMA if f.name != "traj_id"
+        ], schema=STEP_SCHEMA)
+
+        parents = [len(t.parents) for t in trajs]
+        edge_owner = _owners(parents)
+        lineage = pa.table([
+            ids.take(edge_owner), pa.array([p for t in trajs for p in t.parents], pa.string()),
+            operators.take(edge_owner), generations.take(edge_owner), items.take(edge_owner),
+            pa.array([k for c in parents for k in range(c)], pa.int32()),
+        ], schema=LINEAGE_SCHEMA)
         rewards = pa.table(
-            [ids, [reward_source] * len(trajs), tcols["outcome_reward"], [None] * len(trajs)],
+            [ids, pa.repeat(pa.scalar(reward_source, pa.string()), n), outcome, pa.nulls(n, pa.int32())],
             schema=REWARD_SCHEMA,
         )
-        return cls(pa.table(tcols, schema=TRAJECTORY_SCHEMA), steps, lineage, rewards)
+        return cls(trajectories, steps_t, lineage, rewards)
+
+
+def _column(records: Sequence[object], name: str, type_: pa.DataType) -> pa.Array:
+    """One attribute of every record as an Arrow array of ``type_``."""
+    return pa.array(list(map(attrgetter(name), records)), type_)
+
+
+def _owners(counts: list[int]) -> pa.Array:
+    """Row ``k`` repeated ``counts[k]`` times: the owner of each step or lineage edge."""
+    offsets = pa.array([0, *accumulate(counts)], pa.int64())
+    return pc.list_parent_indices(pa.LargeListArray.from_arrays(offsets, pa.nulls(offsets[-1].as_py())))

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import Candidate, ItemResult, Store, StoreError, WorkItem
-from stores.append import plan_distinct
+from stores.append import BatchKeys, plan_distinct
 from stores.batch import TrajectoryBatch
 from stores.facts import StoredFacts
 from stores.schema import (
@@ -83,9 +83,10 @@ class DuckDBStore(Store):
         self._lock = threading.RLock()
         self._column_order: dict[str, list[str]] = {}
         self._facts: StoredFacts | None = None
-        # (traj_id, source) and (traj_id, reward_source) tables the open transaction wrote
-        self._pending: list[tuple[pa.Table, pa.Table]] = []
-        self._pending_rows: list[tuple[str, pa.Table]] = []  # Arrow rows the open transaction appended
+        # (traj_id, source) and (traj_id, reward_source) pairs the open transaction wrote
+        self._pending: list[tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]] = []
+        # Arrow rows the open transaction appended; None: rows it inserted into that table by SQL
+        self._pending_rows: list[tuple[str, pa.Table | None]] = []
         self._in_transaction = False
         version = current_version(self._con)
         if version > SCHEMA_VERSION:
@@ -135,11 +136,13 @@ class DuckDBStore(Store):
             finally:
                 self._in_transaction = False
             for trajs, rewards in self._pending:  # what the commit stored, now known
-                self._stored().add(zip(*(c.to_pylist() for c in trajs.columns)),
-                                   zip(*(c.to_pylist() for c in rewards.columns)))
+                self._stored().add(trajs, rewards)
             if self._snap is not None:
                 for name, table in self._pending_rows:
-                    self._snap.buffer(name, table)
+                    if table is None:
+                        self._snap.skip(name)
+                    else:
+                        self._snap.buffer(name, table)
             self._pending.clear()
             self._pending_rows.clear()
             return out
@@ -192,26 +195,24 @@ class DuckDBStore(Store):
 
         What is stored comes from :class:`stores.facts.StoredFacts` (kept in memory), never from a
         join with the archive; only the productions of stored ids are compared with stored rows,
-        and those rows are found through the generations' zone maps. Reward rows of an id new to
-        the store are deduped within the batch only: rewards are written with their trajectory.
+        and those rows are found through the generations' zone maps. A reward row is written once
+        per (traj_id, reward_source, step) of the batch, and not when its (traj_id, reward_source)
+        has a reward row already (also one written before the trajectory, e.g. a prefix's score).
         """
         facts = self._stored()
-        traj = batch.trajectories
-        ids = traj.column("traj_id").to_pylist()
-        known_ids = facts.stored(ids)
-        self._pending.append((traj.select(["traj_id", "source"]), batch.rewards.select(["traj_id", "reward_source"])))
-        if len(set(ids)) == len(ids):
-            return self._append_distinct(batch, facts, known_ids)
-        return self._append_sql(batch, facts, known_ids)
+        keys = BatchKeys.of(batch)
+        self._pending.append((list(zip(keys.ids, keys.sources)), list(zip(keys.reward_ids, keys.reward_sources))))
+        if len(set(keys.ids)) == len(keys.ids):
+            return self._append_distinct(batch, facts, keys)
+        return self._append_sql(batch, facts, keys)
 
-    def _append_sql(self, batch: TrajectoryBatch, facts: StoredFacts, known_ids: list[str]) -> int:
+    def _append_sql(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
         """A batch with an id twice: its productions ordered in SQL (item, source, position)."""
         traj = batch.trajectories
-        known = facts.stored([*known_ids, *batch.lineage.column("parent_id").to_pylist(),
-                              *batch.rewards.column("traj_id").to_pylist()])
+        known = facts.stored([*keys.ids, *batch.lineage.column("parent_id").to_pylist(), *keys.reward_ids])
         traj = traj.append_column("_pos", pa.array(range(traj.num_rows), pa.int64()))
         stored_src = [(i, s) for i in known for s in facts.sources(i)]
-        stored_rw = [(i, s) for i in known for s in facts.reward_sources(i)]
+        stored_rw = list(facts.rewarded(zip(keys.reward_ids, keys.reward_sources)))
         with self._registered(
             _b_traj=traj, _b_steps=batch.steps, _b_lineage=batch.lineage, _b_rewards=batch.rewards,
             _known=pa.table({"traj_id": pa.array(known, pa.string())}),
@@ -243,13 +244,15 @@ class DuckDBStore(Store):
                     "row_number() OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) r "
                     "ANTI JOIN _stored_rw o USING (traj_id, reward_source)"
                 )
+            self._unbuffered("trajectories", "rediscoveries", "steps", "lineage", "rewards")
             return int(n)
 
-    def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, known_ids: list[str]) -> int:
+    def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
         """A batch of distinct ids (the usual group commit): filtered in Arrow, then plain appends."""
-        plan = plan_distinct(batch, facts)
+        plan = plan_distinct(batch, facts, keys)
         red = plan.rediscoveries
         if red.num_rows:  # drop productions already stored (the batch written again), before appending
+            known_ids = red.column("traj_id").to_pylist()  # the batch's stored ids, each once
             gens = self._same_generations(batch.trajectories)
             done = set(self._con.execute(
                 f"SELECT traj_id, source, generation, item_id FROM raw.trajectories WHERE {gens} AND traj_id IN "
@@ -418,14 +421,17 @@ class DuckDBStore(Store):
 
     def _insert_rewards(self, table: pa.Table) -> int:
         """Insert score rows inside the caller's transaction; a stored (source, id, step) is kept."""
-        self._pending.append((pa.table({"traj_id": pa.array([], pa.string()), "source": pa.array([], pa.string())}),
-                              table.select(["traj_id", "reward_source"])))
+        self._pending.append(([], list(zip(table.column("traj_id").to_pylist(),
+                                           table.column("reward_source").to_pylist()))))
         with self._registered(_scores=table) as con:
-            return int(con.execute(
+            n = int(con.execute(
                 "INSERT INTO raw.rewards BY NAME SELECT n.* FROM (SELECT * FROM _scores QUALIFY row_number() "
                 "OVER (PARTITION BY traj_id, reward_source, step_idx) = 1) n ANTI JOIN raw.rewards o "
                 "ON n.traj_id = o.traj_id AND n.reward_source = o.reward_source "
                 "AND n.step_idx IS NOT DISTINCT FROM o.step_idx").fetchall()[0][0])
+        if n:
+            self._unbuffered("rewards")
+        return n
 
     def write_rewards(self, source: str, rows: Sequence[tuple[str, int, float]]) -> int:
         if not rows:
@@ -498,6 +504,16 @@ class DuckDBStore(Store):
             return
         with self._registered(_rows=table) as con:
             con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM _rows")
+        self._unbuffered(name)
+
+    def _unbuffered(self, *names: str) -> None:
+        """Rows went into these raw tables by SQL, not from Arrow the snapshot holds: its held rows
+        of them could not be their next part (the count no longer matches), so they are released."""
+        for name in names:
+            if self._in_transaction:
+                self._pending_rows.append((name, None))
+            elif self._snap is not None:
+                self._snap.skip(name)
 
     def _columns(self, table: str) -> list[str]:
         """A raw table's column names in their stored order (cached: the schema is fixed while open)."""

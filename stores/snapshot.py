@@ -169,7 +169,9 @@ def _damaged_message(path: str, exc: Exception) -> str:
 # The writer hands the publisher the Arrow rows it appended, so that a publish encodes them
 # as they are instead of reading them back out of DuckDB (COPY was most of a generation's
 # publish). Only tables whose part types are those of DuckDB's own COPY (checked by
-# load_manifest: all parts of a table share one schema); at most this much is held.
+# load_manifest: all parts of a table share one schema), and only rows of exactly those types:
+# rows of other types were cast by DuckDB on insert, and Arrow's cast may differ (a TIMESTAMPTZ
+# becomes the session's local time in DuckDB, stays UTC in Arrow). At most this much is held.
 _BUFFER_MAX_BYTES = 256 << 20
 
 
@@ -189,7 +191,8 @@ class SnapshotWriter:
 
     A table's new rows are written from the Arrow rows the writer appended (:meth:`buffer`)
     when those are exactly the rows above the last published rowid (their count is checked
-    against the table's); otherwise, or for the other tables, DuckDB copies them out."""
+    against the table's, and the writer calls :meth:`skip` for rows it inserted by SQL);
+    otherwise, or for the other tables, DuckDB copies them out."""
 
     def __init__(self, folder: Path, every_s: float = 5.0):
         self.folder = folder
@@ -213,22 +216,20 @@ class SnapshotWriter:
 
     def buffer(self, name: str, rows: pa.Table) -> None:
         """Rows just committed to ``raw.<name>``, in the order appended (columns in table order)."""
-        import pyarrow as pa
-
         schema = _buffered().get(name)
         if schema is None or name in self._overflow:
             return
-        if rows.schema != schema:
-            try:
-                rows = rows.cast(schema)
-            except (ValueError, TypeError, NotImplementedError, pa.ArrowException):
-                schema = None
-        if schema is None or self._bytes + rows.nbytes > _BUFFER_MAX_BYTES:
-            self._overflow.add(name)  # the count check sends this table to COPY at the next publish
-            self._bytes -= sum(t.nbytes for t in self._rows.pop(name, ()))
+        if rows.schema != schema or self._bytes + rows.nbytes > _BUFFER_MAX_BYTES:
+            self.skip(name)
             return
         self._rows.setdefault(name, []).append(rows)
         self._bytes += rows.nbytes
+
+    def skip(self, name: str) -> None:
+        """Rows were committed to ``raw.<name>`` without being buffered: its held rows are released,
+        and its rows since the last publish go by COPY."""
+        self._overflow.add(name)
+        self._bytes -= sum(t.nbytes for t in self._rows.pop(name, ()))
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s

@@ -161,6 +161,10 @@ def test_visible_shows_every_control_but_newline_and_tab() -> None:
                                 "|\\x1b[2J|\\x9b31m|\\x7f|a\\x0db")
     assert visible("a\tb\nc") == "a\tb\nc"
     assert all(visible(chr(c)) == f"\\x{c:02x}" for c in [*range(0, 9), *range(11, 32), *range(127, 160)])
+    # bidirectional controls (a right-to-left override shows "gnp.exe" where "exe.png" is written)
+    bidi = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    assert all(visible(chr(c)) == f"\\u{c:04x}" for c in bidi)
+    assert visible("name\u202egnp.exe") == "name\\u202egnp.exe" and visible("naïve 中文") == "naïve 中文"
 
 
 def test_safe_stream_escapes_and_has_no_buffer_to_bypass() -> None:

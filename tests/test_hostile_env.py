@@ -18,7 +18,7 @@ import pytest
 from evoagent.envs.intercode_sql import data as icdata
 from evoagent.envs.intercode_sql.build import database_path
 from evoagent.envs.intercode_sql.env import ERROR_PREFIX, MAX_ACTION_CHARS, InterCodeSQLEnv, Limits
-from evoagent.envs.intercode_sql.sandbox import WorkerPool
+from evoagent.envs.intercode_sql.sandbox import WorkerPool, pool_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 from env_memory import CASES, run_actions, where_chain  # noqa: E402
@@ -181,3 +181,36 @@ def test_hostile_actions_are_observations_in_bounded_memory(tmp_path):
     assert r["self_mb"] < RSS_BOUND_MB and r["workers_mb"] < RSS_BOUND_MB, r
     assert (_digest(db_file), sorted(os.listdir(db_file.parent))) == before  # no spill file, no change
     assert os.listdir(tmp_path) == []  # nothing written where the environment ran
+
+
+
+def test_a_repeated_statement_is_answered_from_the_kept_replies(task0):
+    """A statement seen before is answered without a worker; outcomes of the moment (a statement
+    interrupted at its time limit) are never kept."""
+    db = task0.meta["db"]
+    pool = pool_for(InterCodeSQLEnv().database, "nocase")  # the process's pool (warm if a test used it)
+    ran, repeated = pool.executed, pool.repeated
+    first = pool.run("SELECT count(*) FROM people  -- kept", db, "mysql", Limits())
+    again = pool.run("SELECT count(*) FROM people  -- kept", db, "mysql", Limits())
+    assert again == first == {"obs": "[(7,)]", "rows": ["(7,)"], "info": {"valid": True, "rows": 1,
+                                                                        "truncated": False}, "db": db}
+    assert again is not first and (pool.executed - ran, pool.repeated - repeated) == (1, 1)
+    assert pool.run("SELECT count(*) FROM people  -- kept", "no_such_db", "mysql", Limits()) != first  # db: in the key
+    for _ in range(2):
+        assert "interrupted" in pool.run("SELECT count(*) FROM range(5000000000)", db, "mysql",
+                                         Limits(timeout_s=0.05))["obs"]
+    assert (pool.executed - ran, pool.repeated - repeated) == (4, 1)
+
+
+def test_kept_replies_stay_under_their_bound():
+    pool = WorkerPool(InterCodeSQLEnv().database, "nocase", size=1, cache_bytes=8 * 600)  # starts no worker
+    reply = {"obs": "[(1,)]", "rows": ["(1,)"], "info": {"valid": True}, "db": "x"}
+    for i in range(30):
+        pool._keep((f"SELECT {i}", "x", "mysql", Limits()), reply, b"x" * 300)
+    assert 0 < pool._kept <= pool.cache_bytes and ("SELECT 29", "x", "mysql", Limits()) in pool._replies
+    assert ("SELECT 0", "x", "mysql", Limits()) not in pool._replies  # least recently used: out first
+    pool._keep(("SELECT big", "x", "mysql", Limits()), reply, b"x" * 1000)  # over an eighth of the bound
+    assert ("SELECT big", "x", "mysql", Limits()) not in pool._replies
+    oom = {**reply, "info": {"valid": False, "error": "Out of Memory Error: ..."}}
+    pool._keep(("SELECT oom", "x", "mysql", Limits()), oom, b"x")
+    assert ("SELECT oom", "x", "mysql", Limits()) not in pool._replies

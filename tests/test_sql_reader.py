@@ -114,6 +114,23 @@ def test_a_result_past_the_memory_cap_is_one_line(store: str) -> None:
     assert DATA_LIMIT_BYTES <= 1.5 * 2**30
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [
+    ["repeat('x', 10000) AS big", *(f"1 AS c{i}" for i in range(199))],  # one tall cell a row, 199 short
+    [f"repeat('y', 10000) AS c{i}" for i in range(200)],  # every cell long
+])
+def test_many_narrow_columns_of_long_cells_stop_the_table_not_the_worker(store: str, columns: list[str]) -> None:
+    """Each of 200 columns is one character wide on a 160-column screen: uncapped, every row drew
+    thousands of lines of 800 characters, all held at once (past the worker's cap, or the timeout)."""
+    run = Watched([*EVOAGENT, "sql", store, f"SELECT {', '.join(columns)} FROM range(2000)"])
+    code, out, err = run.wait(timeout=300)
+    assert not run.over and code == 0, err
+    assert run.peak < CAP
+    notes = err.strip().splitlines()
+    assert len(notes) == 2 and "are cut" in notes[0] and "table stopped at" in notes[1], err
+    assert out.splitlines()[-1].startswith("└") and len(out) < 5_000_000
+
+
 def test_a_trillion_row_count_stops_at_the_timeout(store: str) -> None:
     t0 = time.monotonic()
     got = subprocess.run([*EVOAGENT, "sql", store, "SELECT count(*) FROM range(1000000000000)", "--timeout", "2"],
@@ -192,3 +209,29 @@ def test_a_reader_that_leaves_early_ends_the_query_quietly(store: str) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err == ""
+
+
+def test_status_reads_under_the_same_duckdb_memory_limit_as_sql(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both commands' worker opens the store through one function, with DuckDB's memory_limit set."""
+    import io
+
+    import duckdb
+
+    from evoagent import sql_reader
+
+    limits: list[str] = []
+    opened = sql_reader.open_capped
+
+    def noting(path: str) -> object:
+        reader = opened(path)
+        limits.append(reader.scalar("SELECT current_setting('memory_limit')"))
+        return reader
+
+    monkeypatch.setattr(sql_reader, "open_capped", noting)
+    out = io.StringIO()
+    sql_reader._query({"command": "status", "store": store, "width": 80}, out)
+    sql_reader._query({"command": "sql", "store": store, "query": "SELECT 42 AS answer", "fmt": "table",
+                       "out": None, "width": 80}, out)
+    con = duckdb.connect(config={"memory_limit": sql_reader.DUCKDB_MEMORY_LIMIT})
+    want = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limits == [want, want] and "no campaign" in out.getvalue() and "│ 42 " in out.getvalue()

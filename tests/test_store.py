@@ -257,3 +257,43 @@ def test_locked_file_names_evoagent_sql(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- records -> Arrow ------------------------------------------------------------------------
+def test_from_trajectories_matches_a_row_by_row_build() -> None:
+    """The columnar build (repeats, takes, whole-column conversions) gives the rows a plain
+    per-record loop gives: no steps, an unexecuted step, several parents, missing item ids."""
+    import hashlib
+
+    from evoagent.trajectory import Step
+
+    trajs = [
+        Trajectory("t/1", (Step(0, "SELECT 'é'", "[(1,)]", 1.0, "why", True, 0.5), Step(1, "submit", None, None)),
+                   1.0, "claude", 2, "revise", ("p1", "p2", "p3"), 7, 0.01, 10, 20),
+        Trajectory("t/2", (), 0.0, "replay"),
+        Trajectory("t/3", (Step(0, "x", "y", 0.0, valid=False),), 0.5, "claude", 0, "init", ("p4",)),
+    ]
+    b = TrajectoryBatch.from_trajectories(trajs, campaign="c", item_ids=[4, None, 6], reward_source="rm")
+    for t in trajs:  # the id: blake2b-128 of the task id, then NUL + action for each action, UTF-8
+        h = hashlib.blake2b(t.task_id.encode(), digest_size=16)
+        for s in t.steps:
+            h.update(b"\0" + s.action.encode())
+        assert t.traj_id == h.hexdigest()
+    items = {t.traj_id: i for t, i in zip(trajs, [4, None, 6])}
+    assert b.trajectories.drop(["created_at"]).to_pylist() == [
+        {"traj_id": t.traj_id, "source": t.source, "task_id": t.task_id, "campaign": "c", "generation": t.generation,
+         "operator": t.operator, "item_id": items[t.traj_id], "seed": t.seed, "outcome_reward": t.outcome_reward,
+         "n_steps": len(t.steps), "cost_usd": t.cost_usd, "input_tokens": t.input_tokens,
+         "output_tokens": t.output_tokens} for t in trajs]
+    assert len(set(b.trajectories.column("created_at").to_pylist())) == 1
+    assert b.steps.to_pylist() == [
+        {"traj_id": t.traj_id, "idx": s.idx, "thought": s.thought, "action": s.action, "observation": s.observation,
+         "reward": s.reward, "valid": s.valid, "process_reward": s.process_reward} for t in trajs for s in t.steps]
+    assert b.lineage.to_pylist() == [
+        {"child_id": t.traj_id, "parent_id": p, "operator": t.operator, "generation": t.generation,
+         "item_id": items[t.traj_id], "parent_idx": k} for t in trajs for k, p in enumerate(t.parents)]
+    assert b.rewards.to_pylist() == [
+        {"traj_id": t.traj_id, "reward_source": "rm", "value": t.outcome_reward, "step_idx": None} for t in trajs]
+    empty = TrajectoryBatch.from_trajectories([])
+    assert [getattr(empty, n).schema for n in ("trajectories", "steps", "lineage", "rewards")] == \
+        [getattr(TrajectoryBatch.empty(), n).schema for n in ("trajectories", "steps", "lineage", "rewards")]

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from evoagent.cli.fast import not_a_store
+from evoagent.cli.fast import error_line, not_a_store
 from evoagent.errors import UserError
 
 EXAMPLE = "\b\nExample:\n"
@@ -24,11 +24,8 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except OSError as exc:  # e.g. an --out path that cannot be written
-            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        except (UserError, OSError) as exc:  # OSError: e.g. an --out path that cannot be written
+            click.echo(error_line(exc), err=True)
             sys.exit(2)
     return wrapper
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -31,25 +32,40 @@ def applies(argv: list[str]) -> bool:
 
 def answer(argv: list[str]) -> int:
     """Run the command; its exit status (0, 2 for a user mistake, 130 for Ctrl-C)."""
-    from evoagent.errors import UserError
     from evoagent.escaping import install
-    from evoagent.sql_reader import DEFAULT_TIMEOUT_S, Interrupted, run_sql, run_status
+    from evoagent.sql_reader import DEFAULT_TIMEOUT_S, run_sql, run_status
 
     install()  # the one escaping rule, as the click commands have it
+    if argv[1] == "sql":
+        return answered("sql", lambda: run_sql(argv[2], argv[3], "table", None, DEFAULT_TIMEOUT_S))
+
+    def status() -> None:
+        not_a_store(argv[2], must_exist=False)
+        run_status(argv[2])
+    return answered("status", status)
+
+
+def error_line(exc: Exception) -> str:
+    """The one line a user mistake (``UserError``, an unreadable or unwritable path) prints, exit status 2:
+    here and in every click command (``evoagent.cli.common.one_line_errors``)."""
+    if isinstance(exc, OSError):
+        return f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    return f"error: {exc}"
+
+
+def answered(command: str, call: Callable[[], None]) -> int:
+    """Run ``evoagent sql`` or ``status``'s call (plain or through click): its exit status, 0; 2 after a
+    one-line error; 130 after Ctrl-C stopped it, saying so."""
+    from evoagent.errors import UserError
+    from evoagent.sql_reader import Interrupted
+
     try:
-        if argv[1] == "sql":
-            run_sql(argv[2], argv[3], "table", None, DEFAULT_TIMEOUT_S)
-        else:
-            not_a_store(argv[2], must_exist=False)
-            run_status(argv[2])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        call()
+    except (UserError, OSError) as exc:
+        print(error_line(exc), file=sys.stderr)
         return 2
     except Interrupted:
-        print("interrupted: the query was stopped" if argv[1] == "sql" else "interrupted", file=sys.stderr)
+        print("interrupted: the query was stopped" if command == "sql" else "interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from evoagent.cli.common import EXAMPLE, one_line_errors
+from evoagent.cli.fast import answered
 from evoagent.errors import UserError
 from evoagent.sql_reader import DEFAULT_TIMEOUT_S
 
@@ -28,15 +29,13 @@ def sql(store_path: str, query: str, fmt: str, out: str | None, timeout_s: float
     waits, and its connection can write no file (--out is written by evoagent itself). The
     query runs in a worker process capped at 1.5 GiB; a table stops at 1,000 rows (use --out
     for all); Ctrl-C stops it at once."""
-    from evoagent.sql_reader import Interrupted, run_sql
+    from evoagent.sql_reader import run_sql
 
     if fmt == "parquet" and not out:
         raise UserError("--format parquet needs --out FILE")
-    try:
-        run_sql(store_path, query, fmt, out, timeout_s)
-    except Interrupted:
-        click.echo("interrupted: the query was stopped", err=True)
-        sys.exit(130)
+    code = answered("sql", lambda: run_sql(store_path, query, fmt, out, timeout_s))
+    if code:
+        sys.exit(code)
 
 
 @click.command(epilog=EXAMPLE + "  evoagent export runs/main.duckdb --out exports/\n"

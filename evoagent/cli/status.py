@@ -6,6 +6,7 @@ import sys
 import click
 
 from evoagent.cli.common import EXAMPLE, not_a_store, one_line_errors
+from evoagent.cli.fast import answered
 
 
 @click.command(epilog=EXAMPLE + "  evoagent status runs/main.duckdb")
@@ -13,14 +14,12 @@ from evoagent.cli.common import EXAMPLE, not_a_store, one_line_errors
 @one_line_errors
 def status(store_path: str) -> None:
     """Where a campaign stands: generation, items done/pending, rewards, budget used."""
-    from evoagent.sql_reader import Interrupted, run_status
+    from evoagent.sql_reader import run_status
 
     not_a_store(store_path, must_exist=False)
-    try:
-        run_status(store_path)  # in the worker started before the arguments were parsed
-    except Interrupted:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    code = answered("status", lambda: run_status(store_path))  # in the worker forked before click loaded
+    if code:
+        sys.exit(code)
 
 
 @click.command(epilog=EXAMPLE + "  evoagent migrate runs/old.duckdb")

@@ -37,7 +37,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from dataclasses import asdict
+from functools import lru_cache
 from multiprocessing.connection import Connection
 
 from evoagent.envs.intercode_sql.executor import ERROR_PREFIX, INTERRUPTED, Executor, Limits
@@ -49,8 +51,11 @@ START_TIMEOUT_S = 60.0
 GRACE_S = 5.0
 MAX_WAIT_S = 1e6  # a longer time limit means none (select() refuses absurd timeouts)
 RECYCLE_AT = 0.4  # a worker whose data segment passed this share of its limit exits after answering
+RESULT_CACHE_BYTES = 64 << 20  # per pool: replies kept for statements run before (0: keep none)
+_ENTRY_OVERHEAD = 256  # bytes counted per kept reply besides its text (key, dict slot)
 
 _CRASHED = "the SQL engine's process died while running this statement (twice)"
+_OF_THE_MOMENT = (INTERRUPTED, "Out of Memory", _CRASHED)  # errors a later run of the statement may not repeat
 
 
 class SandboxError(RuntimeError):
@@ -73,14 +78,16 @@ class _Worker(SocketWorker):
             self.kill()
             raise SandboxError(f"the SQL worker process could not start: {first.get('broken')}")
 
-    def call(self, request: bytes, deadline_s: float | None) -> dict | str:
-        """The worker's reply, or why there is none: "timeout" (then killed) or "died"."""
+    def call(self, request: bytes, deadline_s: float | None) -> tuple[dict, bytes | None] | str:
+        """The worker's reply (parsed, and as sent unless the worker is leaving), or why there is
+        none: "timeout" (then killed) or "died"."""
         try:
             self.conn.send_bytes(request)
             if not self.conn.poll(deadline_s):
                 self.kill()
                 return "timeout"
-            reply = json.loads(self.conn.recv_bytes())
+            raw = self.conn.recv_bytes()
+            reply = json.loads(raw)
         except (EOFError, OSError, ValueError):
             self.kill()
             return "died"
@@ -89,7 +96,8 @@ class _Worker(SocketWorker):
             raise
         if reply.pop("bye", False):
             self.stop()  # it exits after this answer: never lend it again
-        return reply
+            return reply, None
+        return reply, raw
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close its socket (it exits after its statement in hand), killing it if it is late."""
@@ -104,29 +112,66 @@ class _Worker(SocketWorker):
 class WorkerPool:
     """Up to ``size`` workers on one database file, lent out one statement at a time."""
 
-    def __init__(self, path: str, collation: str, size: int = POOL_SIZE, grace_s: float = GRACE_S) -> None:
+    def __init__(self, path: str, collation: str, size: int = POOL_SIZE, grace_s: float = GRACE_S,
+                 cache_bytes: int | None = None) -> None:
         self.path, self.collation, self.size, self.grace_s = path, collation, size, grace_s
         self._idle: list[_Worker] = []
         self._count = 0
         self._cv = threading.Condition()
         self.started = 0  # workers started so far (tests and diagnostics)
+        self.cache_bytes = RESULT_CACHE_BYTES if cache_bytes is None else cache_bytes
+        self._replies: OrderedDict[tuple[str, str, str, Limits], bytes] = OrderedDict()
+        self._kept = 0  # bytes counted for ``_replies``
+        self._cache_lock = threading.Lock()
+        self.executed = 0  # statements sent to a worker (tests and diagnostics)
+        self.repeated = 0  # statements answered from the kept replies
 
     def run(self, action: str, db: str, dialect: str, limits: Limits) -> dict:
         """The reply for one action: ``obs``, ``rows``, ``info`` and the ``db`` it left the worker in."""
-        request = json.dumps({"action": action, "db": db, "dialect": dialect, "limits": asdict(limits)}).encode()
+        key = (action, db, dialect, limits)
+        with self._cache_lock:
+            kept = self._replies.get(key)
+            if kept is not None:
+                self._replies.move_to_end(key)
+                self.repeated += 1
+            else:
+                self.executed += 1
+        if kept is not None:
+            return json.loads(kept)  # fresh objects: a caller may change what it gets
+        request = json.dumps({"action": action, "db": db, "dialect": dialect, "limits": _fields(limits)}).encode()
         bounded = math.isfinite(limits.timeout_s) and limits.timeout_s < MAX_WAIT_S
         deadline_s = 2 * max(limits.timeout_s, 0.0) + self.grace_s if bounded else None
         for _ in range(2):
             worker = self._take()
             try:
-                reply = worker.call(request, deadline_s)
+                answer = worker.call(request, deadline_s)
             finally:
                 self._give(worker)
-            if reply == "timeout":
+            if answer == "timeout":
                 return _failure(INTERRUPTED, db)
-            if reply != "died":
-                return reply  # type: ignore[return-value]
+            if answer != "died":
+                reply, raw = answer  # type: ignore[misc]
+                if raw is not None:
+                    self._keep(key, reply, raw)
+                return reply
         return _failure(_CRASHED, db)
+
+    def _keep(self, key: tuple[str, str, str, Limits], reply: dict, raw: bytes) -> None:
+        """Keep a reply for the statement's next run, unless its outcome was of the moment."""
+        error = reply.get("info", {}).get("error") or ""
+        if any(mark in error for mark in _OF_THE_MOMENT):
+            return
+        size = len(raw) + len(key[0]) + _ENTRY_OVERHEAD
+        if size > self.cache_bytes // 8:
+            return  # a huge result: running it again costs less than what it would push out
+        with self._cache_lock:
+            if key in self._replies:
+                return
+            self._replies[key] = raw
+            self._kept += size
+            while self._kept > self.cache_bytes:
+                old_key, old = self._replies.popitem(last=False)
+                self._kept -= len(old) + len(old_key[0]) + _ENTRY_OVERHEAD
 
     def _take(self) -> _Worker:
         with self._cv:
@@ -169,6 +214,12 @@ class WorkerPool:
             worker.stop()
 
 
+@lru_cache(maxsize=64)
+def _fields(limits: Limits) -> dict:
+    """``limits`` as the request carries them (a frozen value: converted once)."""
+    return asdict(limits)
+
+
 def _failure(msg: str, db: str) -> dict:
     return {"obs": ERROR_PREFIX + msg, "rows": None, "info": {"valid": False, "error": msg}, "db": db}
 
@@ -191,6 +242,16 @@ def pool_pids() -> list[int]:
     with _pools_lock:
         pools = list(_pools.values())
     return [pid for pool in pools for pid in pool.pids()]
+
+
+def forget_replies() -> None:
+    """Drop every pool's kept replies (benchmarks: each side of a comparison starts without them)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+    for pool in pools:
+        with pool._cache_lock:
+            pool._replies.clear()
+            pool._kept = 0
 
 
 @atexit.register
