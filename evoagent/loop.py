@@ -7,6 +7,18 @@
         while strategy.extend(r, items) asks for more (e.g. evolution's fill-up to mu):
             journal those, run them the same way
         when all are in: strategy.close(r) -> population + statistics, committed
+        stopped by a budget with some of r's items finished:
+            strategy.close_partial(r) -> committed as a *partial* close of r
+
+A round a budget (``budget.env_steps``, ``.wall_time_s``, ``.usd``, ``.tokens``) cuts short is
+closed with the items that finished, so that what it found is in the campaign's answer
+(the ``population`` of its last generation) as its executions are in the budget. The
+partial close is marked (``generations.partial``, ``stats.partial``) and re-opened by a
+resume: the runner goes on with the round's unfinished items (finished ones are never run or
+paid again) and closes it again, which supersedes the partial close in the views; so a
+stopped-and-resumed campaign ends with the same populations as one that never stopped. A
+Ctrl-C leaves the round open (resume finishes it), as does a stop before any of its items
+finished.
 
 A strategy (``evoagent/strategies/``) decides plans and closes rounds from
 committed facts only; an item's result depends only on its operator, parents
@@ -249,6 +261,7 @@ class Runner:
             self.store.plan_generation(round_, items)
         while True:
             if not self.execute(round_, items):
+                self.close_cut_round(round_, len(items))
                 return False
             extra = self.strategy.extend(round_, items)
             if not extra:
@@ -262,17 +275,41 @@ class Runner:
                           "seconds": time.monotonic() - self._started})
         return True
 
+    def close_cut_round(self, round_: int, planned: int) -> None:
+        """Close a round a budget stopped with the items that finished (see the module docstring).
+
+        Not after a Ctrl-C, nor when no item of it is done, nor when nothing finished since
+        its last partial close (e.g. a resume whose budget was already spent)."""
+        if not (self.stop_reason or "").startswith("budget.") or not self.store.round_results(round_):
+            return
+        finished = len(self.store.finished_items(round_))
+        before = self.store.committed_stats(round_)
+        if before and before[0].get("items_finished") == finished:
+            return
+        closed = self.strategy.close_partial(round_)
+        stats = {**closed.stats, "partial": True, "items_finished": finished, "items_planned": planned,
+                 "stopped": self.stop_reason}
+        self.store.commit_generation(round_, closed.population, stats, partial=True)
+        self.on_progress({"event": "generation", "generation": round_,
+                          "last_generation": self.strategy.last_round(), "stats": stats,
+                          "seconds": time.monotonic() - self._started})
+
     def run(self) -> Outcome:
-        """Continue from wherever the journal says; stop at the budget."""
+        """Continue from wherever the journal says (re-opening a partially closed round); stop at the budget."""
         book = evo.logbook()
-        for stats in self.store.committed_stats():
+        committed = self.store.committed_stats()
+        reopen = bool(committed) and bool(committed[-1].get("partial"))
+        for stats in committed[:-1] if reopen else committed:
             book.record(**stats)
         last = self.store.last_committed_generation()
-        round_ = 0 if last is None else last + 1
+        round_ = 0 if last is None else last if reopen else last + 1
         status = "completed"
         while round_ <= self.strategy.last_round():
             if self.stop_reason or not self.advance(round_):
                 status = f"stopped: {self.stop_reason}"
+                cut = self.store.committed_stats(round_)
+                if cut and cut[0].get("partial"):  # closed with what finished: the campaign's answer
+                    book.record(**cut[0])
                 break
             book.record(**self.store.committed_stats(round_)[0])
             round_ += 1

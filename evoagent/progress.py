@@ -43,6 +43,8 @@ def generation_line(info: dict[str, Any]) -> str:
              f"{s['env_steps']:,} env steps, {info['seconds']:.1f}s elapsed")
     if s.get("tasks_below_mu"):
         line += f"; {s['tasks_below_mu']} tasks below mu"
+    if s.get("partial"):  # a round a budget cut short, closed with what finished (resume re-opens it)
+        line += f"; cut short by {s['stopped']}: closed with {s['items_finished']:,} of {s['items_planned']:,} items"
     return line
 
 

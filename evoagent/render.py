@@ -219,7 +219,7 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
         "sizes AS (SELECT generation, sum(n)::BIGINT AS members, "
         "(count(*) FILTER (WHERE n < ?) + ? - count(*))::BIGINT AS tasks_below_mu FROM per GROUP BY generation) "
         "SELECT g.generation, g.status, g.n_items, s.members, s.tasks_below_mu, g.best_reward, g.mean_reward, "
-        "g.success_rate, g.env_steps, g.committed_at FROM generations g LEFT JOIN sizes s USING (generation) "
+        "g.success_rate, g.env_steps, g.committed_at, g.partial FROM generations g LEFT JOIN sizes s USING (generation) "
         "ORDER BY g.generation", [mu, n_tasks]
     )
     committed = [r["generation"] for r in gens if r["status"] == "committed"]
@@ -242,6 +242,9 @@ def print_status(store: ReadOnlyStore, out: IO[str] | None = None, width: int | 
                 say(f"population of generation {last}: {row['members'] or 0:,} members for {n_tasks:,} tasks "
                     f"(mu = {mu}); " + (f"{row['tasks_below_mu']:,} tasks below mu after the bounded fill-up"
                                         if row["tasks_below_mu"] else "every task at mu"))
+            if row["partial"]:
+                say(f"generation {last} was cut short by a budget and committed with the items that finished; "
+                    "resume finishes it (finished items are not run again)")
     if items:
         i = items[0]
         say(f"generation {i['generation']}: {i['done']} items done, {i['failed']} failed, {i['pending']} pending")
@@ -273,8 +276,10 @@ def print_outcome(outcome: Any, store_path: str) -> None:
     for col in ("gen", "items", "success", "of bound", "members solved", "mean reward", "env steps",
                 "tasks < mu"):
         curve.add_column(col, justify="right")
-    for r in book:
-        curve.add_row(str(r["gen"]), str(r["nevals"]), f"{100 * r['success_rate']:.1f}%",
+    for r in book:  # a generation a budget cut short: committed with the items that finished
+        gen = f"{r['gen']} (cut: {r['items_finished']} of {r['items_planned']} items)" if r.get("partial") \
+            else str(r["gen"])
+        curve.add_row(gen, str(r["nevals"]), f"{100 * r['success_rate']:.1f}%",
                       f"{100 * r['of_bound']:.1f}%" if r.get("of_bound") is not None else "-",
                       f"{100 * r.get('members_solved', 0):.1f}%", f"{r['avg']:.3f}", str(r["env_steps"]),
                       str(r["tasks_below_mu"]) if "tasks_below_mu" in r else "-")

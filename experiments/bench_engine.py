@@ -5,7 +5,12 @@ episode the operators execute (task + actions), then times executing exactly
 those episodes with a bare loop over the same environment (reset, step each
 action, submit), at the same concurrency. The ratio is what planning,
 selection, policies, the journal commits and snapshots cost on top of the
-environment itself. Goal: <= 1.15x.
+environment itself. Goal: <= 1.15x. Caches are warm on both sides (SQL
+translations, gold results) except the SQL pools' kept replies
+(``sandbox.RESULT_CACHE_BYTES``), which both sides start without: each runs
+every distinct statement once; ``executed`` counts what the workers ran.
+``--no-kept-replies``: no pool keeps replies, every statement runs (the
+environment as it was before the kept replies).
 
 With ``--rss`` it instead runs one campaign and prints, after each committed
 generation, the process's resident memory, the part of it that is DuckDB's
@@ -14,7 +19,7 @@ buffer pool (blocks of the store file it has read; bounded by the writer's
 objects: the runner keeps only the current round's parents, so the rest and
 the object count stay flat while the archive grows.
 
-    python experiments/bench_engine.py --tasks 200 --generations 4
+    python experiments/bench_engine.py --tasks 200 --generations 4 [--no-kept-replies]
     python experiments/bench_engine.py --rss --tasks 300 --generations 20 [--store-memory 16MB]
 """
 from __future__ import annotations
@@ -158,7 +163,11 @@ def main() -> None:
     ap.add_argument("--rss", action="store_true", help="print resident memory per generation instead")
     ap.add_argument("--store-memory", default=None, metavar="SIZE",
                     help="with --rss: the store's DuckDB memory_limit (default: the store's, 512MB)")
+    ap.add_argument("--no-kept-replies", action="store_true",
+                    help="the SQL workers' pools keep no replies: every statement runs on both sides")
     args = ap.parse_args()
+    if args.no_kept_replies:
+        sandbox.RESULT_CACHE_BYTES = 0  # before any pool exists
     if args.rss:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "

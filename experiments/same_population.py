@@ -2,7 +2,7 @@
 must reproduce the main job: ``python experiments/same_population.py /work/ref/main.duckdb runs/main.duckdb``).
 
 Compared (each as a multiset, both directions of EXCEPT ALL): the population of every generation
-(generation, task, trajectory, rank), the trajectories (id, task, generation, outcome reward,
+(generation, task, trajectory, rank; its latest close), the trajectories (id, task, generation, outcome reward,
 steps), their steps, the work plan (every item's operator, task, parents, seed) and every item's
 result (status, trajectory, env steps). Not the item, operator and lineage a stored trajectory row
 names: when two items of a generation find the same trajectory, the row is the first to commit
@@ -24,6 +24,16 @@ TABLES = {
 }
 
 
+def population_sql(con: duckdb.DuckDBPyConnection, db: str) -> str:
+    """The ``population`` view's rows (each generation's latest close: a round cut short by a budget
+    is closed again on resume) from a store of schema v7 or later, else every row (one close each)."""
+    from stores.schema import VIEWS
+
+    closes = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'raw' "
+                         "AND table_name = 'population' AND column_name = 'closing'", [db]).fetchone()[0]
+    return VIEWS["population"].replace("raw.", f"{db}.raw.") if closes else TABLES["population"].format(db=db)
+
+
 def main(a: str, b: str) -> int:
     con = duckdb.connect()
     con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
@@ -31,6 +41,8 @@ def main(a: str, b: str) -> int:
     differ = 0
     for name, sql in TABLES.items():
         qa, qb = sql.format(db="a"), sql.format(db="b")
+        if name == "population":
+            qa, qb = population_sql(con, "a"), population_sql(con, "b")
         n_a = con.execute(f"SELECT count(*) FROM ({qa})").fetchone()[0]
         n_b = con.execute(f"SELECT count(*) FROM ({qb})").fetchone()[0]
         only_a = con.execute(f"SELECT count(*) FROM ({qa} EXCEPT ALL {qb})").fetchone()[0]

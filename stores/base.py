@@ -347,9 +347,15 @@ class Store(StoreReader):
 
     @abstractmethod
     def commit_generation(
-        self, generation: int, population: Sequence[tuple[str, str, int]], stats: dict[str, Any]
+        self, generation: int, population: Sequence[tuple[str, str, int]], stats: dict[str, Any],
+        partial: bool = False,
     ) -> None:
-        """Commit the population after replacement and the generation's statistics."""
+        """Commit the population after replacement and the generation's statistics.
+
+        ``partial``: a round cut short by a budget, closed with the items that finished; it reads
+        as committed (its population is the campaign's answer) until the round is closed again,
+        partially or in full, by a resume: the ``population`` and ``generations`` views show the
+        latest close (``generations.partial`` says which it was)."""
 
     @abstractmethod
     def append_ledger(self, tables: dict[str, pa.Table]) -> None:

@@ -444,25 +444,27 @@ class DuckDBStore(Store):
         return n
 
     def commit_generation(
-        self, generation: int, population: Sequence[tuple[str, str, int]], stats: dict[str, Any]
+        self, generation: int, population: Sequence[tuple[str, str, int]], stats: dict[str, Any],
+        partial: bool = False,
     ) -> None:
-        pop = pa.table({
-            "generation": pa.array([generation] * len(population), pa.int32()),
-            "task_id": [p[0] for p in population], "traj_id": [p[1] for p in population],
-            "rank": pa.array([p[2] for p in population], pa.int32()),
-        })
-
         def run() -> None:
-            if self._con.execute(
-                "SELECT count(*) FROM raw.generation_events WHERE generation = ? AND status = 'committed'",
-                [generation],
-            ).fetchall()[0][0]:
+            events = dict(self._con.execute(
+                "SELECT status, count(*) FROM raw.generation_events WHERE generation = ? "
+                "AND status IN ('committed', 'partial') GROUP BY status", [generation]).fetchall())
+            if events.get("committed"):
                 raise StoreError(f"generation {generation} is already committed")
+            pop = pa.table({
+                "generation": pa.array([generation] * len(population), pa.int32()),
+                "task_id": [p[0] for p in population], "traj_id": [p[1] for p in population],
+                "rank": pa.array([p[2] for p in population], pa.int32()),
+                # the how-many-th close of this generation: a partial one is superseded by the next
+                "closing": pa.array([events.get("partial", 0)] * len(population), pa.int32()),
+            })
             self._insert_arrow("population", pop)
             self._con.execute(
                 "INSERT INTO raw.generation_events (generation, status, event_at, n_items, stats) "
-                "VALUES (?, 'committed', current_timestamp, NULL, ?)",
-                [generation, json.dumps(stats, sort_keys=True)],
+                "VALUES (?, ?, current_timestamp, NULL, ?)",
+                [generation, "partial" if partial else "committed", json.dumps(stats, sort_keys=True)],
             )
         self._transaction(run)
         self._maybe_snapshot()

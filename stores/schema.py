@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Raw tables: name -> column DDL, as the current version has them. Writes insert by column
 # name, so the order is for reading. Migrations create tables from these with IF NOT EXISTS
@@ -52,7 +52,10 @@ CORE_TABLES: dict[str, str] = {
         "generation INTEGER, item_id INTEGER, status VARCHAR, traj_id VARCHAR, error VARCHAR, "
         "env_steps INTEGER, seconds DOUBLE, finished_at TIMESTAMP"
     ),
-    "population": "generation INTEGER, task_id VARCHAR, traj_id VARCHAR, rank INTEGER",
+    # closing: which close of its generation wrote the row (0 the first; a round cut short by a
+    # budget is closed with what finished and closed again when a resume finishes it; the view
+    # shows the latest). Null in stores before v7 (= 0).
+    "population": "generation INTEGER, task_id VARCHAR, traj_id VARCHAR, rank INTEGER, closing INTEGER",
 }
 
 # Added by migration 0002: the LLM call ledger and the Message Batches journal.
@@ -131,10 +134,14 @@ VIEWS: dict[str, str] = {
     "generations": (
         "WITH ev AS (SELECT generation, "
         "min(event_at) FILTER (WHERE status = 'planned') AS started_at, "
-        "max(event_at) FILTER (WHERE status = 'committed') AS committed_at, "
+        "max(event_at) FILTER (WHERE status IN ('committed', 'partial')) AS committed_at, "
         "max(n_items) AS n_items, "
-        "max(stats) FILTER (WHERE status = 'committed') AS stats "
-        "FROM raw.generation_events GROUP BY generation) "
+        # a round cut short by a budget is closed 'partial' (its finished items only), and again,
+        # 'committed', when a resume finishes it: the latest close's statistics
+        "coalesce(max(stats) FILTER (WHERE status = 'committed'), "
+        "arg_max(stats, event_at) FILTER (WHERE status = 'partial')) AS stats, "
+        "count(*) FILTER (WHERE status = 'committed') = 0 AND count(*) FILTER (WHERE status = 'partial') > 0 "
+        "AS partial FROM raw.generation_events GROUP BY generation) "
         "SELECT generation, CASE WHEN committed_at IS NULL THEN 'running' ELSE 'committed' END "
         "AS status, started_at, committed_at, n_items, "
         "CAST(json_extract(stats, '$.max') AS DOUBLE) AS best_reward, "
@@ -144,9 +151,11 @@ VIEWS: dict[str, str] = {
         "CAST(json_extract(stats, '$.success_rate') AS DOUBLE) AS success_rate, "
         "CAST(json_extract(stats, '$.nevals') AS INTEGER) AS nevals, "
         "CAST(json_extract(stats, '$.env_steps') AS BIGINT) AS env_steps, "
-        "stats FROM ev"
+        "stats, partial FROM ev"
     ),
-    "population": "SELECT generation, task_id, traj_id, rank FROM raw.population",
+    # each generation's latest close (see raw.population's closing)
+    "population": ("SELECT generation, task_id, traj_id, rank FROM raw.population QUALIFY coalesce(closing, 0) = "
+                   "max(coalesce(closing, 0)) OVER (PARTITION BY generation)"),
     "llm_calls": (
         "SELECT call_key, model, operator, generation, item_id, template, template_hash, "
         "input_tokens, output_tokens, cache_write_tokens, cache_read_tokens, cost_usd, latency_s, "
@@ -307,6 +316,11 @@ def _task_meta(con: duckdb.DuckDBPyConnection) -> None:
                 "WHERE meta IS NULL")
 
 
+def _partial_close(con: duckdb.DuckDBPyConnection) -> None:
+    # A round cut short by a budget is closed with what finished, and closed again on resume.
+    con.execute("ALTER TABLE raw.population ADD COLUMN IF NOT EXISTS closing INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", 1, _initial),
     Migration("0002_llm_ledger", 2, _llm_ledger),
@@ -314,6 +328,7 @@ MIGRATIONS: list[Migration] = [
     Migration("0004_lineage_dag", 4, _lineage_dag),
     Migration("0005_search", 5, _search),
     Migration("0006_task_meta", 6, _task_meta),
+    Migration("0007_partial_close", 7, _partial_close),
 ]
 
 

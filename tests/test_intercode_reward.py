@@ -49,3 +49,19 @@ def test_dump_tokenizer_escapes():
     assert rows[1][:4] == [2, "", 31, 300.0]
     assert split_statements("INSERT INTO `t` VALUES ('a;b');\n-- c;\nUSE `x`;") == \
         ["INSERT INTO `t` VALUES ('a;b')", "USE `x`"]
+
+
+def test_both_inversion_counts_agree_with_the_definition() -> None:
+    import random
+
+    from evoagent.envs.intercode_sql import reward
+
+    rng = random.Random(3)
+    for n in (2, 3, 7, 60):
+        for _ in range(30):
+            seq = [rng.randrange(n // 2 + 1) for _ in range(n)]
+            brute = sum(seq[i] > seq[j] for i in range(n) for j in range(i + 1, n))
+            assert reward._count_inversions(seq) == brute  # binary insertion (short)
+    long = [rng.randrange(300) for _ in range(reward.SMALL + 500)]  # merge sort (long)
+    assert reward._count_inversions(long) == reward._count_inversions(long[:reward.SMALL]) + sum(
+        a > b for i, a in enumerate(long) for b in long[max(i + 1, reward.SMALL):])

@@ -29,8 +29,10 @@ def test_v1_store_is_refused_then_migrated(tmp_path: Path) -> None:
     with DuckDBStore(path) as store:
         names = store.query("SELECT name FROM raw.migrations ORDER BY version").column(0).to_pylist()
         assert names == ["0001_initial", "0002_llm_ledger", "0003_lineage_order", "0004_lineage_dag",
-                         "0005_search", "0006_task_meta"]
-        assert store.scalar("SELECT count(*) FROM population") > 0
+                         "0005_search", "0006_task_meta", "0007_partial_close"]
+        # v7: rows from before it were each their generation's only close (closing null)
+        assert store.scalar("SELECT count(*) FROM population") == store.scalar(
+            "SELECT count(*) FROM raw.population WHERE closing IS NULL") > 0
         # v6: the tasks' own fields as JSON, from the columns old rows had
         db, meta = store.query("SELECT db, meta FROM tasks WHERE db <> '' LIMIT 1").to_pylist()[0].values()
         assert json.loads(meta)["db"] == db
@@ -73,7 +75,7 @@ def test_v4_makes_an_old_stores_lineage_a_dag(tmp_path: Path) -> None:
 
     assert CliRunner().invoke(main, ["migrate", str(path)]).exit_code == 0
     with DuckDBStore(path) as store:
-        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 6
+        assert store.scalar("SELECT max(version) FROM raw.migrations") == SCHEMA_VERSION == 7
         assert sorted(edges(store)) == want and len(want) < len(old)
         assert_dag(edges(store))
         got = store.query("SELECT traj_id, generation, item_id, parents FROM rediscoveries").to_pylist()

@@ -61,6 +61,17 @@ class Strategy(ABC):
     def close(self, round_: int) -> Closed:
         """Tell: with all the round's results committed, what the round produces."""
 
+    def close_partial(self, round_: int) -> Closed:
+        """Tell, for a round a budget cut short: what it produces from the results that finished.
+
+        The runner commits it as the campaign's answer (what the cut round found counts) and,
+        when a resume finishes the round, closes it again with ``close``, which supersedes it.
+        The default is ``close``: right for a strategy whose close keeps the previous round's
+        members beside this round's results (plus-replacement, a tree's best so far); one that
+        drops them (comma-replacement) must keep them for tasks whose items did not all finish.
+        """
+        return self.close(round_)
+
     def hall_of_fame(self) -> Any:
         """The best members seen (for reporting); strategies without one return None."""
         return None

@@ -36,6 +36,8 @@ class Evolution(Strategy):
         self.seed = self.own["seed"]
         self.ranked = Ranked(self.own, self.store, self.task_ids, self.fitness_source)
         self.members, self.population = self.ranked.members, self.ranked.population
+        self._survivors: tuple[tuple[int, list, Any, frozenset[str]],
+                               tuple[dict[str, list[evo.Member]], int]] | None = None
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -58,17 +60,21 @@ class Evolution(Strategy):
     def plan(self, round_: int) -> list[WorkItem]:
         prev = self.population(round_ - 1)
         items: list[WorkItem] = []
+        rates = self._rates()
         for task_id in self.task_ids:
             rng = random.Random(evo.derive_seed(self.seed, round_, task_id, "plan"))
             n = self.own["mu"] if round_ == 0 else self.own["lambda"]
             for _ in range(n):
-                items.append(self._item(round_, len(items), task_id, prev.get(task_id, []), rng))
+                items.append(self._item(round_, len(items), task_id, prev.get(task_id, []), rng, rates))
         return items
 
+    def _rates(self) -> dict[str, float]:
+        """The operators drawn from, by rate (read once per plan, not per item)."""
+        return {op: r for op, r in self.c.operator_rates().items() if r > 0}
+
     def _item(self, round_: int, item_id: int, task_id: str, members: list[evo.Member],
-              rng: random.Random) -> WorkItem:
+              rng: random.Random, rates: dict[str, float]) -> WorkItem:
         """One item: an operator drawn by rate (round 0: the arity-0 one), its parents by selection."""
-        rates = {op: r for op, r in self.c.operator_rates().items() if r > 0}
         first = self.own["first_operator"]
         op = first if round_ == 0 or not members else rng.choices(list(rates), list(rates.values()))[0]
         parents = self._parents(registry.get("operator", op), members, rng)
@@ -95,13 +101,14 @@ class Evolution(Strategy):
         planned = Counter(i.task_id for i in items)
         extra: list[WorkItem] = []
         next_id = max((i.item_id for i in items), default=-1) + 1
+        rates = self._rates()
         for task_id in self.task_ids:
             want = min(mu - len(pop.get(task_id, [])), cap - planned[task_id])
             if want <= 0:
                 continue
             rng = random.Random(evo.derive_seed(self.seed, round_, task_id, "fill", planned[task_id]))
             for _ in range(want):
-                extra.append(self._item(round_, next_id, task_id, prev.get(task_id, []), rng))
+                extra.append(self._item(round_, next_id, task_id, prev.get(task_id, []), rng, rates))
                 next_id += 1
         return extra
 
@@ -127,21 +134,40 @@ class Evolution(Strategy):
         return list(chosen.values())[:want]
 
     # -- tell ------------------------------------------------------------------
-    def survivors(self, round_: int, prev: dict[str, list[evo.Member]]) -> tuple[dict[str, list[evo.Member]], int]:
-        """Each task's population after replacement, and how many items produced a child."""
+    def survivors(self, round_: int, prev: dict[str, list[evo.Member]],
+                  unfinished: frozenset[str] = frozenset()) -> tuple[dict[str, list[evo.Member]], int]:
+        """Each task's population after replacement, and how many items produced a child.
+
+        A task in ``unfinished`` (a round cut short by a budget) replaces (mu + lambda) whatever
+        the campaign's kind: its parents compete with the children that finished.
+        The fill-up and the close of a round usually see the same results: the last answer is
+        kept and handed out again for the same round, results, previous population and cut."""
         results = self.store.round_results(round_)
+        if self._survivors is not None and self._survivors[0][:2] == (round_, results) \
+                and self._survivors[0][2] is prev and self._survivors[0][3] == unfinished:
+            return self._survivors[1]
         kids = self.members([traj_id for _, _, traj_id in results])
         offspring: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             offspring[task_id].append(kids[traj_id])
         pop = {t: evo.replace(prev.get(t, []), offspring[t], mu=self.own["mu"],
-                              kind=self.own["replacement.kind"], elitism=self.own["replacement.elitism"],
-                              selection=self.own["selection.kind"])
+                              kind="plus" if t in unfinished else self.own["replacement.kind"],
+                              elitism=self.own["replacement.elitism"], selection=self.own["selection.kind"])
                for t in self.task_ids}
+        self._survivors = ((round_, results, prev, unfinished), (pop, len(results)))
         return pop, len(results)
 
     def close(self, round_: int) -> Closed:
-        pop, n_results = self.survivors(round_, self.population(round_ - 1))
+        return self._close(round_, frozenset())
+
+    def close_partial(self, round_: int) -> Closed:
+        """A cut round: (mu, lambda) keeps the parents of tasks whose items did not all finish."""
+        finished = self.store.finished_items(round_)
+        return self._close(round_, frozenset(i.task_id for i in self.store.planned(round_)
+                                             if i.item_id not in finished))
+
+    def _close(self, round_: int, unfinished: frozenset[str]) -> Closed:
+        pop, n_results = self.survivors(round_, self.population(round_ - 1), unfinished)
         return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.own["mu"]))
 
     def hall_of_fame(self) -> Any:

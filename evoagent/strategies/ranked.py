@@ -35,6 +35,7 @@ class Ranked:
         self.fitness_source = fitness_source
         self.objectives = list(settings["selection.objectives"])
         self.hof = evo.hall_of_fame()
+        self._last: tuple[tuple[int, list], dict[str, list[evo.Member]]] | None = None  # see population()
         last = store.last_committed_generation()
         if last is not None:
             self.hof.update([m for ms in self.population(last).values() for m in ms])
@@ -44,12 +45,19 @@ class Ranked:
         return {tid: evo.Member(s, self.objectives) for tid, s in found.items()}
 
     def population(self, round_: int) -> dict[str, list[evo.Member]]:
-        """A committed round's members per task, best first (empty before round 0)."""
+        """A committed round's members per task, best first (empty before round 0).
+
+        A round's plan, fill-up and close each read the previous population: the last one read
+        is kept and handed out again while the store's rows for it are the same (stored
+        summaries never change), so its members are built once. Callers do not change it."""
         rows = self.store.population(round_) if round_ >= 0 else []
+        if self._last is not None and self._last[0] == (round_, rows):
+            return self._last[1]
         found = self.members([r[1] for r in rows])
         pop: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for task_id, traj_id, _ in rows:
             pop[task_id].append(found[traj_id])
+        self._last = ((round_, rows), pop)
         return pop
 
     def rows(self, pop: dict[str, list[evo.Member]]) -> list[tuple[str, str, int]]:

@@ -40,6 +40,7 @@ VIEW_COLUMNS = {
     "generations": [
         "generation", "status", "started_at", "committed_at", "n_items", "best_reward",
         "mean_reward", "min_reward", "std_reward", "success_rate", "nevals", "env_steps", "stats",
+        "partial",
     ],
     "population": ["generation", "task_id", "traj_id", "rank"],
     "candidates": [
@@ -325,6 +326,34 @@ def test_journal(h: Harness) -> None:
     assert got == [{"traj_id": A.traj_id, "campaign": "c1", "item_id": 0},
                    {"traj_id": D.traj_id, "campaign": "c1", "item_id": 0}]
     assert rows(r, "SELECT DISTINCT item_id, generation FROM lineage") == [{"item_id": 0, "generation": 1}]
+
+
+def test_a_partial_close_is_the_answer_until_the_round_is_closed_again(h: Harness) -> None:
+    """A round cut short by a budget is closed with what finished ('partial'); a resume may add
+    items to it and closes it again; the views show the latest close, never two."""
+    w = h.w
+    w.add_tasks(TASKS)
+    plan = [item(0, 0), item(0, 1, task="t2"), item(0, 2)]
+    w.plan_generation(0, plan)
+    w.commit_items([ItemResult(plan[0], B, env_steps=2)], campaign="c1")
+    w.commit_generation(0, [("t1", B.traj_id, 0)], {"success_rate": 0.0, "nevals": 1}, partial=True)
+    w.commit_items([ItemResult(plan[1], C, env_steps=1)], campaign="c1")
+    w.commit_generation(0, [("t1", B.traj_id, 0), ("t2", C.traj_id, 0)], {"success_rate": 0.0, "nevals": 2},
+                        partial=True)
+    w.plan_generation(0, [item(0, 3)])  # still open: a fill-up may add items
+    w.commit_items([ItemResult(plan[2], A, env_steps=2)], campaign="c1")
+    assert w.last_committed_generation() == 0 and w.committed_stats(0)[0]["nevals"] == 2
+    assert w.population(0) == [("t1", B.traj_id, 0), ("t2", C.traj_id, 0)]  # the latest partial close
+    assert rows(w, "SELECT status, partial FROM generations") == [{"status": "committed", "partial": True}]
+    w.commit_generation(0, [("t1", A.traj_id, 0), ("t1", B.traj_id, 1), ("t2", C.traj_id, 0)],
+                        {"success_rate": 0.5, "nevals": 3})
+    with pytest.raises(StoreError, match="already committed"):
+        w.commit_generation(0, [], {}, partial=True)
+    r = h.r()
+    assert r.population(0) == [("t1", A.traj_id, 0), ("t1", B.traj_id, 1), ("t2", C.traj_id, 0)]
+    g = rows(r, "SELECT status, partial, nevals, n_items FROM generations")
+    assert g == [{"status": "committed", "partial": False, "nevals": 3, "n_items": 4}]
+    assert r.scalar("SELECT count(*) FROM raw.population") == 1 + 2 + 3  # every close is kept as a fact
 
 
 # -- export ----------------------------------------------------------------------------

@@ -166,7 +166,9 @@ def _translate(sql: str) -> Plan:
         return Plan("sql", sql)
     if limit_in_quantified_subquery(trees[0]):
         return Plan("error", LIMITED_SUBQUERY)
-    return Plan("sql", trees[0].sql(dialect="duckdb"))
+    # copy=False: the tree is ours and dropped after; not copying it first is 17% of a translation
+    # (the same text for every recorded action and gold query, checked over all 7,338)
+    return Plan("sql", trees[0].sql(dialect="duckdb", copy=False))
 
 
 NUMERIC_MACRO = (

@@ -11,6 +11,7 @@ plain ratio is kept, unrounded, as InterCode did. An error on either side is 0.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Sequence
 
@@ -35,11 +36,21 @@ def _tie_pairs(ranks: Sequence[int]) -> int:
     return sum(c * (c - 1) // 2 for c in Counter(ranks).values())
 
 
+SMALL = 2048  # up to this length, inversions are counted by binary insertion (C-level, fast when short)
+
+
 def _count_inversions(seq: list[int]) -> int:
-    """Pairs i<j with seq[i] > seq[j] (strictly), by merge sort."""
+    """Pairs i<j with seq[i] > seq[j] (strictly): by binary insertion when short, else by merge sort."""
     n = len(seq)
     if n < 2:
         return 0
+    if n <= SMALL:
+        later: list[int] = []  # the values after the current one, sorted
+        inv = 0
+        for v in reversed(seq):
+            inv += bisect_left(later, v)  # later values strictly smaller than v
+            insort(later, v)
+        return inv
     buf = list(seq)
     tmp = [0] * n
     inv = 0
@@ -85,6 +96,8 @@ def intercode_reward(agent: Sequence[str] | None, gold: Sequence[str] | None) ->
     """Reward of stringified result rows ``agent`` against ``gold``; None means an error."""
     if agent is None or gold is None:
         return 0.0
+    if agent == gold:  # the same rows in the same order: a ratio of 1 and, where defined, tau = 1
+        return 1.0
     dist_a, dist_g = Counter(agent), Counter(gold)
     shared = dist_a & dist_g
     union = dist_a | dist_g
