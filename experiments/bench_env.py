@@ -1,5 +1,8 @@
 """Per-step cost of InterCodeSQLEnv versus the same translated SQL on a bare DuckDB cursor.
 
+Every timed step runs its statement on a SQL worker: the pools' kept replies are dropped before
+each round (a repeated statement would otherwise be answered without one).
+
 Run: python experiments/bench_env.py [--threads 8]
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from evoagent.envs.intercode_sql import dialect
 from evoagent.envs.intercode_sql.data import load_tasks
 from evoagent.envs.intercode_sql.env import InterCodeSQLEnv, shared_connection
-from evoagent.envs.intercode_sql.sandbox import pool_pids
+from evoagent.envs.intercode_sql.sandbox import forget_replies, pool_pids
 
 
 def _time_env(tasks, env):
@@ -71,6 +74,7 @@ def main() -> None:
     env_t, bare_t = [], []
     env_cpu = bare_cpu = 0.0
     for _ in range(args.rounds):
+        forget_replies()
         c0, w0 = time.process_time(), _workers_cpu()
         env_t += _time_env(tasks, env)
         c1, w1 = time.process_time(), _workers_cpu()
@@ -97,6 +101,7 @@ def main() -> None:
 
     for n in (1, args.threads):
         chunks = [tasks[i::n] for i in range(n)]
+        forget_replies()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
             steps = sum(pool.map(worker, chunks))

@@ -3,7 +3,8 @@
 ``InterCodeSQLEnv`` keeps the episode (task, current database, last result,
 reward) in the campaign's process and sends each action to a pool of SQL
 worker processes (``sandbox``) that run it on the read-only benchmark
-database (``executor``). ``step`` is total: whatever the action, it returns an
+database (``executor``); the pool answers a statement it ran before from its
+kept replies. ``step`` is total: whatever the action, it returns an
 observation; a refused, failing, too slow or too large statement is an
 ``Error executing query:`` observation with reward 0. Bounds per statement:
 ``MAX_ACTION_CHARS`` of SQL, ``timeout_s`` of execution, ``max_rows`` rows and
