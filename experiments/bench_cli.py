@@ -1,6 +1,6 @@
 """How fast the CLI answers, against plain DuckDB in Python on the same store at the same moment.
 
-    python experiments/bench_cli.py --store /work/ref/main.duckdb [--runs 7] [--collect-runs 1]
+    python experiments/bench_cli.py --store REFERENCE.duckdb [--runs 7] [--collect-runs 1]
 
 The store is copied into a temporary folder first (never read in place, so a running
 campaign is not disturbed and nothing is written beside it) and the copy migrated to this

@@ -1,5 +1,5 @@
 """Are two campaign stores the same run? Compares them row for row by SQL (the plug-ins redesign
-must reproduce the main job: ``python experiments/same_population.py /work/ref/main.duckdb runs/main.duckdb``).
+must reproduce the main job: ``python experiments/same_population.py REFERENCE.duckdb runs/main.duckdb``).
 
 Compared (each as a multiset, both directions of EXCEPT ALL): the population of every generation
 (generation, task, trajectory, rank; its latest close), the trajectories (id, task, generation, outcome reward,
