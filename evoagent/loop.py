@@ -4,6 +4,7 @@
         plan  = the committed plan of r, or strategy.plan(r) committed now  -- before any work
         run the plan's items not yet committed through the executor;
             group-commit finished items every COMMIT_INTERVAL_S; check budgets and Ctrl-C
+            (budget.env_steps: items sent in chunks, in plan order, checked between chunks)
         while strategy.extend(r, items) asks for more (e.g. evolution's fill-up to mu):
             journal those, run them the same way
         when all are in: strategy.close(r) -> population + statistics, committed
@@ -53,6 +54,10 @@ from evoagent.trajectory import Trajectory
 from stores.base import ItemResult, Store, WorkItem
 
 COMMIT_INTERVAL_S = 1.0  # group-commit window for finished items
+# Under ``budget.env_steps`` a round's items go out in chunks of this many, in plan order, and the
+# budget is checked only between chunks: where a budget stops a round then depends on the items'
+# results alone (seeded), never on which items a busy machine happened to finish first.
+BUDGET_CHUNK_ITEMS = 64
 
 
 @dataclass
@@ -175,11 +180,13 @@ class Runner:
             self.stop_reason = self.stop_reason or str(exc)
             return None
 
-    def _budget_exceeded(self) -> str | None:
+    def _budget_exceeded(self, env_steps: bool = True) -> str | None:
+        """Which stop applies now, if any; ``env_steps=False`` leaves out the executions budget
+        (checked only between chunks of a round, see ``BUDGET_CHUNK_ITEMS``)."""
         if self.stop.is_set():
             return "interrupted"
         limit = self.c.get("budget.env_steps")
-        if limit and self.store.env_steps_used() >= limit:
+        if env_steps and limit and self.store.env_steps_used() >= limit:
             return "budget.env_steps"
         wall = self.c.get("budget.wall_time_s")
         if wall and time.monotonic() - self._started >= wall:
@@ -196,11 +203,12 @@ class Runner:
     def execute(self, round_: int, items: list[WorkItem]) -> bool:
         """Run the items not yet committed; returns False if stopped early.
 
-        All items go to the executor at once; the loop wakes every
-        ``COMMIT_INTERVAL_S`` (or when all are done) to group-commit what has
-        finished and check the budgets. A crash loses only items finished since
-        the last commit, which resume re-runs with the same seeds (same results).
-        On a budget stop, items not yet started are cancelled.
+        All items go to the executor at once (under ``budget.env_steps``: in chunks
+        of ``BUDGET_CHUNK_ITEMS`` in plan order, that budget checked between chunks);
+        the loop wakes every ``COMMIT_INTERVAL_S`` (or when all are done) to
+        group-commit what has finished and check the other budgets. A crash loses
+        only items finished since the last commit, which resume re-runs with the
+        same seeds (same results). On a budget stop, items not yet started are cancelled.
         """
         done = self.store.finished_items(round_)
         todo = [i for i in items if i.item_id not in done]
@@ -215,7 +223,9 @@ class Runner:
         ex = self.make_executor(self.c.get("concurrency"))
         # An executor that holds its own contexts (Ray actors) runs items there: ``submit_item``.
         submit_item = getattr(ex, "submit_item", None) or (lambda i, ps: ex.submit(self.run_item, i, ps))
-        pending = {submit_item(i, [parents[p] for p in i.parents]) for i in todo}
+        chunk = BUDGET_CHUNK_ITEMS if self.c.get("budget.env_steps") else len(todo)
+        chunks = [[(i, [parents[p] for p in i.parents]) for i in todo[k:k + chunk]]
+                  for k in range(0, len(todo), chunk)]
         del parents  # each item holds its own parents until it finishes
 
         def collect(ready: set[Future]) -> None:
@@ -235,16 +245,25 @@ class Runner:
                                   "total": total, "children": running[0], "solved": running[1],
                                   "reward_sum": running[2]})
 
+        pending: set[Future] = set()
         try:
-            while pending:
-                ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
-                collect(ready)
-                self.store.publish_if_due()  # readers stay fresh even while nothing is written
-                if pending:
+            for n, items_of_chunk in enumerate(chunks):
+                if n:  # between chunks: every budget, the executions one included
                     self.stop_reason = self.stop_reason or self._budget_exceeded()
                     if self.stop_reason:
-                        for f in pending:
-                            f.cancel()
+                        break
+                pending = {submit_item(i, ps) for i, ps in items_of_chunk}
+                while pending:
+                    ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
+                    collect(ready)
+                    self.store.publish_if_due()  # readers stay fresh even while nothing is written
+                    if pending:
+                        self.stop_reason = self.stop_reason or self._budget_exceeded(env_steps=False)
+                        if self.stop_reason:
+                            for f in pending:
+                                f.cancel()
+                if self.stop_reason:
+                    break
         except BaseException:  # e.g. a second Ctrl-C: keep what finished, do not wait for the rest
             ex.shutdown(wait=False, cancel_futures=True)
             collect({f for f in pending if f.done() and not f.cancelled() and f.exception() is None})

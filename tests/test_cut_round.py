@@ -1,8 +1,9 @@
 """A round a budget cuts short is closed with the items that finished; resume re-opens it (issue 20).
 
-The cut is made deterministic by the executor: items of the cut round whose task is not let
-through stay pending (never started) until the runner's budget check cancels them, so which
-items finished never depends on timing.
+Which items of the cut round finish never depends on timing: under ``budget.env_steps`` the
+runner sends a round's items in chunks in plan order and checks that budget between chunks
+(here a chunk is game24/1's four items); under ``budget.usd`` the executor makes the items of
+tasks it does not let through raise ``BudgetExceeded``, as an LLM call over the budget does.
 """
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ def rows(path: Path, sql: str) -> list[dict[str, Any]]:
 
 
 def cut_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str, overrides: list[str] = MCTS,
-                 cut: int = CUT) -> tuple[Path, loop.Outcome]:
+                 cut: int = CUT, per_task: int = 4) -> tuple[Path, loop.Outcome]:
     """Rounds before ``cut`` in full, then round ``cut`` under a budget that stops it with game24/1's
-    items done."""
+    items done (``per_task``: the round's items of a task, planned task by task)."""
     import evoagent.executors
 
     path = tmp_path / "cut.duckdb"
@@ -74,6 +75,7 @@ def cut_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str, ove
     before = rows(path, "SELECT sum(env_steps)::INT AS n FROM work_items")[0]["n"]
     monkeypatch.setattr(evoagent.executors, "make_executor", lambda *a: lambda n: Gate(cut, {"game24/1"}, stop))
     monkeypatch.setattr(loop, "COMMIT_INTERVAL_S", 0.01)  # the budget check after the gated items
+    monkeypatch.setattr(loop, "BUDGET_CHUNK_ITEMS", per_task)  # the round's first chunk: game24/1's items
     budget = f"budget.env_steps={before + 1}" if stop == "pending" else "budget.usd=1"
     out = launch.resume(str(path), [f"budget.generations={cut}", budget])
     monkeypatch.undo()
@@ -143,7 +145,7 @@ def test_a_cut_comma_round_keeps_the_parents_of_tasks_whose_children_did_not_fin
     finish keeps them (plus-replacement with the children it has), the others replace as usual."""
     comma = ["tasks.ranks=[1, 2]", "policy.kind=enumerate", "replacement.kind=comma", "replacement.elitism=0",
              "concurrency=2"]
-    path, out = cut_campaign(tmp_path, monkeypatch, "pending", comma, cut=1)
+    path, out = cut_campaign(tmp_path, monkeypatch, "pending", comma, cut=1, per_task=6)  # lambda = 6
     assert out.status == "stopped: budget.env_steps" and out.last_generation == 1
     pop = {(r["generation"], r["task_id"]): r["members"] for r in rows(
         path, "SELECT generation, task_id, list(traj_id ORDER BY rank) AS members FROM population GROUP BY ALL")}
@@ -151,3 +153,23 @@ def test_a_cut_comma_round_keeps_the_parents_of_tasks_whose_children_did_not_fin
                                              "status = 'done' AND task_id = 'game24/1'")}
     assert pop[(1, "game24/2")] == pop[(0, "game24/2")]  # no child finished: the parents stay
     assert set(pop[(1, "game24/1")]) <= kids and set(pop[(1, "game24/1")]) != set(pop[(0, "game24/1")])
+
+
+def test_where_an_executions_budget_stops_does_not_depend_on_concurrency(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same budget stops a round after the same items at concurrency 1 and 4 (chunks of 5
+    items, checked between chunks); before chunks, the stop fell wherever a busy machine was."""
+    monkeypatch.setattr(loop, "BUDGET_CHUNK_ITEMS", 5)
+    done = []
+    for n in (1, 4):
+        c = campaign.load("experiments/game24.toml", ["tasks.ranks=[1, 4]", "policy.kind=enumerate",
+                                                      "strategy.kind=mcts", "mu=1", f"concurrency={n}",
+                                                      "budget.generations=3", "budget.env_steps=40"])
+        path = tmp_path / f"c{n}.duckdb"
+        assert launch.start(c, str(path)).status == "stopped: budget.env_steps"
+        done.append(rows(path, "SELECT generation, item_id, traj_id FROM work_items WHERE status = 'done' "
+                               "ORDER BY ALL"))
+    assert done[0] == done[1]
+    last = max(r["generation"] for r in done[0])
+    in_last = [r["item_id"] for r in done[0] if r["generation"] == last]
+    assert in_last == list(range(len(in_last))) and len(in_last) % 5 == 0  # whole chunks, in plan order
