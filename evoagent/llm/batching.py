@@ -71,9 +71,10 @@ class BatchCollector:
         self._group_complete = False
 
     def expect(self, n: int) -> None:
-        """The next ``n`` calls belong together: send them as one batch once all arrived."""
+        """The next ``n`` calls belong together: send them as one batch once all arrived. Groups
+        announced while one is still arriving (two scorers at once) add up: they go out together."""
         with self._lock:
-            self._expected = n
+            self._expected += n
 
     def skip(self) -> None:
         """A call of the announced group that will not come here (answered from the ledger, refused)."""
