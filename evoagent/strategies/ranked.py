@@ -60,6 +60,11 @@ class Ranked:
         self._last = ((round_, rows), pop)
         return pop
 
+    def remember(self, round_: int, rows: list[tuple[str, str, int]], pop: dict[str, list[evo.Member]]) -> None:
+        """``pop`` as the population of ``round_`` whose store rows are ``rows`` (a close about to be
+        committed): ``population(round_)`` hands it out while the store's rows are these."""
+        self._last = ((round_, rows), pop)
+
     def rows(self, pop: dict[str, list[evo.Member]]) -> list[tuple[str, str, int]]:
         """A population as the store's (task, trajectory, rank) rows."""
         return [(t, m.traj_id, rank) for t in self.task_ids for rank, m in enumerate(pop[t])]
