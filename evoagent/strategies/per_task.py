@@ -28,7 +28,7 @@ from typing import Any
 from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.strategies.base import Closed, Strategy
-from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
+from evoagent.strategies.ranked import RANKING_KEYS, Ranked
 from stores.base import WorkItem
 
 __all__ = ["IPR", "RRO", "BestOfN", "PerTask"]
@@ -77,7 +77,7 @@ class PerTask(Strategy):
         for _, task_id, traj_id in results:
             if all(m.traj_id != traj_id for m in pop[task_id]):
                 pop[task_id].append(found[traj_id])
-        pop = {t: evo.ranked(ms) for t, ms in pop.items()}
+        pop = self.ranked.picked({t: evo.ranked(ms) for t, ms in pop.items()})
         return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, len(results)))
 
     def hall_of_fame(self) -> Any:
@@ -144,7 +144,7 @@ BENCH_BEST_OF_N = (
                          random_pick=True, against=("sample",), order=2,
                          doc="floor(B / (L + s)) rollouts, the best by the reward model"),
 )
-_RANKING = {"selection.objectives": OBJECTIVES_KEY}  # how members are ranked, as evolution ranks them
+_RANKING = RANKING_KEYS  # how members are ranked and the answer picked, as evolution does
 RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1)}, shared_keys=_RANKING,
                          doc="RRO step search, n trajectories per task",
                          bench=(registry.BenchMethod("rro", _step_search("rro", RRO_CANDIDATES), against=("ipr",),
