@@ -182,6 +182,15 @@ class StoreReader(ABC):
             [generation])
         return list(zip(*(t.column(i).to_pylist() for i in range(3))))
 
+    def round_task_env_steps(self, generation: int) -> dict[str, tuple[int, int]]:
+        """Per task: (a round's items with a committed result, done or failed; their environment
+        steps, scoring included), for a strategy that spends a budget per task."""
+        t = self.query(
+            "SELECT p.task_id, count(*), coalesce(sum(r.env_steps), 0) FROM raw.work_results r "
+            "JOIN raw.work_plan p USING (generation, item_id) WHERE generation = ? GROUP BY p.task_id",
+            [generation])
+        return {task: (int(n), int(steps)) for task, n, steps in zip(*(t.column(i).to_pylist() for i in range(3)))}
+
     def round_outcomes(self, generation: int) -> list[float]:
         """[children, solved, outcome reward sum] of a round's items committed so far (for progress)."""
         row = self.query(
