@@ -22,7 +22,7 @@ from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.campaign import REQUIRED
 from evoagent.strategies.base import Closed, Strategy
-from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
+from evoagent.strategies.ranked import RANKING_KEYS, Ranked
 from stores.base import WorkItem
 
 __all__ = ["Evolution"]
@@ -168,6 +168,7 @@ class Evolution(Strategy):
 
     def _close(self, round_: int, unfinished: frozenset[str]) -> Closed:
         pop, n_results = self.survivors(round_, self.population(round_ - 1), unfinished)
+        pop = self.ranked.picked(pop)  # survivors chosen by fitness; the pick orders them
         return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.own["mu"]))
 
     def hall_of_fame(self) -> Any:
@@ -196,7 +197,7 @@ KEYS: dict[str, registry.Key] = {
     "lambda": registry.Key(int, REQUIRED, _upto(10_000), "within 1..10000"),
     "selection.kind": registry.Key(str, "tournament", lambda x: x in SELECTIONS, f"one of {SELECTIONS}"),
     "selection.tournsize": registry.Key(int, 3, _upto(1000, 2), "within 2..1000"),
-    "selection.objectives": OBJECTIVES_KEY,
+    **RANKING_KEYS,
     "replacement.kind": registry.Key(str, "plus", lambda x: x in REPLACEMENTS, f"one of {REPLACEMENTS}"),
     "replacement.elitism": registry.Key(int, 1, _upto(10_000, 0), "within 0..mu"),
     "replacement.fill": registry.Key(bool, True),
