@@ -69,6 +69,11 @@ class Ranked:
         self._last = ((round_, rows), pop)
         return pop
 
+    def remember(self, round_: int, rows: list[tuple[str, str, int]], pop: dict[str, list[evo.Member]]) -> None:
+        """``pop`` as the population of ``round_`` whose store rows are ``rows`` (a close about to be
+        committed): ``population(round_)`` hands it out while the store's rows are these."""
+        self._last = ((round_, rows), pop)
+
     def picked(self, pop: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]]:
         """Each task's members in ``selection.pick``'s order (``rank``: as given, best first)."""
         if self.pick == "rank":
