@@ -231,6 +231,18 @@ class StoreReader(ABC):
                                       r["outcome"] if fitness_source is None else (r["fit"] or 0.0))
                 for r in rows}
 
+    def answers(self, traj_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """Each trajectory's last step as (action, observation): the answer its episode ended on
+        (what ``selection.pick = vote`` groups by). Unknown ids are absent."""
+        if not traj_ids:
+            return {}
+        rows = self.query(
+            "SELECT s.traj_id, any_value(s.action) AS action, any_value(s.observation) AS observation "
+            "FROM raw.steps s JOIN (SELECT DISTINCT traj_id, n_steps FROM raw.trajectories "
+            "WHERE traj_id IN (SELECT unnest(?))) t ON s.traj_id = t.traj_id AND s.idx = t.n_steps - 1 "
+            "GROUP BY s.traj_id", [list(dict.fromkeys(traj_ids))]).to_pylist()
+        return {r["traj_id"]: (r["action"], r["observation"]) for r in rows}
+
     def reward_values(self, source: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], float]:
         """Stored scores of one reward source for (prefix id, step index) keys; absent keys are missing."""
         if not keys:

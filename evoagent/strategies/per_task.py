@@ -34,7 +34,7 @@ from typing import Any
 from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.strategies.base import Closed, Strategy
-from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
+from evoagent.strategies.ranked import RANKING_KEYS, Ranked
 from stores.base import WorkItem
 
 __all__ = ["IPR", "RRO", "BestOfN", "PerTask", "goes_on"]
@@ -105,7 +105,7 @@ class PerTask(Strategy):
         for _, task_id, traj_id in results:
             if all(m.traj_id != traj_id for m in pop[task_id]):
                 pop[task_id].append(found[traj_id])
-        pop = {t: evo.ranked(ms) for t, ms in pop.items()}
+        pop = self.ranked.picked({t: evo.ranked(ms) for t, ms in pop.items()})
         return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, len(results)))
 
     def hall_of_fame(self) -> Any:
@@ -172,7 +172,7 @@ BENCH_BEST_OF_N = (
                          random_pick=True, against=("sample",), order=2,
                          doc="floor(B / (L + s)) rollouts, the best by the reward model"),
 )
-_RANKING = {"selection.objectives": OBJECTIVES_KEY}  # how members are ranked, as evolution ranks them
+_RANKING = RANKING_KEYS  # how members are ranked and the answer picked, as evolution does
 _EXECUTIONS = registry.Key(int, 0, lambda x: 0 <= x <= 10**9, "within 0..10^9 (0 = off: n trajectories)")
 _PER_TASK_BUDGET = "trajectories until B executions per task"
 RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1), "executions_per_task": _EXECUTIONS},
