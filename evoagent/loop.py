@@ -161,6 +161,7 @@ class Runner:
         self.stop_reason: str | None = None
         self._started = time.monotonic()
         self._steps_at_start = store.env_steps_used()
+        self._round: tuple[int, set[int], list[float], dict[str, Trajectory]] | None = None  # see _round_state
 
     # -- one item --------------------------------------------------------------
     def run_item(self, item: WorkItem, parents: list[Trajectory]) -> ItemResult | None:
@@ -210,13 +211,12 @@ class Runner:
         only items finished since the last commit, which resume re-runs with the
         same seeds (same results). On a budget stop, items not yet started are cancelled.
         """
-        done = self.store.finished_items(round_)
+        done, running, parents = self._round_state(round_)
         todo = [i for i in items if i.item_id not in done]
         if not todo:  # all done before a crash: the round only needs closing
             return True
-        parents = self.store.load_trajectories(sorted({p for i in todo for p in i.parents}))
+        parents.update(self.store.load_trajectories(sorted({p for i in todo for p in i.parents} - parents.keys())))
         total, finished = len(items), len(done)
-        running = self.store.round_outcomes(round_)  # [children, solved, reward sum], earlier runs' too
         self.stop_reason = self.stop_reason or self._budget_exceeded()
         if self.stop_reason:
             return False
@@ -226,7 +226,6 @@ class Runner:
         chunk = BUDGET_CHUNK_ITEMS if self.c.get("budget.env_steps") else len(todo)
         chunks = [[(i, [parents[p] for p in i.parents]) for i in todo[k:k + chunk]]
                   for k in range(0, len(todo), chunk)]
-        del parents  # each item holds its own parents until it finishes
 
         def collect(ready: set[Future]) -> None:
             nonlocal finished
@@ -234,6 +233,7 @@ class Runner:
                              key=lambda r: r.item.item_id)
             if results:
                 self.store.commit_items(results, self.name)
+                done.update(r.item.item_id for r in results)
                 finished += len(results)
                 for r in results:
                     if r.trajectory is not None:
@@ -271,6 +271,14 @@ class Runner:
         ex.shutdown(wait=True)
         return finished == total  # a stop that came after the last item still commits the round
 
+    def _round_state(self, round_: int) -> tuple[set[int], list[float], dict[str, Trajectory]]:
+        """The round's committed item ids, [children, solved, reward sum] of them (for progress) and the
+        parents loaded so far: read from the store when this run first executes the round, then kept
+        up to date here (this runner is the store's only writer), so a round's fill-ups re-read nothing."""
+        if self._round is None or self._round[0] != round_:
+            self._round = (round_, self.store.finished_items(round_), self.store.round_outcomes(round_), {})
+        return self._round[1:]
+
     # -- rounds ----------------------------------------------------------------
     def advance(self, round_: int) -> bool:
         """Plan (or re-read), execute, extend while the strategy asks, close one round; False if stopped."""
@@ -289,6 +297,7 @@ class Runner:
             items = items + extra
         closed = self.strategy.close(round_)
         self.store.commit_generation(round_, closed.population, closed.stats)
+        self._round = None  # the round's parents are no longer needed
         self.on_progress({"event": "generation", "generation": round_,
                           "last_generation": self.strategy.last_round(), "stats": closed.stats,
                           "seconds": time.monotonic() - self._started})

@@ -182,6 +182,15 @@ class StoreReader(ABC):
             [generation])
         return list(zip(*(t.column(i).to_pylist() for i in range(3))))
 
+    def round_task_env_steps(self, generation: int) -> dict[str, tuple[int, int]]:
+        """Per task: (a round's items with a committed result, done or failed; their environment
+        steps, scoring included), for a strategy that spends a budget per task."""
+        t = self.query(
+            "SELECT p.task_id, count(*), coalesce(sum(r.env_steps), 0) FROM raw.work_results r "
+            "JOIN raw.work_plan p USING (generation, item_id) WHERE generation = ? GROUP BY p.task_id",
+            [generation])
+        return {task: (int(n), int(steps)) for task, n, steps in zip(*(t.column(i).to_pylist() for i in range(3)))}
+
     def round_outcomes(self, generation: int) -> list[float]:
         """[children, solved, outcome reward sum] of a round's items committed so far (for progress)."""
         row = self.query(
@@ -221,6 +230,18 @@ class StoreReader(ABC):
         return {r["traj_id"]: Summary(r["traj_id"], r["task_id"], r["outcome"], r["n_steps"], r["cost"],
                                       r["outcome"] if fitness_source is None else (r["fit"] or 0.0))
                 for r in rows}
+
+    def answers(self, traj_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """Each trajectory's last step as (action, observation): the answer its episode ended on
+        (what ``selection.pick = vote`` groups by). Unknown ids are absent."""
+        if not traj_ids:
+            return {}
+        rows = self.query(
+            "SELECT s.traj_id, any_value(s.action) AS action, any_value(s.observation) AS observation "
+            "FROM raw.steps s JOIN (SELECT DISTINCT traj_id, n_steps FROM raw.trajectories "
+            "WHERE traj_id IN (SELECT unnest(?))) t ON s.traj_id = t.traj_id AND s.idx = t.n_steps - 1 "
+            "GROUP BY s.traj_id", [list(dict.fromkeys(traj_ids))]).to_pylist()
+        return {r["traj_id"]: (r["action"], r["observation"]) for r in rows}
 
     def reward_values(self, source: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], float]:
         """Stored scores of one reward source for (prefix id, step index) keys; absent keys are missing."""

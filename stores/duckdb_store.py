@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import Candidate, ItemResult, Store, StoreError, WorkItem
-from stores.append import BatchKeys, plan_distinct
+from stores.append import BatchKeys, plan_append
 from stores.batch import TrajectoryBatch
 from stores.facts import StoredFacts
 from stores.schema import (
@@ -210,12 +210,11 @@ class DuckDBStore(Store):
         facts = self._stored()
         keys = BatchKeys.of(batch)
         self._pending.append((list(zip(keys.ids, keys.sources)), list(zip(keys.reward_ids, keys.reward_sources))))
-        if len(set(keys.ids)) == len(keys.ids):
-            return self._append_distinct(batch, facts, keys)
-        return self._append_sql(batch, facts, keys)
+        return self._append_arrow(batch, facts, keys)
 
     def _append_sql(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
-        """A batch with an id twice: its productions ordered in SQL (item, source, position)."""
+        """The dedupe rules in SQL, productions ordered by (item, source, position): the reference
+        that :meth:`_append_arrow` is tested against (tests/test_store_paths.py); not on a hot path."""
         traj = batch.trajectories
         known = facts.stored([*keys.ids, *batch.lineage.column("parent_id").to_pylist(), *keys.reward_ids])
         traj = traj.append_column("_pos", pa.array(range(traj.num_rows), pa.int64()))
@@ -255,12 +254,12 @@ class DuckDBStore(Store):
             self._unbuffered("trajectories", "rediscoveries", "steps", "lineage", "rewards")
             return int(n)
 
-    def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
-        """A batch of distinct ids (the usual group commit): filtered in Arrow, then plain appends."""
-        plan = plan_distinct(batch, facts, keys)
+    def _append_arrow(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
+        """A batch filtered in Arrow (:func:`stores.append.plan_append`), then plain appends."""
+        plan = plan_append(batch, facts, keys)
         red = plan.rediscoveries
-        if red.num_rows:  # drop productions already stored (the batch written again), before appending
-            known_ids = red.column("traj_id").to_pylist()  # the batch's stored ids, each once
+        known_ids = [i for i in dict.fromkeys(red.column("traj_id").to_pylist()) if i in facts]
+        if known_ids:  # drop productions of stored ids already stored (the batch written again), before appending
             gens = self._same_generations(batch.trajectories)
             done = set(self._con.execute(
                 f"SELECT traj_id, source, generation, item_id FROM raw.trajectories WHERE {gens} AND traj_id IN "

@@ -171,6 +171,9 @@ class Environment:
     bench: Any = None  # what ``evoagent bench search`` needs (``registry.BenchSetup``); None: not benchmarked
     bundled_tasks: Callable[[], list[Task]] | None = None  # all its tasks (stores of imported runs)
     dead_ends: bool = False  # a step reward values the state reached (see above)
+    # The normalised answer an episode ended on, from its last action and observation (never gold),
+    # None where it is no answer: what ``selection.pick = vote`` groups by. None: the observation text.
+    answer_key: Callable[[str, str | None], str | None] | None = None
 
     def path(self, key: str) -> str:
         """Keys are declared by full path."""

@@ -22,7 +22,7 @@ from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.campaign import REQUIRED
 from evoagent.strategies.base import Closed, Strategy
-from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
+from evoagent.strategies.ranked import RANKING_KEYS, Ranked
 from stores.base import WorkItem
 
 __all__ = ["Evolution"]
@@ -38,6 +38,9 @@ class Evolution(Strategy):
         self.members, self.population = self.ranked.members, self.ranked.population
         self._survivors: tuple[tuple[int, list, Any, frozenset[str]],
                                tuple[dict[str, list[evo.Member]], int]] | None = None
+        # This round's children as members, and each task's replacement: a round's fill-ups and
+        # close read the same (growing) results, so each child is read and ranked once per round.
+        self._round: tuple[int, dict[str, evo.Member], dict[str, tuple[Any, list[evo.Member]]]] = (-2, {}, {})
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -146,14 +149,26 @@ class Evolution(Strategy):
         if self._survivors is not None and self._survivors[0][:2] == (round_, results) \
                 and self._survivors[0][2] is prev and self._survivors[0][3] == unfinished:
             return self._survivors[1]
-        kids = self.members([traj_id for _, _, traj_id in results])
+        if self._round[0] != round_:
+            self._round = (round_, {}, {})
+        _, kids, replaced = self._round
+        new = [traj_id for _, _, traj_id in results if traj_id not in kids]
+        if new:  # stored summaries never change: only children not read before this round
+            kids.update(self.members(new))
         offspring: dict[str, list[evo.Member]] = {t: [] for t in self.task_ids}
         for _, task_id, traj_id in results:
             offspring[task_id].append(kids[traj_id])
-        pop = {t: evo.replace(prev.get(t, []), offspring[t], mu=self.own["mu"],
-                              kind="plus" if t in unfinished else self.own["replacement.kind"],
-                              elitism=self.own["replacement.elitism"], selection=self.own["selection.kind"])
-               for t in self.task_ids}
+        kind, mu = self.own["replacement.kind"], self.own["mu"]
+        elitism, selection = self.own["replacement.elitism"], self.own["selection.kind"]
+        pop = {}
+        for t in self.task_ids:
+            before, children, plus = prev.get(t, []), offspring[t], t in unfinished
+            key = (tuple(m.traj_id for m in before), tuple(m.traj_id for m in children), plus)
+            hit = replaced.get(t)
+            if hit is None or hit[0] != key:  # deterministic: the same inputs give the same survivors
+                hit = replaced[t] = (key, evo.replace(before, children, mu=mu, kind="plus" if plus else kind,
+                                                      elitism=elitism, selection=selection))
+            pop[t] = hit[1]
         self._survivors = ((round_, results, prev, unfinished), (pop, len(results)))
         return pop, len(results)
 
@@ -168,7 +183,10 @@ class Evolution(Strategy):
 
     def _close(self, round_: int, unfinished: frozenset[str]) -> Closed:
         pop, n_results = self.survivors(round_, self.population(round_ - 1), unfinished)
-        return Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.own["mu"]))
+        pop = self.ranked.picked(pop)  # survivors chosen by fitness; the pick orders them
+        closed = Closed(self.ranked.rows(pop), self.ranked.stats(round_, pop, n_results, self.own["mu"]))
+        self.ranked.remember(round_, closed.population, pop)  # the next plan reads it back: same rows
+        return closed
 
     def hall_of_fame(self) -> Any:
         return self.ranked.hof
@@ -196,7 +214,7 @@ KEYS: dict[str, registry.Key] = {
     "lambda": registry.Key(int, REQUIRED, _upto(10_000), "within 1..10000"),
     "selection.kind": registry.Key(str, "tournament", lambda x: x in SELECTIONS, f"one of {SELECTIONS}"),
     "selection.tournsize": registry.Key(int, 3, _upto(1000, 2), "within 2..1000"),
-    "selection.objectives": OBJECTIVES_KEY,
+    **RANKING_KEYS,
     "replacement.kind": registry.Key(str, "plus", lambda x: x in REPLACEMENTS, f"one of {REPLACEMENTS}"),
     "replacement.elitism": registry.Key(int, 1, _upto(10_000, 0), "within 0..mu"),
     "replacement.fill": registry.Key(bool, True),

@@ -51,7 +51,7 @@ from typing import Any
 from evoagent import evolution as evo
 from evoagent import registry
 from evoagent.strategies.base import Closed, Strategy
-from evoagent.strategies.ranked import OBJECTIVES_KEY, Ranked
+from evoagent.strategies.ranked import RANKING_KEYS, Ranked
 from evoagent.trajectory import trajectory_id
 from evoagent.strategies.mcts_pass import KEYS as PASS_KEYS
 from evoagent.strategies.mcts_pass import REFLECTION_CHARS, REFLECTIONS, depth_limit, is_terminal
@@ -261,6 +261,7 @@ class MCTS(Strategy):
             pool = evo.replace(prev.get(t, []), mine[t], mu=len(prev.get(t, [])) + len(mine[t]), kind="plus",
                                elitism=0, selection="best")
             pop[t] = sorted(pool, key=lambda m: m.traj_id not in solved)[:mu]
+        pop = self.ranked.picked(pop)  # the mu kept, ordered by selection.pick
         rows = self.ranked.rows(pop)
         stats = self.ranked.stats(round_, pop, len(results), mu)
         stats["simulations"] = int(self.store.scalar(
@@ -275,7 +276,7 @@ PART = registry.Part("strategy", "mcts", MCTS, keys={
 }, shared_keys={  # the operator's (children, max_depth, rollout); the population it keeps, ranked as
     **PASS_KEYS,  # evolution ranks; its rounds
     "mu": registry.Key(int, 1, lambda x: 1 <= x <= 10_000, "within 1..10000"),
-    "selection.objectives": OBJECTIVES_KEY,
+    **RANKING_KEYS,
     "budget.generations": registry.Key(int, 0, lambda x: 0 <= x <= 100_000, "within 0..100000"),
 }, doc="Monte Carlo tree search per task (LATS), its tree as append-only facts in the store", bench=(
     registry.BenchMethod("mcts", lambda b: ["strategy.kind=mcts", "budget.generations=1000", "mu=1",

@@ -14,15 +14,20 @@ from typing import Any
 
 from evoagent import evolution as evo
 from evoagent import registry
+from evoagent.strategies.vote import PICKS, default_answer_key, vote
 from stores.base import Store
 
-__all__ = ["OBJECTIVES", "OBJECTIVES_KEY", "Ranked"]
+__all__ = ["OBJECTIVES", "OBJECTIVES_KEY", "PICK_KEY", "RANKING_KEYS", "Ranked"]
 
 OBJECTIVES = ("reward", "steps", "cost")
 # How members are ranked (lexicographic, DEAP weights: reward up, steps and cost down); every
 # strategy that ranks members declares this key.
 OBJECTIVES_KEY = registry.Key(list, ["reward", "steps"], lambda x: bool(x) and all(o in OBJECTIVES for o in x),
                               f"a non-empty list of {OBJECTIVES}")
+# How each task's closed population is ordered, so which member is its answer (rank 0):
+# ``strategies/vote.py``; every strategy that ranks members declares it with the objectives.
+PICK_KEY = registry.Key(str, "rank", lambda x: x in PICKS, f"one of {PICKS}")
+RANKING_KEYS = {"selection.objectives": OBJECTIVES_KEY, "selection.pick": PICK_KEY}
 
 
 class Ranked:
@@ -34,6 +39,10 @@ class Ranked:
         self.store, self.task_ids = store, sorted(task_ids)
         self.fitness_source = fitness_source
         self.objectives = list(settings["selection.objectives"])
+        self.pick = settings["selection.pick"]
+        self.answer_key = default_answer_key
+        if self.pick != "rank":  # the environment says what an answer is (InterCode: a query's result)
+            self.answer_key = getattr(registry.environment(settings), "answer_key", None) or default_answer_key
         self.hof = evo.hall_of_fame()
         self._last: tuple[tuple[int, list], dict[str, list[evo.Member]]] | None = None  # see population()
         last = store.last_committed_generation()
@@ -59,6 +68,19 @@ class Ranked:
             pop[task_id].append(found[traj_id])
         self._last = ((round_, rows), pop)
         return pop
+
+    def remember(self, round_: int, rows: list[tuple[str, str, int]], pop: dict[str, list[evo.Member]]) -> None:
+        """``pop`` as the population of ``round_`` whose store rows are ``rows`` (a close about to be
+        committed): ``population(round_)`` hands it out while the store's rows are these."""
+        self._last = ((round_, rows), pop)
+
+    def picked(self, pop: dict[str, list[evo.Member]]) -> dict[str, list[evo.Member]]:
+        """Each task's members in ``selection.pick``'s order (``rank``: as given, best first)."""
+        if self.pick == "rank":
+            return pop
+        said = self.store.answers([m.traj_id for ms in pop.values() for m in ms])
+        keys = {tid: self.answer_key(*said[tid]) for tid in said}
+        return {t: vote(ms, keys, count=self.pick == "vote_count") for t, ms in pop.items()}
 
     def rows(self, pop: dict[str, list[evo.Member]]) -> list[tuple[str, str, int]]:
         """A population as the store's (task, trajectory, rank) rows."""

@@ -114,6 +114,13 @@ def gold_key(task: Any) -> str:
     return key(task)
 
 
+def _answer_key(action: str, observation: str | None) -> str | None:
+    """The result an episode ended on, for the vote (``answers.py``); None: no answer."""
+    from evoagent.envs.intercode_sql.answers import answer_key
+
+    return answer_key(action, observation)
+
+
 def _check(c: Any, tasks: Sequence[Any], note: Any) -> None:
     """With the user's own tasks or dump, list (through ``note``) the gold queries that do not run,
     with MySQL's reason: not fatal (those tasks score against an empty gold result, as in InterCode)."""
@@ -176,7 +183,7 @@ ENVIRONMENT = Environment(
     policies=("replay", "anthropic", "openai", "replay_recorder_stops"),
     render_task=render_task, meta_fields={"db": "str", "hardness": "str", "schema": "dict[str, list[str]]"},
     gold_key=gold_key, keys=KEYS, check=_check, fake_agent=_fake_agent,
-    opening=opening, closing=SUBMIT, bench=BENCH,
+    opening=opening, closing=SUBMIT, bench=BENCH, answer_key=_answer_key,
     doc="InterCode-SQL: Spider-dev questions answered with SQL on DuckDB, InterCode's reward")
 
 
