@@ -1,10 +1,11 @@
-"""What a batch of distinct trajectory ids adds to the store, worked out in Arrow and Python.
+"""What a batch adds to the store, worked out in Arrow and Python.
 
 The store's dedupe rules (see :meth:`stores.duckdb_store.DuckDBStore._append`) as plain
-filters over the batch, for the common batch whose trajectory ids are all distinct (a group
-commit of work items): what is stored comes from :class:`stores.facts.StoredFacts`, so the
-store appends the filtered tables as they are (no joins, no window functions). A batch with
-an id twice keeps the SQL path, which orders its productions.
+filters over the batch: what is stored comes from :class:`stores.facts.StoredFacts`, so the
+store appends the filtered tables as they are (no joins, no window functions). A batch with an
+id twice (replayed actions re-find a trajectory within one group commit) orders that id's
+productions here as the SQL path does (``DuckDBStore._append_sql``, the reference the tests
+compare with): its first production by item, source and position.
 """
 from __future__ import annotations
 
@@ -55,13 +56,17 @@ def _keep(table: pa.Table, mask: list[bool]) -> pa.Table:
     return table if all(mask) else table.filter(pa.array(mask, pa.bool_()))
 
 
-def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | None = None) -> AppendPlan:
-    """The rows of ``batch`` (distinct trajectory ids) that are new to the store.
+def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | None = None) -> AppendPlan:
+    """The rows of ``batch`` that are new to the store (an id may occur more than once).
 
-    * trajectories: a row whose (traj_id, source) is not stored (a NULL source is never stored);
-    * first productions: the rows whose id is not stored; their steps, and their lineage edges
-      of the same production, not to themselves, to parents stored or earlier in the batch;
-    * rediscoveries: the rows of stored ids, with their parents (by parent_idx, then id);
+    * first productions: per id not stored, its row first by (item_id NULLS LAST, source NULLS
+      LAST, position); its steps (each (id, idx) once, the first in the batch), and its lineage
+      edges of the same production (generation and item), not to itself, to parents stored or
+      whose first production is earlier in the batch, each edge once;
+    * trajectories: per (traj_id, source) the row first by (item_id NULLS LAST, position), unless
+      that pair is stored (a NULL source is never stored);
+    * rediscoveries: every other production, each (traj_id, source, generation, item) once (its
+      first position), with the parents of its edges in the batch (by parent_idx, then id);
     * rewards: a (traj_id, reward_source) not stored (also when it was stored before its
       trajectory, e.g. a prefix's score), once per (traj_id, reward_source, step).
 
@@ -70,46 +75,79 @@ def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | 
     traj = batch.trajectories
     keys = keys or BatchKeys.of(batch)
     ids, sources = keys.ids, keys.sources
+    distinct = len(set(ids)) == len(ids)
     known = [i in facts for i in ids]
-    first_pos = {i: k for k, (i, kn) in enumerate(zip(ids, known)) if not kn}
+    items = traj.column("item_id").to_pylist()
+    if distinct:
+        first_pos = {i: k for k, (i, kn) in enumerate(zip(ids, known)) if not kn}
+    else:
+        first_pos, first_key = {}, {}
+        for k, (i, kn) in enumerate(zip(ids, known)):
+            if not kn:
+                it, s = items[k], sources[k]
+                key = (it is None, it or 0, s is None, s or "")
+                if i not in first_key or key < first_key[i]:
+                    first_key[i], first_pos[i] = key, k
     if any(known):
         of = facts.sources
         keep_traj = [not kn or s is None or s not in of(i) for i, s, kn in zip(ids, sources, known)]
     else:
         keep_traj = [True] * len(ids)
+    if not distinct:  # per (traj_id, source): the row first by (item_id NULLS LAST, position)
+        chosen: dict[tuple[str, str | None], tuple[tuple[bool, int], int]] = {}
+        for k, (i, s) in enumerate(zip(ids, sources)):
+            if keep_traj[k]:
+                it = items[k]
+                order = (it is None, it or 0)
+                now = chosen.get((i, s))
+                if now is None or order < now[0]:
+                    chosen[(i, s)] = (order, k)
+        keep_traj = [False] * len(ids)
+        for _, k in chosen.values():
+            keep_traj[k] = True
     steps = batch.steps
-    if steps.num_rows and (any(known) or not _all_in(steps, first_pos)):
+    if steps.num_rows and (any(known) or not distinct or not _all_in(steps, first_pos)):
         steps = steps.filter(pc.is_in(steps.column("traj_id"), value_set=pa.array(list(first_pos), pa.string())))
+    if steps.num_rows and not distinct:  # each (traj_id, idx) once: its first row in the batch
+        steps = _first_rows(steps, ["traj_id", "idx"])
 
     gens = traj.column("generation").to_pylist()
-    items = traj.column("item_id").to_pylist()
-    row_of = {i: k for k, i in enumerate(ids)}
     lin = batch.lineage
     keep_edge: list[bool] = []
     seen_edges: set[tuple[object, ...]] = set()
-    parents_of: dict[int, list[tuple[int | None, str | None]]] = {}
+    parents_of: dict[tuple[object, ...], list[tuple[int | None, str | None]]] = {}
     for edge in zip(*(lin.column(c).to_pylist() for c in
                       ("child_id", "parent_id", "generation", "item_id", "parent_idx", "operator"))):
         c, p, g, it, k, _ = edge
-        r = row_of.get(c)
+        parents_of.setdefault((c, g, it), []).append((k, p))
+        r = first_pos.get(c)
         ok = False
-        if r is not None and gens[r] == g and items[r] == it:  # the same production (NULLs equal)
-            if known[r]:
-                parents_of.setdefault(r, []).append((k, p))
-            elif p is not None and p != c:
-                pp = first_pos.get(p)
-                ok = p in facts if pp is None else pp < r
-                if ok:
-                    ok = edge not in seen_edges
-                    seen_edges.add(edge)
+        if r is not None and p is not None and p != c and gens[r] == g and items[r] == it:  # NULLs equal
+            pp = first_pos.get(p)
+            ok = p in facts if pp is None else pp < r
+            if ok:
+                ok = edge not in seen_edges
+                seen_edges.add(edge)
         keep_edge.append(ok)
 
-    red_rows = [r for r, kn in enumerate(known) if kn]
+    red_rows: list[int] = []
+    if distinct:
+        red_rows = [r for r, kn in enumerate(known) if kn]
+    else:  # every production but the first, each (traj_id, source, generation, item) once
+        seen_red: set[tuple[object, ...]] = set()
+        for r, i in enumerate(ids):
+            key = (i, sources[r], gens[r], items[r])
+            f = first_pos.get(i)
+            if key in seen_red or (f is not None and key == (i, sources[f], gens[f], items[f])):
+                continue
+            seen_red.add(key)
+            red_rows.append(r)
     red = pa.table({
         "traj_id": [ids[r] for r in red_rows], "source": [sources[r] for r in red_rows],
         "operator": traj.column("operator").take(red_rows) if red_rows else pa.array([], pa.string()),
         "generation": [gens[r] for r in red_rows], "item_id": [items[r] for r in red_rows],
-        "parents": [[p for _, p in sorted(parents_of.get(r, ()), key=_parent_order)] for r in red_rows],
+        "parents": [[p for _, p in sorted(parents_of.get((ids[r], gens[r], items[r]), ()), key=_parent_order)]
+                    for r in red_rows],
         "created_at": traj.column("created_at").take(red_rows) if red_rows else pa.array([], pa.timestamp("us")),
     }, schema=REDISCOVERY_SCHEMA)
 
@@ -117,7 +155,7 @@ def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | 
     keep_rw: list[bool] = []
     pairs = list(zip(keys.reward_ids, keys.reward_sources))
     stored_rw = facts.rewarded(pairs) if pairs else set()
-    if (not stored_rw and rw.num_rows == len(ids) and rw.column("step_idx").null_count == len(ids)
+    if (distinct and not stored_rw and rw.num_rows == len(ids) and rw.column("step_idx").null_count == len(ids)
             and rw.column("traj_id").equals(traj.column("traj_id"))
             and len(pc.unique(rw.column("reward_source"))) == 1 and rw.column("reward_source").null_count == 0):
         pass  # one reward a trajectory of the batch, one source (TrajectoryBatch.from_trajectories): all distinct
@@ -128,6 +166,15 @@ def plan_distinct(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | 
             keep_rw.append(key not in seen and pair not in stored_rw)
             seen.add(key)
     return AppendPlan(_keep(traj, keep_traj), steps, _keep(lin, keep_edge), _keep(rw, keep_rw), red)
+
+
+def _first_rows(table: pa.Table, by: list[str]) -> pa.Table:
+    """Each value of the ``by`` columns once (NULLs equal): its first row, in table order."""
+    pos = table.select(by).append_column("_pos", pa.array(range(table.num_rows), pa.int64()))
+    first = pos.group_by(by, use_threads=False).aggregate([("_pos", "min")]).column("_pos_min")
+    if len(first) == table.num_rows:
+        return table
+    return table.take(first.take(pc.sort_indices(first)))  # the first rows, in table order
 
 
 def _parent_order(edge: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:

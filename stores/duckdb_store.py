@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from evoagent.trajectory import Task
 from stores.base import Candidate, ItemResult, Store, StoreError, WorkItem
-from stores.append import BatchKeys, plan_distinct
+from stores.append import BatchKeys, plan_append
 from stores.batch import TrajectoryBatch
 from stores.facts import StoredFacts
 from stores.schema import (
@@ -46,6 +46,13 @@ WRITER_MEMORY_LIMIT = "512MB"
 # so a campaign checkpoints every ~256 MB of new rows instead; close() and the next open checkpoint
 # the rest, and a killed writer's WAL is replayed on the next open, as before.
 WRITER_CHECKPOINT_THRESHOLD = "256MB"
+# Until a checkpoint, the rows a writer appended live in DuckDB's memory (IN_MEMORY_TABLE), and
+# after one their blocks stay in its pool: a campaign's RSS grew ~3 MB a generation at 300 tasks
+# (experiments/duckdb_writer_memory.py reproduces it with DuckDB alone). So each committed
+# generation is checkpointed and the pool emptied (the limit lowered to this for a moment, which
+# evicts every unpinned block: they are on disk), under the store's lock and without closing
+# the connection, which would let another process take the file.
+RELEASE_MEMORY_LIMIT = "1MB"
 
 
 def _connect(path: str, memory_limit: str = WRITER_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
@@ -80,6 +87,7 @@ class DuckDBStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = _connect(self.path, memory_limit)
+        self._memory_limit = memory_limit
         self._lock = threading.RLock()
         self._column_order: dict[str, list[str]] = {}
         self._facts: StoredFacts | None = None
@@ -202,12 +210,11 @@ class DuckDBStore(Store):
         facts = self._stored()
         keys = BatchKeys.of(batch)
         self._pending.append((list(zip(keys.ids, keys.sources)), list(zip(keys.reward_ids, keys.reward_sources))))
-        if len(set(keys.ids)) == len(keys.ids):
-            return self._append_distinct(batch, facts, keys)
-        return self._append_sql(batch, facts, keys)
+        return self._append_arrow(batch, facts, keys)
 
     def _append_sql(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
-        """A batch with an id twice: its productions ordered in SQL (item, source, position)."""
+        """The dedupe rules in SQL, productions ordered by (item, source, position): the reference
+        that :meth:`_append_arrow` is tested against (tests/test_store_paths.py); not on a hot path."""
         traj = batch.trajectories
         known = facts.stored([*keys.ids, *batch.lineage.column("parent_id").to_pylist(), *keys.reward_ids])
         traj = traj.append_column("_pos", pa.array(range(traj.num_rows), pa.int64()))
@@ -247,12 +254,12 @@ class DuckDBStore(Store):
             self._unbuffered("trajectories", "rediscoveries", "steps", "lineage", "rewards")
             return int(n)
 
-    def _append_distinct(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
-        """A batch of distinct ids (the usual group commit): filtered in Arrow, then plain appends."""
-        plan = plan_distinct(batch, facts, keys)
+    def _append_arrow(self, batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys) -> int:
+        """A batch filtered in Arrow (:func:`stores.append.plan_append`), then plain appends."""
+        plan = plan_append(batch, facts, keys)
         red = plan.rediscoveries
-        if red.num_rows:  # drop productions already stored (the batch written again), before appending
-            known_ids = red.column("traj_id").to_pylist()  # the batch's stored ids, each once
+        known_ids = [i for i in dict.fromkeys(red.column("traj_id").to_pylist()) if i in facts]
+        if known_ids:  # drop productions of stored ids already stored (the batch written again), before appending
             gens = self._same_generations(batch.trajectories)
             done = set(self._con.execute(
                 f"SELECT traj_id, source, generation, item_id FROM raw.trajectories WHERE {gens} AND traj_id IN "
@@ -467,7 +474,21 @@ class DuckDBStore(Store):
                 [generation, "partial" if partial else "committed", json.dumps(stats, sort_keys=True)],
             )
         self._transaction(run)
+        self._release_memory()
         self._maybe_snapshot()
+
+    def _release_memory(self) -> None:
+        """Checkpoint and empty DuckDB's pool (see ``RELEASE_MEMORY_LIMIT``); a file store only."""
+        if self.path == ":memory:":
+            return
+        with self._lock:
+            self._con.execute("CHECKPOINT")
+            try:
+                self._con.execute(f"SET memory_limit = '{RELEASE_MEMORY_LIMIT}'")
+            except duckdb.Error:
+                pass  # something is pinned: evicted what it could, the rest waits for the next generation
+            finally:
+                self._con.execute(f"SET memory_limit = '{self._memory_limit}'")
 
     def append_ledger(self, tables: dict[str, pa.Table]) -> None:
         """Append rows to LLM ledger tables (``llm_calls``, ``llm_batches``,

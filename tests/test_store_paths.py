@@ -57,7 +57,7 @@ def _write_all(path: str, seed: int, sql_only: bool) -> dict[str, list[dict]]:
             store.close()
             store = DuckDBStore(path)
         if sql_only:
-            store._append_distinct = store._append_sql  # type: ignore[method-assign]
+            store._append_arrow = store._append_sql  # type: ignore[method-assign]
         if scores and first:  # scores of ids the batch brings (a prefix scored before its trajectory)
             store.write_rewards(source, scores)
         store.write(batch)
