@@ -112,24 +112,6 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
         steps = _first_rows(steps, ["traj_id", "idx"])
 
     gens = traj.column("generation").to_pylist()
-    lin = batch.lineage
-    keep_edge: list[bool] = []
-    seen_edges: set[tuple[object, ...]] = set()
-    parents_of: dict[tuple[object, ...], list[tuple[int | None, str | None]]] = {}
-    for edge in zip(*(lin.column(c).to_pylist() for c in
-                      ("child_id", "parent_id", "generation", "item_id", "parent_idx", "operator"))):
-        c, p, g, it, k, _ = edge
-        parents_of.setdefault((c, g, it), []).append((k, p))
-        r = first_pos.get(c)
-        ok = False
-        if r is not None and p is not None and p != c and gens[r] == g and items[r] == it:  # NULLs equal
-            pp = first_pos.get(p)
-            ok = p in facts if pp is None else pp < r
-            if ok:
-                ok = edge not in seen_edges
-                seen_edges.add(edge)
-        keep_edge.append(ok)
-
     red_rows: list[int] = []
     if distinct:
         red_rows = [r for r, kn in enumerate(known) if kn]
@@ -142,6 +124,26 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
                 continue
             seen_red.add(key)
             red_rows.append(r)
+    parents_of: dict[tuple[object, ...], list[tuple[int | None, str | None]]] = {
+        (ids[r], gens[r], items[r]): [] for r in red_rows}  # the parents of each rediscovery's production
+    lin = batch.lineage
+    keep_edge: list[bool] = []
+    seen_edges: set[tuple[object, ...]] = set()
+    for edge in zip(*(lin.column(c).to_pylist() for c in
+                      ("child_id", "parent_id", "generation", "item_id", "parent_idx", "operator"))):
+        c, p, g, it, k, _ = edge
+        if (c, g, it) in parents_of:
+            parents_of[(c, g, it)].append((k, p))
+        r = first_pos.get(c)
+        ok = False
+        if r is not None and p is not None and p != c and gens[r] == g and items[r] == it:  # NULLs equal
+            pp = first_pos.get(p)
+            ok = p in facts if pp is None else pp < r
+            if ok:
+                ok = edge not in seen_edges
+                seen_edges.add(edge)
+        keep_edge.append(ok)
+
     red = pa.table({
         "traj_id": [ids[r] for r in red_rows], "source": [sources[r] for r in red_rows],
         "operator": traj.column("operator").take(red_rows) if red_rows else pa.array([], pa.string()),
