@@ -94,6 +94,11 @@ class StoredFacts:
     def __contains__(self, traj_id: object) -> bool:
         return traj_id in self._of
 
+    def known(self, ids: list[str]) -> list[bool]:
+        """Whether each of ``ids`` is stored, in order."""
+        of = self._of
+        return [i in of for i in ids]
+
     def stored(self, ids: Iterable[str]) -> list[str]:
         """The stored ones among ``ids`` (each once, in first-seen order)."""
         of = self._of
