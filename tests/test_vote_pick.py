@@ -146,3 +146,19 @@ def _length_model(ctx: Any, params: Any, seed: int) -> Any:
             return [Score(1.0 / (1 + len(q.actions))) for q in queries]
 
     return Length()
+
+
+def test_the_vote_reads_no_gold() -> None:
+    """The same answers and fitness with every gold outcome flipped: the same order."""
+    from evoagent import evolution as evo
+    from evoagent.strategies.vote import vote
+    from evoagent.trajectory import Summary
+
+    fitness = {"a": 0.9, "b": 0.4, "c": 0.4, "d": 0.45, "e": 0.8, "f": 0.1}
+    answers = {"a": "[(1,)]", "b": "[(2,)]", "c": "[(2,)]", "d": "[(2,)]", "e": None, "f": "[(3,)]"}
+    orders = []
+    for flip in (False, True):
+        members = [evo.Member(Summary(t, TASK, float((t in "bcd") != flip), 2, 0.0, f), ["reward", "steps"])
+                   for t, f in fitness.items()]
+        orders.append([m.traj_id for m in vote(members, answers)])
+    assert orders[0] == orders[1] == ["d", "b", "c", "a", "f", "e"]
