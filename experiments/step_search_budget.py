@@ -15,7 +15,10 @@ in ``DIR/cells/``, pool-solvable tasks from each store's ``upper_bound``) and pr
   paper's claim is RRO >= IPR at <= 40% of IPR's executions): success on non-trivial tasks, the
   paired difference with the bench's own bootstrap (the same 2,000 resamples), executions.
 
-    python experiments/step_search_budget.py DIR
+With ``--against DIR2`` (a folder with the same reference cell, e.g. run with another
+``operators.rro.*`` setting), also the paired difference of each RRO row of DIR minus DIR2's.
+
+    python experiments/step_search_budget.py DIR [--against DIR2]
 """
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ def _f(x: Any, spec: str = ".2f") -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="an `evoagent bench search --out` folder")
+    ap.add_argument("--against", type=Path, help="another folder: RRO here minus RRO there, paired")
     a = ap.parse_args(argv)
     cells = {}
     for path in sorted((a.folder / "cells").glob("*.duckdb")):
@@ -90,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in across_budgets(a.folder / "bench.duckdb") if (a.folder / "bench.duckdb").exists() else []:
         print(line)
+    for line in across_folders(a.folder / "bench.duckdb", a.against / "bench.duckdb") if a.against else []:
+        print(line)
     return 0
 
 
-def across_budgets(bench: Path) -> list[str]:
-    """RRO at B1 against IPR at B2 > B1, same reward model: the bench's paired bootstrap on non-trivial tasks."""
+def _series(bench: Path) -> tuple[dict[tuple[str, str, int], dict[str, float]], dict[tuple[str, str, int], list[float]],
+                                  list[list[list[int]]], list[str]]:
+    """Per (method, reward, B): success per task and executions; the bench's draws; non-trivial tasks."""
     import random
 
-    from evoagent.bench.table import RESAMPLES, _diff, load
+    from evoagent.bench.table import RESAMPLES, load
 
     rows, trivial = load(bench)
     tasks = sorted({r["task_id"] for r in rows})
@@ -110,6 +117,30 @@ def across_budgets(bench: Path) -> list[str]:
     for r in rows:
         series.setdefault((r["method"], r["reward"], r["budget"]), {})[r["task_id"]] = float(r["solved"])
         used.setdefault((r["method"], r["reward"], r["budget"]), []).append(float(r["used"]))
+    return series, used, draws, hard
+
+
+def across_folders(here: Path, there: Path) -> list[str]:
+    """RRO in one folder minus RRO in another, same reward model and B (the same tasks): paired bootstrap."""
+    from evoagent.bench.table import _diff
+
+    mine, _, draws, hard = _series(here)
+    theirs, _, _, hard_there = _series(there)
+    if hard != hard_there:
+        return [f"{here.parent} and {there.parent} differ in their non-trivial tasks: not compared"]
+    out = []
+    for key in sorted(k for k in mine if k[0] == "rro" and k in theirs):
+        both = {("here", *key[1:]): mine[key], ("there", *key[1:]): theirs[key]}
+        out.append(f"- rro {key[1]} B={key[2]}: {here.parent.name} - {there.parent.name} (non-trivial tasks): "
+                   f"{_diff(both, ('here', *key[1:]), ('there', *key[1:]), hard, draws[2])}")
+    return out
+
+
+def across_budgets(bench: Path) -> list[str]:
+    """RRO at B1 against IPR at B2 > B1, same reward model: the bench's paired bootstrap on non-trivial tasks."""
+    from evoagent.bench.table import _diff
+
+    series, used, draws, hard = _series(bench)
     out = []
     for (m, reward, b1) in sorted(series):
         for (m2, reward2, b2) in sorted(series):
