@@ -7,7 +7,8 @@ in ``DIR/cells/``, pool-solvable tasks from each store's ``upper_bound``) and pr
   pool can solve and on all tasks (the RRO paper reports 1.64 a step);
 - p after step 0: the share of candidates after step 0 that rose over their bar (first-rising
   sampling of at most k takes ``(1 - (1 - p)^k) / p`` a step); submits: sampled, the share that
-  rose, the share taken, and their mean value and bar split by whether the answer in hand was
+  rose, the share taken, the share whose answer in hand was wrong, and their mean value and bar
+  split by whether the answer in hand was
   right (the submit row's ``env_reward`` is that episode's outcome: for judging, never used to decide);
 - trajectories and executions per task (acting plus scoring: ``work_items.env_steps``), and for
   RRO its executions as a share of IPR's with the same reward model, budget and seed;
@@ -34,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 CELL = re.compile(r"^(rro|ipr)-(.+)-B(\d+)-s(\d+)\.duckdb$")
 PER_STEP = ("SELECT round(avg(candidates), 2) FROM search_steps WHERE task_id IN (SELECT unnest(?::VARCHAR[]))")
-SUBMITS = ("SELECT count(*) AS n, avg((reward > prev_reward)::INT) AS rose, avg(accepted::INT) AS taken, "
+SUBMITS = ("SELECT count(*) AS n, avg((env_reward < 1)::INT) AS wrong, avg((reward > prev_reward)::INT) AS rose, "
+           "avg(accepted::INT) AS taken, "
            "avg(reward) FILTER (WHERE env_reward >= 1) AS v_right, avg(prev_reward) FILTER (WHERE env_reward >= 1) "
            "AS bar_right, avg(reward) FILTER (WHERE env_reward < 1) AS v_wrong, "
            "avg(prev_reward) FILTER (WHERE env_reward < 1) AS bar_wrong, "
@@ -79,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no rro or ipr cells in {a.folder / 'cells'}", file=sys.stderr)
         return 2
     print("| cell | cand/step (pool-solvable) | cand/step (all) | p after step 0 | submits: sampled, rose, "
-          "taken | submit value / bar, answer right | answer wrong | trajectories per task | executions "
+          "taken, wrong | submit value / bar, answer right | answer wrong | trajectories per task | executions "
           "per task | RRO / IPR executions |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (method, reward, budget, seed), m in cells.items():
         ipr = cells.get(("ipr", reward, budget, seed))
         share = f"{100 * m['executions'] / ipr['executions']:.0f}%" if method == "rro" and ipr else "-"
         print(f"| {method}-{reward}-B{budget}-s{seed} | {_f(m['solvable'])} | {_f(m['all'])} | {_f(m['p'], '.3f')} | "
-              f"{m['n']:,}, {_f(m['rose'], '.1%')}, {_f(m['taken'], '.1%')} | "
+              f"{m['n']:,}, {_f(m['rose'], '.1%')}, {_f(m['taken'], '.1%')}, {_f(m['wrong'], '.1%')} | "
               f"{_f(m['v_right'], '.3f')} / {_f(m['bar_right'], '.3f')} ({_f(m['rose_right'], '.1%')} rose) | "
               f"{_f(m['v_wrong'], '.3f')} / {_f(m['bar_wrong'], '.3f')} ({_f(m['rose_wrong'], '.1%')} rose) | "
               f"{_f(m['trajectories'], '.1f')} | "
