@@ -12,10 +12,20 @@ arXiv 2505.20737) and ``ipr`` (Xiong et al., 2024, "Watch Every Step"):
             execute a from the prefix's kept state (one execution); a == submit: the prefix, submitted
             v = search.reward(prefix + a)             # submit: the value of the submitted episode
             first_rising and (v > bar or v >= ceiling): take a, stop sampling     # RRO
+            (submit = "hold": a submit is taken when sampled; see below)
         none taken (every candidate the step may sample was tried): fallback "best" (the highest
         v; on ties a candidate that goes on, then the first sampled) or "stop"
         a is submit, "stop", or a ended the episode (e.g. a game's last move): the episode
         ends; else prefix += a, bar = v
+
+A ``submit`` executes nothing: the episode's answer is the last result already executed. By
+default (``submit = "rise"``) it is one more candidate, valued as the episode submitted there
+and taken when that value rises over the bar, the paper's rule with the submitted episode's value
+(under ``mc`` and the oracle its outcome, 0 or 1: a right answer reaches ``ceiling``). With
+``submit = "hold"`` (an option, not the default) its reward differential relative to the preceding
+step is taken as zero (submitting holds the value already reached) and a tie counts for it: a
+submit is taken as soon as it is sampled, its value still scored and recorded, so the policy
+decides when to stop and the search what to execute.
 
 Stopping rule (one per method): the episode ends when the taken candidate submits or
 ends the episode, at ``env.max_steps``, or (fallback ``stop``) when no candidate rose.
@@ -49,6 +59,7 @@ from stores.base import Candidate
 __all__ = ["ASKS_PER_CANDIDATE", "step_search"]
 
 FALLBACKS = ("best", "stop")
+SUBMIT_RULES = ("rise", "hold")  # when RRO takes a sampled submit: it rises over the bar, or always
 # A step asks the policy at most this many times per candidate of its budget: a policy that has
 # fewer distinct actions to offer (it keeps re-proposing) ends the step's sampling early.
 ASKS_PER_CANDIDATE = 3
@@ -111,17 +122,21 @@ def _execute(ctx: Context, task: Task, at: Started, action: str, thought: str, r
 
 def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, budget: int,
                 first_rising: bool, fallback: str = "best", rise_from: float = 0.0,
-                ceiling: float = math.inf) -> Rollout:
+                ceiling: float = math.inf, submit: str = "rise") -> Rollout:
     """Build one trajectory for ``task`` by step-level search; see the module docstring.
 
     ``budget``: candidates at most per step; ``first_rising``: take the first whose
     score beats the previous step's (RRO) instead of the best of all ``budget`` (IPR).
+    ``submit``: with ``first_rising``, when a sampled submit is taken (``SUBMIT_RULES``; module docstring).
     ``method`` names the search in the candidate rows.
     """
     if ctx.search is None:
         raise RuntimeError(f"{method} needs the campaign's search signal (search.reward)")
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    if submit not in SUBMIT_RULES:
+        raise ValueError(f"submit must be one of {SUBMIT_RULES}, got {submit!r}")
+    holds = submit == "hold"
     shown = replace(task, gold="")  # the task as a policy may see it
     base = rng.getrandbits(63)
     at = begin(ctx, task, ())  # the accepted prefix's episode (its state, when the env keeps one)
@@ -151,7 +166,7 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
             if first_rising:  # RRO decides after each candidate
                 value = ctx.search.scorer.score([cand.query])[0]
                 scores.append(value)
-                if value > bar or value >= ceiling:
+                if value > bar or value >= ceiling or (holds and cand.submits):
                     taken = cand.rank
                     break
         if not first_rising:  # IPR: every candidate scored, in one batch

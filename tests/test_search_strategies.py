@@ -140,6 +140,17 @@ def test_rro_takes_the_first_rising_candidate_else_the_best_and_records_every_on
                                   (0, 2, "SELECT 3", 0.9, 0.9, True)]  # at the ceiling: taken, not "rising"
 
 
+def test_rro_takes_a_submit_below_the_bar_only_when_submitting_holds(searching: Any) -> None:
+    sets = ("operators.rro.max_candidates=4", "operators.rro.rise_from=0.8", "operators.rro.fallback='stop'")
+    task = searching(*sets).tasks["sql/0"]
+    rise = rro(task, random.Random(1), searching(*sets))
+    assert _rows(rise)[3:] == [(1, 0, "SELECT 4", 0.3, 0.9, False), (1, 1, "SELECT 5", 0.4, 0.9, False),
+                               (1, 2, "SELECT 6", 0.2, 0.9, False), (1, 3, SUBMIT, 0.7, 0.9, False)]
+    hold = rro(task, random.Random(1), searching(*sets, "operators.rro.submit='hold'"))
+    assert _rows(hold)[3:] == _rows(rise)[3:6] + [(1, 3, SUBMIT, 0.7, 0.9, True)]  # 0.7 < 0.9, yet taken
+    assert rise.trajectory.actions == hold.trajectory.actions == ("SELECT 3",)
+
+
 def test_ipr_samples_exactly_k_and_takes_the_best(searching: Any) -> None:
     ctx = searching("operators.ipr.k=3")
     out = ipr(ctx.tasks["sql/0"], random.Random(1), ctx)
