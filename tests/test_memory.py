@@ -12,7 +12,7 @@ campaign every run, no environment) is held to the issue's bound: RSS grows at m
 generation over 20 generations (least squares from generation 3), and DuckDB's own memory is
 emptied at each generation. The writer before that kept every appended row in DuckDB's memory
 until a checkpoint (at 256 MB of WAL) and every block it had read after: at 150 tasks its RSS grew
-1.5 MB a generation and its pool reached 34 MB by generation 20; this test fails on it.
+1.5-2.1 MB a generation and its pool reached 35 MB by generation 20; this test fails on it.
 """
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ def test_writer_rss_slope_is_at_most_half_a_megabyte_per_generation() -> None:
     rows = writer_table(tasks=150, generations=20)
     assert [int(r["gen"]) for r in rows] == list(range(21))
     assert rows[-1]["rows"] > 0.99 * 21 * 150 * 6  # the generations were stored (a few children coincide)
-    assert max(r["duckdb"] for r in rows) < WRITER_POOL_MB, rows  # the old writer's: 1.8 -> 34 MB
-    growth = slope([r["rss"] for r in rows[WARM:]])  # the old writer's: 1.5 MB a generation
+    assert max(r["duckdb"] for r in rows) < WRITER_POOL_MB, rows  # the old writer's: 1.8 -> 35 MB
+    growth = slope([r["rss"] for r in rows[WARM:]])  # the old writer's: 1.5-2.1 MB a generation
     assert growth <= WRITER_MB_PER_GEN, (growth, rows)
 
 
