@@ -36,8 +36,9 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ALL_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,8 +74,9 @@ class Outcome:
     env_steps_total: int | None = None  # everything the store holds, this run included
 
 
-def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Rollout, int]:
-    """Apply the item's registered operator (called by its arity); returns its rollout and env steps.
+def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Rollout, Trajectory, int]:
+    """Apply the item's registered operator (called by its arity); returns its rollout, the child
+    (annotated) and env steps.
 
     The child's steps get the search signal's values as ``process_reward``;
     environment steps include any reward-model scoring the item caused. An
@@ -93,7 +95,7 @@ def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tup
             child = ctx.search.annotate(child)
     finally:
         scoring_steps.reset(token)
-    return replace(out, trajectory=child), out.env_steps + counter[0]
+    return out, child, out.env_steps + counter[0]
 
 
 def reward_rows(child: Trajectory, ctx: Context, counter: list[int]) -> tuple[tuple[str, str, float, int | None], ...]:
@@ -122,8 +124,7 @@ def run_item(item: WorkItem, parents: list[Trajectory], ctx: Context) -> ItemRes
     try:
         with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
                           spend=spend):
-            out, env_steps = run_operator(item, parents, ctx)
-            child = out.trajectory
+            out, child, env_steps = run_operator(item, parents, ctx)
             counter = [0]
             rows = reward_rows(child, ctx, counter)
     except BudgetExceeded:
@@ -131,13 +132,72 @@ def run_item(item: WorkItem, parents: list[Trajectory], ctx: Context) -> ItemRes
     except Exception as exc:  # an operator bug or provider fault must not stop the campaign
         return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
                           seconds=time.perf_counter() - t0)
+    spent = {"cost_usd": spend[0], "input_tokens": spend[1], "output_tokens": spend[2]} if spend[1] or spend[2] else {}
     traj = replace(child, generation=item.generation, operator=item.operator,
-                   parents=item.parents, seed=item.seed)
-    if spend[1] or spend[2]:
-        traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
+                   parents=item.parents, seed=item.seed, **spent)
     return ItemResult(item, traj, env_steps=env_steps + counter[0],
                       seconds=time.perf_counter() - t0, rewards=rows,
                       candidates=out.candidates, simulations=out.simulations)
+
+
+class _Finished:
+    """Results handed from the threads that run a round's items to the one that commits them."""
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+        self.results: list[ItemResult] = []
+        self.open = 0  # items started or queued, not yet finished nor dropped
+        self.error: BaseException | None = None
+
+    def expect(self, n: int) -> None:
+        with self.cv:
+            self.open += n
+
+    def next_of(self, queue: deque) -> Any:
+        """The next queued item, None when none is left (or they were dropped)."""
+        with self.cv:
+            return queue.popleft() if queue else None
+
+    def drop(self, queue: deque) -> None:
+        """Items still queued will not start (a budget stop)."""
+        with self.cv:
+            self.open -= len(queue)
+            queue.clear()
+            self.cv.notify()
+
+    def add(self, result: ItemResult | None) -> None:
+        """One item finished (None: it stopped on a budget, nothing to commit)."""
+        with self.cv:
+            if result is not None:
+                self.results.append(result)
+            self.open -= 1
+            if not self.open:
+                self.cv.notify()
+
+    def add_future(self, f: Future, result: Callable[[Future], ItemResult | None]) -> None:
+        """A future's item finished (or was cancelled); an error the future holds goes to ``take``."""
+        try:
+            self.add(None if f.cancelled() else result(f))
+        except BaseException as exc:
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cv:
+            self.error = self.error or exc
+            self.cv.notify()
+
+    def take(self, timeout: float | None) -> tuple[list[ItemResult], int]:
+        """What finished so far, after waiting up to ``timeout`` (None: not at all) for the rest, and
+        how many items are still open then (read together: a result that comes later is counted).
+
+        Raises the error an item thread or future met (not an item's failure: those are results)."""
+        with self.cv:
+            if timeout is not None and self.open and self.error is None:
+                self.cv.wait(timeout)
+            if self.error is not None and timeout is not None:
+                raise self.error
+            out, self.results = self.results, []
+            return out, self.open
 
 
 class Runner:
@@ -156,6 +216,7 @@ class Runner:
         fitness_source = ctx.fitness.trajectory_source if ctx.fitness is not None else None
         self.strategy = strategy or registry.get("strategy", campaign.get("strategy.kind")).fn(
             campaign, store, sorted(ctx.tasks), fitness_source)
+        self.own_threads = executor is None  # the runner's threads: items from one queue (``_dispatch``)
         self.make_executor = executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="item"))
         self.on_progress = on_progress or (lambda info: None)
         self.stop_reason: str | None = None
@@ -204,7 +265,7 @@ class Runner:
     def execute(self, round_: int, items: list[WorkItem]) -> bool:
         """Run the items not yet committed; returns False if stopped early.
 
-        All items go to the executor at once (under ``budget.env_steps``: in chunks
+        All items go to the executor at once (``_dispatch``; under ``budget.env_steps``: in chunks
         of ``BUDGET_CHUNK_ITEMS`` in plan order, that budget checked between chunks);
         the loop wakes every ``COMMIT_INTERVAL_S`` (or when all are done) to
         group-commit what has finished and check the other budgets. A crash loses
@@ -221,16 +282,14 @@ class Runner:
         if self.stop_reason:
             return False
         ex = self.make_executor(self.c.get("concurrency"))
-        # An executor that holds its own contexts (Ray actors) runs items there: ``submit_item``.
-        submit_item = getattr(ex, "submit_item", None) or (lambda i, ps: ex.submit(self.run_item, i, ps))
         chunk = BUDGET_CHUNK_ITEMS if self.c.get("budget.env_steps") else len(todo)
         chunks = [[(i, [parents[p] for p in i.parents]) for i in todo[k:k + chunk]]
                   for k in range(0, len(todo), chunk)]
+        fin = _Finished()
 
-        def collect(ready: set[Future]) -> None:
+        def collect(results: list[ItemResult]) -> None:
             nonlocal finished
-            results = sorted((r for f in ready if not f.cancelled() and (r := self._result(f)) is not None),
-                             key=lambda r: r.item.item_id)
+            results.sort(key=lambda r: r.item.item_id)
             if results:
                 self.store.commit_items(results, self.name)
                 done.update(r.item.item_id for r in results)
@@ -245,31 +304,64 @@ class Runner:
                                   "total": total, "children": running[0], "solved": running[1],
                                   "reward_sum": running[2]})
 
-        pending: set[Future] = set()
+        cancel: Callable[[], None] = lambda: None  # noqa: E731 - drops the chunk's items not yet started
         try:
             for n, items_of_chunk in enumerate(chunks):
                 if n:  # between chunks: every budget, the executions one included
                     self.stop_reason = self.stop_reason or self._budget_exceeded()
                     if self.stop_reason:
                         break
-                pending = {submit_item(i, ps) for i, ps in items_of_chunk}
-                while pending:
-                    ready, pending = wait(pending, timeout=COMMIT_INTERVAL_S, return_when=ALL_COMPLETED)
-                    collect(ready)
+                cancel = self._dispatch(ex, items_of_chunk, fin)
+                while True:
+                    results, still_open = fin.take(COMMIT_INTERVAL_S)
+                    collect(results)
                     self.store.publish_if_due()  # readers stay fresh even while nothing is written
-                    if pending:
-                        self.stop_reason = self.stop_reason or self._budget_exceeded(env_steps=False)
-                        if self.stop_reason:
-                            for f in pending:
-                                f.cancel()
+                    if not still_open:
+                        break
+                    self.stop_reason = self.stop_reason or self._budget_exceeded(env_steps=False)
+                    if self.stop_reason:
+                        cancel()  # the items running go on; the loop waits for them
                 if self.stop_reason:
                     break
         except BaseException:  # e.g. a second Ctrl-C: keep what finished, do not wait for the rest
+            cancel()
             ex.shutdown(wait=False, cancel_futures=True)
-            collect({f for f in pending if f.done() and not f.cancelled() and f.exception() is None})
+            collect(fin.take(None)[0])
             raise
         ex.shutdown(wait=True)
         return finished == total  # a stop that came after the last item still commits the round
+
+    def _dispatch(self, ex: Executor, items: list[tuple[WorkItem, list[Trajectory]]],
+                  fin: _Finished) -> Callable[[], None]:
+        """Start ``items`` on ``ex``, each result handed to ``fin``; returns what drops those not yet started.
+
+        The runner's own threads (no ``executor`` given) take items from one queue, a few
+        tasks in all instead of a future per item; an executor that holds its own contexts
+        (Ray actors) runs each item through its ``submit_item``, any other through ``submit``.
+        """
+        fin.expect(len(items))
+        if self.own_threads:
+            queue = deque(items)
+
+            def drain() -> None:
+                try:
+                    while (got := fin.next_of(queue)) is not None:
+                        fin.add(self.run_item(*got))
+                except BaseException as exc:  # not an item's failure (run_item keeps those): the runner's
+                    fin.fail(exc)
+
+            for _ in range(min(self.c.get("concurrency"), len(items))):
+                ex.submit(drain)
+            return lambda: fin.drop(queue)
+        submit_item = getattr(ex, "submit_item", None) or (lambda i, ps: ex.submit(self.run_item, i, ps))
+        futures = [submit_item(i, ps) for i, ps in items]
+        for f in futures:
+            f.add_done_callback(lambda f: fin.add_future(f, self._result))
+
+        def cancel() -> None:
+            for f in futures:
+                f.cancel()
+        return cancel
 
     def _round_state(self, round_: int) -> tuple[set[int], list[float], dict[str, Trajectory]]:
         """The round's committed item ids, [children, solved, reward sum] of them (for progress) and the

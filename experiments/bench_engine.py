@@ -8,7 +8,11 @@ selection, policies, the journal commits and snapshots cost on top of the
 environment itself. Goal: <= 1.15x. Caches are warm on both sides (SQL
 translations, gold results) except the SQL pools' kept replies
 (``sandbox.RESULT_CACHE_BYTES``), which both sides start without: each runs
-every distinct statement once; ``executed`` counts what the workers ran.
+every distinct statement once; ``executed`` counts what the workers ran for
+the campaign, ``direct executed`` for the bare loop (the same, give or take
+statements two threads met at once). The CPU columns are this process's CPU
+time (all its threads; not the SQL workers'): the engine's own Python beside the
+bare loop's, a figure that a loaded machine disturbs less than wall time.
 ``--no-kept-replies``: no pool keeps replies, every statement runs (the
 environment as it was before the kept replies).
 
@@ -84,10 +88,10 @@ def campaign_run(tasks: int, generations: int, concurrency: int, workdir: Path,
         ctx._local.__dict__.clear()
         ctx.search, ctx.fitness = build_signals(c, ctx, store)
         sandbox.forget_replies()
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         out = Runner(c, store, ctx).run()
-        seconds = time.perf_counter() - t0
-    return seconds, log, out.env_steps
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return seconds, cpu, log, out.env_steps
 
 
 def rss_mb() -> float:
@@ -132,7 +136,7 @@ def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path, store
         progress({})
 
 
-def direct_run(log: list[list[Any]], concurrency: int) -> float:
+def direct_run(log: list[list[Any]], concurrency: int) -> tuple[float, float]:
     c = campaign.load(TOML)
     make = lambda: envs.make_env(c)  # noqa: E731 - the campaign's own environment and env.* keys
     chunks = [log[i::concurrency] for i in range(concurrency)]
@@ -146,10 +150,10 @@ def direct_run(log: list[list[Any]], concurrency: int) -> float:
             env.step("submit")
 
     sandbox.forget_replies()
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(concurrency) as ex:
         list(ex.map(play, chunks))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - cpu0
 
 
 def executed() -> int:
@@ -178,18 +182,20 @@ def main() -> None:
         return
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'executed':>9} {'campaign s':>11} {'direct s':>9} "
-          f"{'ratio':>6}")
+    print(f"{'concurrency':>11} {'episodes':>9} {'env steps':>10} {'executed':>9} {'direct executed':>15} "
+          f"{'campaign s':>11} {'direct s':>9} {'ratio':>6} {'campaign cpu s':>14} {'direct cpu s':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         # A first, untimed run warms what any long campaign has warm (SQL translations,
         # gold results) for both sides; the same seed replays the same episodes.
         campaign_run(args.tasks, args.generations, 1, Path(tmp), tag="warm")
         for n in args.concurrency:
             before = executed()
-            seconds, log, steps = campaign_run(args.tasks, args.generations, n, Path(tmp))
+            seconds, cpu, log, steps = campaign_run(args.tasks, args.generations, n, Path(tmp))
             ran = executed() - before
-            direct = direct_run(log, n)
-            print(f"{n:>11} {len(log):>9} {steps:>10} {ran:>9} {seconds:>11.2f} {direct:>9.2f} {seconds / direct:>6.2f}")
+            direct, direct_cpu = direct_run(log, n)
+            direct_ran = executed() - before - ran
+            print(f"{n:>11} {len(log):>9} {steps:>10} {ran:>9} {direct_ran:>15} {seconds:>11.2f} {direct:>9.2f} "
+                  f"{seconds / direct:>6.2f} {cpu:>14.2f} {direct_cpu:>12.2f}")
 
 
 if __name__ == "__main__":

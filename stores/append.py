@@ -75,24 +75,35 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
     traj = batch.trajectories
     keys = keys or BatchKeys.of(batch)
     ids, sources = keys.ids, keys.sources
-    distinct = len(set(ids)) == len(ids)
-    known = [i in facts for i in ids]
+    n = len(ids)
+    distinct = len(set(ids)) == n
+    known = facts.known(ids) if len(facts) else [False] * n
+    any_known = any(known)
     items = traj.column("item_id").to_pylist()
-    if distinct:
-        first_pos = {i: k for k, (i, kn) in enumerate(zip(ids, known)) if not kn}
+    gens = traj.column("generation").to_pylist()
+    traj_ids = traj.column("traj_id").combine_chunks()
+    first_pos: dict[str, int] = {}
+    if distinct:  # each new id's one row is its first production
+        if any_known:
+            fp_rows = pc.indices_nonzero(pa.array([not kn for kn in known], pa.bool_())).cast(pa.int64())
+            fp_ids = traj_ids.take(fp_rows)
+        else:
+            fp_rows, fp_ids = pa.array(range(n), pa.int64()), traj_ids
     else:
-        first_pos, first_key = {}, {}
+        first_key: dict[str, tuple[bool, int, bool, str]] = {}
         for k, (i, kn) in enumerate(zip(ids, known)):
             if not kn:
                 it, s = items[k], sources[k]
                 key = (it is None, it or 0, s is None, s or "")
                 if i not in first_key or key < first_key[i]:
                     first_key[i], first_pos[i] = key, k
-    if any(known):
+        fp_ids = pa.array(list(first_pos), pa.string())
+        fp_rows = pa.array(list(first_pos.values()), pa.int64())
+    if any_known:
         of = facts.sources
         keep_traj = [not kn or s is None or s not in of(i) for i, s, kn in zip(ids, sources, known)]
     else:
-        keep_traj = [True] * len(ids)
+        keep_traj = [True] * n
     if not distinct:  # per (traj_id, source): the row first by (item_id NULLS LAST, position)
         chosen: dict[tuple[str, str | None], tuple[tuple[bool, int], int]] = {}
         for k, (i, s) in enumerate(zip(ids, sources)):
@@ -102,37 +113,18 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
                 now = chosen.get((i, s))
                 if now is None or order < now[0]:
                     chosen[(i, s)] = (order, k)
-        keep_traj = [False] * len(ids)
+        keep_traj = [False] * n
         for _, k in chosen.values():
             keep_traj[k] = True
     steps = batch.steps
-    if steps.num_rows and (any(known) or not distinct or not _all_in(steps, first_pos)):
-        steps = steps.filter(pc.is_in(steps.column("traj_id"), value_set=pa.array(list(first_pos), pa.string())))
+    if steps.num_rows and (any_known or not distinct or not _all_in(steps, fp_ids)):
+        steps = steps.filter(pc.is_in(steps.column("traj_id"), value_set=fp_ids))
     if steps.num_rows and not distinct:  # each (traj_id, idx) once: its first row in the batch
         steps = _first_rows(steps, ["traj_id", "idx"])
 
-    gens = traj.column("generation").to_pylist()
-    lin = batch.lineage
-    keep_edge: list[bool] = []
-    seen_edges: set[tuple[object, ...]] = set()
-    parents_of: dict[tuple[object, ...], list[tuple[int | None, str | None]]] = {}
-    for edge in zip(*(lin.column(c).to_pylist() for c in
-                      ("child_id", "parent_id", "generation", "item_id", "parent_idx", "operator"))):
-        c, p, g, it, k, _ = edge
-        parents_of.setdefault((c, g, it), []).append((k, p))
-        r = first_pos.get(c)
-        ok = False
-        if r is not None and p is not None and p != c and gens[r] == g and items[r] == it:  # NULLs equal
-            pp = first_pos.get(p)
-            ok = p in facts if pp is None else pp < r
-            if ok:
-                ok = edge not in seen_edges
-                seen_edges.add(edge)
-        keep_edge.append(ok)
-
     red_rows: list[int] = []
     if distinct:
-        red_rows = [r for r, kn in enumerate(known) if kn]
+        red_rows = [r for r, kn in enumerate(known) if kn] if any_known else []
     else:  # every production but the first, each (traj_id, source, generation, item) once
         seen_red: set[tuple[object, ...]] = set()
         for r, i in enumerate(ids):
@@ -142,6 +134,18 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
                 continue
             seen_red.add(key)
             red_rows.append(r)
+    lin = batch.lineage
+    edges = _first_edges(lin, traj, fp_ids, fp_rows, facts)
+    parents_of: dict[tuple[object, ...], list[tuple[int | None, str | None]]] = {
+        (ids[r], gens[r], items[r]): [] for r in red_rows}  # the parents of each rediscovery's production
+    if parents_of and lin.num_rows:
+        mine = lin.filter(pc.is_in(lin.column("child_id"), value_set=pa.array({k[0] for k in parents_of}, pa.string())))
+        for c, p, g, it, k in zip(*(mine.column(c).to_pylist() for c in
+                                    ("child_id", "parent_id", "generation", "item_id", "parent_idx"))):
+            got = parents_of.get((c, g, it))
+            if got is not None:
+                got.append((k, p))
+
     red = pa.table({
         "traj_id": [ids[r] for r in red_rows], "source": [sources[r] for r in red_rows],
         "operator": traj.column("operator").take(red_rows) if red_rows else pa.array([], pa.string()),
@@ -165,7 +169,7 @@ def plan_append(batch: TrajectoryBatch, facts: StoredFacts, keys: BatchKeys | No
             key = (*pair, st)
             keep_rw.append(key not in seen and pair not in stored_rw)
             seen.add(key)
-    return AppendPlan(_keep(traj, keep_traj), steps, _keep(lin, keep_edge), _keep(rw, keep_rw), red)
+    return AppendPlan(_keep(traj, keep_traj), steps, edges, _keep(rw, keep_rw), red)
 
 
 def _first_rows(table: pa.Table, by: list[str]) -> pa.Table:
@@ -183,7 +187,31 @@ def _parent_order(edge: tuple[int | None, str | None]) -> tuple[bool, int, bool,
     return (k is None, k or 0, p is None, p or "")
 
 
-def _all_in(steps: pa.Table, ids: dict[str, int]) -> bool:
+def _all_in(steps: pa.Table, ids: pa.Array) -> bool:
     """Whether every step belongs to a trajectory of the batch (always so for built batches)."""
     col = steps.column("traj_id")
-    return col.null_count == 0 and all(i in ids for i in pc.unique(col).to_pylist())
+    return col.null_count == 0 and pc.all(pc.is_in(pc.unique(col), value_set=ids)).as_py() is not False
+
+
+def _same(a: pa.Array, b: pa.Array) -> pa.Array:
+    """``a IS NOT DISTINCT FROM b``, element-wise."""
+    return pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
+
+
+def _first_edges(lin: pa.Table, traj: pa.Table, fp_ids: pa.Array, fp_rows: pa.Array, facts: StoredFacts) -> pa.Table:
+    """The lineage edges to write: those of a first production (``fp_ids`` at batch rows
+    ``fp_rows``) with its generation and item, to a parent that is not the child itself and is
+    stored or first produced at an earlier row of the batch; each edge once (its first row)."""
+    if not lin.num_rows:
+        return lin
+    child, parent = lin.column("child_id").combine_chunks(), lin.column("parent_id").combine_chunks()
+    row = fp_rows.take(pc.index_in(child, value_set=fp_ids))
+    parent_row = fp_rows.take(pc.index_in(parent, value_set=fp_ids))
+    outside = pc.unique(parent.filter(pc.is_null(parent_row)))  # parents not first produced in the batch
+    stored = pa.array([p for p in outside.to_pylist() if p is not None and p in facts], pa.string())
+    parent_ok = pc.if_else(pc.is_valid(parent_row), pc.less(parent_row, row), pc.is_in(parent, value_set=stored))
+    keep = pc.and_(pc.is_valid(row), pc.fill_null(pc.and_(pc.not_equal(parent, child), parent_ok), False))
+    keep = pc.and_(keep, _same(traj.column("generation").combine_chunks().take(row),
+                               lin.column("generation").combine_chunks()))
+    keep = pc.and_(keep, _same(traj.column("item_id").combine_chunks().take(row), lin.column("item_id").combine_chunks()))
+    return _first_rows(lin.filter(keep), lin.column_names)

@@ -94,6 +94,11 @@ class StoredFacts:
     def __contains__(self, traj_id: object) -> bool:
         return traj_id in self._of
 
+    def known(self, ids: list[str]) -> list[bool]:
+        """Whether each of ``ids`` is stored, in order."""
+        of = self._of
+        return [i in of for i in ids]
+
     def stored(self, ids: Iterable[str]) -> list[str]:
         """The stored ones among ``ids`` (each once, in first-seen order)."""
         of = self._of
@@ -105,6 +110,7 @@ class StoredFacts:
     def rewarded(self, pairs: Iterable[tuple[str, str | None]]) -> set[tuple[str, str]]:
         """The (traj_id, reward_source) pairs among ``pairs`` that have a stored reward row."""
         of, scored = self._of, self._scored
+        any_scored = len(scored) > 0
         out: set[tuple[str, str]] = set()
         maybe: set[tuple[str, str]] = set()
         for pair in pairs:
@@ -113,7 +119,7 @@ class StoredFacts:
                 continue
             if src in of.get(tid, _NO)[1]:
                 out.add(pair)  # type: ignore[arg-type]
-            elif len(scored) and hash(pair) in scored:
+            elif any_scored and hash(pair) in scored:
                 maybe.add(pair)  # type: ignore[arg-type]
         if maybe and self._con is not None:  # a hash matched: is the pair itself stored?
             ids = sorted({t for t, _ in maybe})
