@@ -74,8 +74,9 @@ class Outcome:
     env_steps_total: int | None = None  # everything the store holds, this run included
 
 
-def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Rollout, int]:
-    """Apply the item's registered operator (called by its arity); returns its rollout and env steps.
+def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tuple[Rollout, Trajectory, int]:
+    """Apply the item's registered operator (called by its arity); returns its rollout, the child
+    (annotated) and env steps.
 
     The child's steps get the search signal's values as ``process_reward``;
     environment steps include any reward-model scoring the item caused. An
@@ -94,7 +95,7 @@ def run_operator(item: WorkItem, parents: list[Trajectory], ctx: Context) -> tup
             child = ctx.search.annotate(child)
     finally:
         scoring_steps.reset(token)
-    return replace(out, trajectory=child), out.env_steps + counter[0]
+    return out, child, out.env_steps + counter[0]
 
 
 def reward_rows(child: Trajectory, ctx: Context, counter: list[int]) -> tuple[tuple[str, str, float, int | None], ...]:
@@ -123,8 +124,7 @@ def run_item(item: WorkItem, parents: list[Trajectory], ctx: Context) -> ItemRes
     try:
         with call_context(operator=item.operator, generation=item.generation, item_id=item.item_id,
                           spend=spend):
-            out, env_steps = run_operator(item, parents, ctx)
-            child = out.trajectory
+            out, child, env_steps = run_operator(item, parents, ctx)
             counter = [0]
             rows = reward_rows(child, ctx, counter)
     except BudgetExceeded:
@@ -132,10 +132,9 @@ def run_item(item: WorkItem, parents: list[Trajectory], ctx: Context) -> ItemRes
     except Exception as exc:  # an operator bug or provider fault must not stop the campaign
         return ItemResult(item, None, error=f"{type(exc).__name__}: {exc}",
                           seconds=time.perf_counter() - t0)
+    spent = {"cost_usd": spend[0], "input_tokens": spend[1], "output_tokens": spend[2]} if spend[1] or spend[2] else {}
     traj = replace(child, generation=item.generation, operator=item.operator,
-                   parents=item.parents, seed=item.seed)
-    if spend[1] or spend[2]:
-        traj = replace(traj, cost_usd=spend[0], input_tokens=spend[1], output_tokens=spend[2])
+                   parents=item.parents, seed=item.seed, **spent)
     return ItemResult(item, traj, env_steps=env_steps + counter[0],
                       seconds=time.perf_counter() - t0, rewards=rows,
                       candidates=out.candidates, simulations=out.simulations)

@@ -59,6 +59,14 @@ class Context:
             close()
         self.closers.clear()
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    _shown: dict[str, tuple[Task, Task]] = field(default_factory=dict, repr=False)  # see shown()
+
+    def shown(self, task: Task) -> Task:
+        """``task`` as a policy may see it: no gold answer (made once per task, not per episode)."""
+        hit = self._shown.get(task.task_id)
+        if hit is None or hit[0] is not task:
+            hit = self._shown[task.task_id] = (task, replace(task, gold=""))
+        return hit[1]
 
     def env(self) -> Env:
         """This thread's environment (environments hold a cursor; never share one)."""
@@ -185,7 +193,7 @@ def rollout(
         if start.state is None:  # nothing kept: re-execute the start's actions, then the given ones
             prefix = start.actions + tuple(prefix)
     ep = _Episode(ctx, task, start)
-    shown = replace(task, gold="")  # the task as a policy may see it: no gold answer
+    shown = ctx.shown(task)
     cost = 0.0
     tokens_in = tokens_out = 0
     if not ep.done:

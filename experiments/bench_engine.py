@@ -19,7 +19,8 @@ environment as it was before the kept replies).
 With ``--rss`` it instead runs one campaign and prints, after each committed
 generation, the process's resident memory, the part of it that is DuckDB's
 buffer pool (blocks of the store file it has read; bounded by the writer's
-``memory_limit``, ``--store-memory``), the rest, and the number of live Python
+``memory_limit``, ``--store-memory``), the rest, the part of the rest that is the
+SQL workers' kept replies (``sandbox.RESULT_CACHE_BYTES`` per pool), and the number of live Python
 objects: the runner keeps only the current round's parents, so the rest and
 the object count stay flat while the archive grows.
 
@@ -99,7 +100,7 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-RSS_COLUMNS = ("gen", "rss MB", "duckdb MB", "rest MB", "py objects", "trajectories", "steps", "seconds")
+RSS_COLUMNS = ("gen", "rss MB", "duckdb MB", "rest MB", "kept MB", "py objects", "trajectories", "steps", "seconds")
 
 
 def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path, store_memory: str | None) -> None:
@@ -126,7 +127,8 @@ def rss_run(tasks: int, generations: int, concurrency: int, workdir: Path, store
                 k = store.scalar("SELECT count(*) FROM steps")
                 db = float(store.scalar("SELECT sum(memory_usage_bytes) FROM duckdb_memory()")) / 2**20
                 rss = rss_mb()
-                row = (last, f"{rss:.0f}", f"{db:.0f}", f"{rss - db:.0f}", f"{len(gc.get_objects()):,}",
+                kept = sum(pool._kept for pool in list(sandbox._pools.values())) / 2**20  # the SQL replies kept
+                row = (last, f"{rss:.0f}", f"{db:.0f}", f"{rss - db:.0f}", f"{kept:.0f}", f"{len(gc.get_objects()):,}",
                        f"{n:,}", f"{k:,}", f"{time.perf_counter() - t0:.0f}")
                 print(" ".join(f"{v:>12}" for v in row), flush=True)
 

@@ -41,6 +41,7 @@ class Evolution(Strategy):
         # This round's children as members, and each task's replacement: a round's fill-ups and
         # close read the same (growing) results, so each child is read and ranked once per round.
         self._round: tuple[int, dict[str, evo.Member], dict[str, tuple[Any, list[evo.Member]]]] = (-2, {}, {})
+        self._parents_of: dict[str, int] = {}  # see _n_parents
 
     @classmethod
     def check_campaign(cls, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -125,7 +126,7 @@ class Evolution(Strategy):
         distinct = {m.traj_id for m in members}
         if len(distinct) < 2:
             return None
-        want = min(self.c.settings_for(part)["n_parents"], len(distinct))  # the operator says how many it takes
+        want = min(self._n_parents(part), len(distinct))  # the operator says how many it takes
         chosen: dict[str, evo.Member] = {}
         for _ in range(8 * want):
             for m in evo.select_parents(members, want, kind, size, random.Random(rng.getrandbits(63))):
@@ -135,6 +136,13 @@ class Evolution(Strategy):
         if len(chosen) < 2:
             chosen = {m.traj_id: m for m in evo.ranked(members)[:want]}
         return list(chosen.values())[:want]
+
+    def _n_parents(self, part: registry.Part) -> int:
+        """How many parents ``part`` takes (its ``n_parents`` key; the campaign's keys are fixed: read once)."""
+        n = self._parents_of.get(part.name)
+        if n is None:
+            n = self._parents_of[part.name] = self.c.settings_for(part)["n_parents"]
+        return n
 
     # -- tell ------------------------------------------------------------------
     def survivors(self, round_: int, prev: dict[str, list[evo.Member]],

@@ -179,14 +179,16 @@ class ReplayPolicy:
             action = self._edit(task, history, blocked, rng)
             if action is not None:
                 return action
-        pool = [a for a in self.pool(task.task_id, task) if a not in blocked]
         if history:
             follow = self._next.get(task.task_id, {}).get(history[-1].action, [])
         else:
             follow = self._starts.get(task.task_id, [])
         follow = [a for a in follow if a == SUBMIT or a not in blocked]
         explore = rng.random() < self.explore
-        if follow and not (explore and pool):
+        if follow and not explore:  # the repertoire is not needed (nor built) for this step
+            return Action(rng.choice(follow), thought="as a recorded agent continued")
+        pool = [a for a in self.pool(task.task_id, task) if a not in blocked]
+        if follow and not pool:
             return Action(rng.choice(follow), thought="as a recorded agent continued")
         if pool:
             pick = rng.choice(pool)
