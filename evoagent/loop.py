@@ -230,7 +230,7 @@ class Runner:
         try:
             return run_item(item, parents, self.ctx)
         except BudgetExceeded as exc:  # not a failure: the item stays pending for a resume
-            self.stop_reason = str(exc)
+            self.stop_reason = self.stop_reason or str(exc)  # the first stop (e.g. Ctrl-C) stays the reason
             return None
 
     def _result(self, f: Future) -> ItemResult | None:
