@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path, help="an `evoagent bench search --out` folder")
     ap.add_argument("--against", type=Path, help="another folder: RRO here minus RRO there, paired")
     a = ap.parse_args(argv)
+    from evoagent import escaping
+
+    escaping.install()  # methods and reward sources come from bench.duckdb: shown escaped on a terminal
     cells = {}
     for path in sorted((a.folder / "cells").glob("*.duckdb")):
         m = CELL.match(path.name)

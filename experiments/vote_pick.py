@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from evoagent import escaping  # noqa: E402
 from evoagent import evolution as evo  # noqa: E402
 from evoagent.strategies.ranked import Ranked  # noqa: E402
 from evoagent.strategies.vote import PICKS  # noqa: E402
@@ -72,6 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stores", nargs="+", help="campaign stores (e.g. bench cells)")
     args = ap.parse_args()
+    escaping.install()  # sources, picks and ids come from the stores: shown escaped on a terminal
     load = os.getloadavg()
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f}; success = the rank-0 "
           "member judged by gold afterwards; the same candidates for every pick\n")

@@ -137,7 +137,7 @@ def step_search(task: Task, rng: random.Random, ctx: Context, *, method: str, bu
     if submit not in SUBMIT_RULES:
         raise ValueError(f"submit must be one of {SUBMIT_RULES}, got {submit!r}")
     holds = submit == "hold"
-    shown = replace(task, gold="")  # the task as a policy may see it
+    shown = ctx.shown(task)  # the task as a policy may see it
     base = rng.getrandbits(63)
     at = begin(ctx, task, ())  # the accepted prefix's episode (its state, when the env keeps one)
     thoughts: list[str] = []

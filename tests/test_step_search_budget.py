@@ -46,8 +46,8 @@ def test_a_budget_per_task_stops_each_task_nearest_b(campaign_file: Path, tmp_pa
     for task, steps in per_task.items():
         for j in range(1, len(steps) + 1):  # another trajectory while used + mean / 2 < B, then stop
             used = sum(steps[:j])
-            goes_on = used + used / (2 * j) < budget
-            assert goes_on == (j < len(steps)), (task, steps)
+            another = used + used / (2 * j) < budget  # the rule, restated
+            assert another == (j < len(steps)), (task, steps)
     assert any(len(s) >= 2 for s in per_task.values())  # some task took more than one wave
     first_wave = {min(r["item_id"] for r in rows if r["task_id"] == t) for t in per_task}
     assert first_wave == set(range(3))  # item ids (seeds) in wave order: wave 0 is items 0..2

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from evoagent import campaign, launch, registry
+from evoagent import evolution as evo
 from evoagent.envs.intercode_sql.answers import answer_key
 from evoagent.errors import UserError
 from evoagent.strategies.ranked import Ranked
@@ -46,7 +47,7 @@ def _ranked(tmp_path: Path, *scored: list[tuple[Trajectory, float]]) -> list[dic
                             "env.kind": "intercode_sql"}
                 ranked = Ranked(settings, store, [TASK], f"{FIT}{n}")
                 found = ranked.members([t.traj_id for t, _ in members]).values()
-                pop = {TASK: sorted(found, key=lambda m: -m.traj.fitness)}
+                pop = {TASK: evo.ranked(list(found))}  # as the strategies rank a task's members
                 picks[pick] = [by_id[m.traj_id] for m in ranked.picked(pop)[TASK]]
             out.append(picks)
     return out

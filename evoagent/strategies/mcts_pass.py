@@ -72,7 +72,7 @@ def _propose(ctx: Context, task: Task, leaf: Trajectory, n: int, rng: random.Ran
              guidance: Guidance) -> list[str]:
     """Up to ``n`` distinct next actions, in order of first proposal: each ask avoids the children
     found so far, and a repeat is asked again (at most ``ASKS_PER_CHILD * n`` asks in all)."""
-    shown = replace(task, gold="")  # the task as a policy may see it
+    shown = ctx.shown(task)  # the task as a policy may see it
     seen = masked(leaf.steps)
     found: list[str] = []
     for _ in range(ASKS_PER_CHILD * n):

@@ -172,17 +172,16 @@ BENCH_BEST_OF_N = (
                          random_pick=True, against=("sample",), order=2,
                          doc="floor(B / (L + s)) rollouts, the best by the reward model"),
 )
-_RANKING = RANKING_KEYS  # how members are ranked and the answer picked, as evolution does
 _EXECUTIONS = registry.Key(int, 0, lambda x: 0 <= x <= 10**9, "within 0..10^9 (0 = off: n trajectories)")
 _PER_TASK_BUDGET = "trajectories until B executions per task"
 RRO_PART = registry.Part("strategy", "rro", RRO, {"n": _n(1), "executions_per_task": _EXECUTIONS},
-                         shared_keys=_RANKING, doc="RRO step search, n trajectories (or a budget) per task",
+                         shared_keys=RANKING_KEYS, doc="RRO step search, n trajectories (or a budget) per task",
                          bench=(registry.BenchMethod("rro", _step_search("rro"), against=("ipr",), order=4,
                                                      doc=_PER_TASK_BUDGET),))
 IPR_PART = registry.Part("strategy", "ipr", IPR, {"n": _n(1), "executions_per_task": _EXECUTIONS},
-                         shared_keys=_RANKING,
+                         shared_keys=RANKING_KEYS,
                          doc="IPR step search (k candidates a step), n trajectories (or a budget) per task",
                          bench=(registry.BenchMethod("ipr", _step_search("ipr"), order=5, doc=_PER_TASK_BUDGET),))
 BEST_OF_N_PART = registry.Part("strategy", "best_of_n", BestOfN, {"n": _n(8), "allow_gold": registry.Key(bool, False)},
-                               shared_keys=_RANKING, doc="N rollouts per task, the best by the fitness reward model",
+                               shared_keys=RANKING_KEYS, doc="N rollouts per task, the best by the fitness reward model",
                                bench=BENCH_BEST_OF_N)

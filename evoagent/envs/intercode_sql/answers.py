@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 
+from evoagent.envs.intercode_sql.executor import ERROR_PREFIX
+
 __all__ = ["answer_key"]
 
-_ERROR = "Error executing query"
 _SCHEMA = re.compile(r"^\s*(show|describe|desc|explain|use)\b|\binformation_schema\b", re.IGNORECASE)
 _EMPTY = ("", "[]", "()")
 
@@ -20,6 +21,6 @@ _EMPTY = ("", "[]", "()")
 def answer_key(action: str, observation: str | None) -> str | None:
     """The normalised result an episode ended on, or None where it is no answer (see the module docstring)."""
     text = (observation or "").strip()
-    if text in _EMPTY or text.startswith(_ERROR) or _SCHEMA.search(action or ""):
+    if text in _EMPTY or text.startswith(ERROR_PREFIX.rstrip()) or _SCHEMA.search(action or ""):
         return None
     return " ".join(text.split())
